@@ -1,0 +1,307 @@
+//! Fully connected infinite-width kernels (NNGP and NTK), ReLU and Erf.
+//!
+//! The network is `depth × [Dense(W_std, b_std), act]` followed by a Dense
+//! readout, in NTK parameterisation, exactly as `neural_tangents.stax`
+//! (Lee et al. 2019; Arora et al. 2019). With `s = ⟨x,x'⟩/d`,
+//! `n = ‖x‖²/d`, `n' = ‖x'‖²/d`:
+//!
+//! ```text
+//! q¹ = W²·s + b²,   q¹ₐ = W²·n + b²,   Θ¹ = q¹
+//! per hidden layer:  F = act-kernel(q, qₐ, q_b),  Ḟ = derivative kernel
+//!     q ← W²·F + b²,   Θ ← q + W²·Θ·Ḟ       (the readout is the last Dense)
+//! ReLU: F = √(qₐq_b)/(2π)·(sin θ + (π−θ) cos θ), Ḟ = (π−θ)/(2π), θ = arccos(q/√(qₐq_b))
+//! Erf:  F = (2/π)·asin(2q/√((1+2qₐ)(1+2q_b))), Ḟ = (4/π)/√((1+2qₐ)(1+2q_b) − 4q²)
+//! ```
+//!
+//! Partial derivatives with respect to `(s, n, n')` are carried forward
+//! through the recursion (forward-mode, a handful of numbers per entry).
+//!
+//! Singular points: where two points are collinear the arc-cosine has an
+//! infinite slope (the kernel has a kink there). Cosines within
+//! [`COLLINEAR_TOL`] of ±1 are snapped to ±1 and the singular terms are set
+//! to zero (the symmetric subgradient, which is what central finite
+//! differences see); zero vectors with `b_std = 0` give cosine 0. Values and
+//! gradients are therefore always finite.
+
+use std::f64::consts::PI;
+
+use crate::simd::{asin_acos, multiversion};
+
+/// `1 − cos²θ` below which two points count as collinear (θ ≲ 1e-6): the
+/// computed cosine of a point with itself is `1 − O(ulp)`, not 1.
+pub const COLLINEAR_TOL: f64 = 1e-12;
+
+/// Activation of the hidden layers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Activation {
+    /// Rectified linear unit (arc-cosine kernel of order 1).
+    Relu,
+    /// Error function `erf(x)` (`stax.Erf(a=1, b=1, c=0)`).
+    Erf,
+}
+
+/// Which infinite-width kernel of the network.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FcKind {
+    /// Neural network Gaussian process kernel (the output covariance).
+    Nngp,
+    /// Neural tangent kernel.
+    Ntk,
+}
+
+/// Parameters of a fully connected kernel (validated by [`crate::KernelSpec`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct FcParams {
+    /// Number of hidden layers (0 = linear model).
+    pub depth: usize,
+    /// NNGP or NTK.
+    pub kind: FcKind,
+    /// Hidden activation.
+    pub act: Activation,
+    /// Weight standard deviation.
+    pub w_std: f64,
+    /// Bias standard deviation (0 = no bias).
+    pub b_std: f64,
+}
+
+const CH: usize = 64;
+const INV_2PI: f64 = 1.0 / (2.0 * PI);
+const INV_4PI: f64 = 1.0 / (4.0 * PI);
+
+/// ReLU layer at one entry: `(F, Ḟ, cos, sin, √(qₐq_b), snapped)`.
+#[inline(always)]
+fn relu_angle(q: f64, qa: f64, qb: f64) -> (f64, f64, f64, f64, f64) {
+    let r = (qa * qb).sqrt();
+    let c0 = if r > 0.0 { q / r } else { 0.0 };
+    let c1 = c0.max(-1.0).min(1.0);
+    let one_m = 1.0 - c1 * c1;
+    let snap = one_m <= COLLINEAR_TOL;
+    let c = if snap { 1.0f64.copysign(c1) } else { c1 };
+    let sin = if snap { 0.0 } else { one_m.sqrt() };
+    let (_, th) = asin_acos(c);
+    let f = r * (sin + (PI - th) * c) * INV_2PI;
+    let fd = (PI - th) * INV_2PI;
+    (f, fd, c, sin, r)
+}
+
+/// Erf layer at one entry: `(F, Ḟ, D)` with `D = (1+2qₐ)(1+2q_b) − 4q²`.
+#[inline(always)]
+fn erf_cross(q: f64, qa: f64, qb: f64) -> (f64, f64, f64) {
+    let ab = (1.0 + 2.0 * qa) * (1.0 + 2.0 * qb);
+    let z = (2.0 * q / ab.sqrt()).max(-1.0).min(1.0);
+    let (asin, _) = asin_acos(z);
+    let dd = (ab - 4.0 * q * q).max(f64::MIN_POSITIVE);
+    (2.0 / PI * asin, 4.0 / PI / dd.sqrt(), dd)
+}
+
+/// Diagonal layer map: `(F(qₐ), dF/dqₐ, Ḟ(qₐ), dḞ/dqₐ)`.
+#[inline(always)]
+fn diag_layer(act: Activation, qa: f64) -> (f64, f64, f64, f64) {
+    match act {
+        Activation::Relu => (0.5 * qa, 0.5, 0.5, 0.0),
+        Activation::Erf => {
+            let a = 1.0 + 2.0 * qa;
+            let (asin, _) = asin_acos(2.0 * qa / a);
+            let e = (1.0 + 4.0 * qa).sqrt();
+            (
+                2.0 / PI * asin,
+                4.0 / PI / (a * e),
+                4.0 / PI / e,
+                -8.0 / PI / (e * e * e),
+            )
+        }
+    }
+}
+
+impl FcParams {
+    /// `K(x, x)` and its derivative with respect to `n = ‖x‖²/d`.
+    pub fn diag(&self, n: f64) -> (f64, f64) {
+        let (w2, b2) = (self.w_std * self.w_std, self.b_std * self.b_std);
+        let (mut qa, mut dqa) = (w2 * n + b2, w2);
+        let (mut ta, mut dta) = (qa, dqa);
+        for _ in 0..self.depth {
+            let (f, df, fd, dfd) = diag_layer(self.act, qa);
+            let nqa = w2 * f + b2;
+            let ndqa = w2 * df * dqa;
+            let nta = nqa + w2 * ta * fd;
+            let ndta = ndqa + w2 * (dta * fd + ta * dfd * dqa);
+            (qa, dqa, ta, dta) = (nqa, ndqa, nta, ndta);
+        }
+        match self.kind {
+            FcKind::Nngp => (qa, dqa),
+            FcKind::Ntk => (ta, dta),
+        }
+    }
+}
+
+#[inline(always)]
+fn values_impl(p: &FcParams, s: &mut [f64], na: &[f64], nb: f64) {
+    let (w2, b2) = (p.w_std * p.w_std, p.b_std * p.b_std);
+    let ntk = p.kind == FcKind::Ntk;
+    for (sc, nac) in s.chunks_mut(CH).zip(na.chunks(CH)) {
+        let m = sc.len();
+        let mut q = [0.0f64; CH];
+        let mut qa = [0.0f64; CH];
+        let mut t = [0.0f64; CH];
+        for i in 0..m {
+            q[i] = w2 * sc[i] + b2;
+            qa[i] = w2 * nac[i] + b2;
+            t[i] = q[i];
+        }
+        let mut qb = w2 * nb + b2;
+        for _ in 0..p.depth {
+            match p.act {
+                Activation::Relu => {
+                    for i in 0..m {
+                        let (f, fd, _, _, _) = relu_angle(q[i], qa[i], qb);
+                        q[i] = w2 * f + b2;
+                        t[i] = q[i] + w2 * t[i] * fd;
+                        qa[i] = w2 * 0.5 * qa[i] + b2;
+                    }
+                }
+                Activation::Erf => {
+                    for i in 0..m {
+                        let (f, fd, _) = erf_cross(q[i], qa[i], qb);
+                        q[i] = w2 * f + b2;
+                        t[i] = q[i] + w2 * t[i] * fd;
+                        qa[i] = w2 * diag_layer(Activation::Erf, qa[i]).0 + b2;
+                    }
+                }
+            }
+            qb = w2 * diag_layer(p.act, qb).0 + b2;
+        }
+        let out = if ntk { &t } else { &q };
+        sc.copy_from_slice(&out[..m]);
+    }
+}
+
+multiversion! {
+    /// `s[i] ← K(s[i], na[i], nb)` over one column of a Gram matrix.
+    pub(crate) fn fc_values(p: &FcParams, s: &mut [f64], na: &[f64], nb: f64) => values_impl
+}
+
+/// Output slices of a partials evaluation (all the same length).
+#[derive(Debug)]
+pub struct PartialsMut<'a> {
+    /// `K`.
+    pub k: &'a mut [f64],
+    /// `∂K/∂s`.
+    pub ks: &'a mut [f64],
+    /// `∂K/∂n` (row point).
+    pub ka: &'a mut [f64],
+    /// `∂K/∂n'` (column point).
+    pub kb: &'a mut [f64],
+}
+
+#[inline(always)]
+fn partials_impl(p: &FcParams, s: &[f64], na: &[f64], nb: f64, out: PartialsMut<'_>) {
+    let (w2, b2) = (p.w_std * p.w_std, p.b_std * p.b_std);
+    let ntk = p.kind == FcKind::Ntk;
+    let n = s.len();
+    let mut base = 0;
+    while base < n {
+        let m = CH.min(n - base);
+        let mut q = [0.0f64; CH];
+        let mut q_s = [0.0f64; CH];
+        let mut q_a = [0.0f64; CH];
+        let mut q_b = [0.0f64; CH];
+        let mut t = [0.0f64; CH];
+        let mut t_s = [0.0f64; CH];
+        let mut t_a = [0.0f64; CH];
+        let mut t_b = [0.0f64; CH];
+        let mut qa = [0.0f64; CH];
+        let mut qa_n = [0.0f64; CH];
+        for i in 0..m {
+            q[i] = w2 * s[base + i] + b2;
+            q_s[i] = w2;
+            t[i] = q[i];
+            t_s[i] = w2;
+            qa[i] = w2 * na[base + i] + b2;
+            qa_n[i] = w2;
+        }
+        let mut qb = w2 * nb + b2;
+        let mut qb_n = w2;
+        for _ in 0..p.depth {
+            for i in 0..m {
+                // Layer maps and their partials with respect to (q, qa, qb).
+                let (f, fd, f_q, f_qa, f_qb, fd_q, fd_qa, fd_qb, fa, fa_d) = match p.act {
+                    Activation::Relu => {
+                        let (f, fd, c, sin, r) = relu_angle(q[i], qa[i], qb);
+                        let inv_qa = if qa[i] > 0.0 { 1.0 / qa[i] } else { 0.0 };
+                        let inv_qb = if qb > 0.0 { 1.0 / qb } else { 0.0 };
+                        let rs = r * sin;
+                        // 1/(r sinθ), zero at the snapped (collinear) points.
+                        let inv = if rs > 0.0 { 1.0 / rs } else { 0.0 };
+                        (
+                            f,
+                            fd,
+                            fd,
+                            sin * r * inv_qa * INV_4PI,
+                            sin * r * inv_qb * INV_4PI,
+                            inv * INV_2PI,
+                            -c * r * inv * inv_qa * INV_4PI,
+                            -c * r * inv * inv_qb * INV_4PI,
+                            0.5 * qa[i],
+                            0.5,
+                        )
+                    }
+                    Activation::Erf => {
+                        let (f, fd, dd) = erf_cross(q[i], qa[i], qb);
+                        let a = 1.0 + 2.0 * qa[i];
+                        let b = 1.0 + 2.0 * qb;
+                        let rd = 1.0 / dd.sqrt();
+                        let rd3 = rd * rd * rd;
+                        let (fa, fa_d, _, _) = diag_layer(Activation::Erf, qa[i]);
+                        (
+                            f,
+                            fd,
+                            fd,
+                            -4.0 / PI * q[i] / a * rd,
+                            -4.0 / PI * q[i] / b * rd,
+                            16.0 / PI * q[i] * rd3,
+                            -4.0 / PI * b * rd3,
+                            -4.0 / PI * a * rd3,
+                            fa,
+                            fa_d,
+                        )
+                    }
+                };
+                let nq_s = w2 * f_q * q_s[i];
+                let nq_a = w2 * (f_q * q_a[i] + f_qa * qa_n[i]);
+                let nq_b = w2 * (f_q * q_b[i] + f_qb * qb_n);
+                let nq = w2 * f + b2;
+                let dfd_s = fd_q * q_s[i];
+                let dfd_a = fd_q * q_a[i] + fd_qa * qa_n[i];
+                let dfd_b = fd_q * q_b[i] + fd_qb * qb_n;
+                t_s[i] = nq_s + w2 * (t_s[i] * fd + t[i] * dfd_s);
+                t_a[i] = nq_a + w2 * (t_a[i] * fd + t[i] * dfd_a);
+                t_b[i] = nq_b + w2 * (t_b[i] * fd + t[i] * dfd_b);
+                t[i] = nq + w2 * t[i] * fd;
+                q[i] = nq;
+                q_s[i] = nq_s;
+                q_a[i] = nq_a;
+                q_b[i] = nq_b;
+                qa_n[i] = w2 * fa_d * qa_n[i];
+                qa[i] = w2 * fa + b2;
+            }
+            let (fb, fb_d, _, _) = diag_layer(p.act, qb);
+            qb_n *= w2 * fb_d;
+            qb = w2 * fb + b2;
+        }
+        let (k, ks, ka, kb) = if ntk {
+            (&t, &t_s, &t_a, &t_b)
+        } else {
+            (&q, &q_s, &q_a, &q_b)
+        };
+        out.k[base..base + m].copy_from_slice(&k[..m]);
+        out.ks[base..base + m].copy_from_slice(&ks[..m]);
+        out.ka[base..base + m].copy_from_slice(&ka[..m]);
+        out.kb[base..base + m].copy_from_slice(&kb[..m]);
+        base += m;
+    }
+}
+
+multiversion! {
+    /// `K` and its partials with respect to `(s, na, nb)` over one column.
+    pub(crate) fn fc_partials(p: &FcParams, s: &[f64], na: &[f64], nb: f64, out: PartialsMut<'_>) => partials_impl
+}

@@ -1,0 +1,573 @@
+//! The [`Kernel`] trait and the engine shared by every kernel of this crate.
+//!
+//! Every kernel here is an *inner-product kernel*: `K(x, x') = f(s, n, n')`
+//! with `s = ⟨x,x'⟩/d`, `n = ‖x‖²/d`, `n' = ‖x'‖²/d`. So a Gram matrix is one
+//! GEMM (`S = A Bᵀ/d`) followed by one fused, parallel elementwise pass, and a
+//! vector-Jacobian product is that pass (with partial derivatives) followed by
+//! GEMMs:
+//!
+//! ```text
+//! dL/da_i = (1/d) Σ_j P_ij b_j + (2/d) (Σ_j g_ij ∂f/∂n) a_i,    P = g ∘ ∂f/∂s
+//! dL/db_j = (1/d) Σ_i P_ij a_i + (2/d) (Σ_i g_ij ∂f/∂n') b_j
+//! ```
+
+use std::fmt;
+
+use nalgebra::DMatrix;
+use rayon::prelude::*;
+
+use crate::error::{KernelError, Result};
+use crate::fc::{fc_partials, fc_values, FcParams, PartialsMut};
+use crate::linalg::{gemm, points, MatMut, MatRef, PointsView};
+use crate::spec::KernelSpec;
+
+/// Rows per parallel task of the elementwise passes.
+const ROW_BLOCK: usize = 2048;
+
+/// An inner-product kernel with analytic gradients.
+///
+/// Implementors supply the scalar map `f(s, n, n')` (values and partials over
+/// a column) and its diagonal `f(n, n, n)`; the provided methods do the rest.
+/// Inputs are `n × d` point sets ([`PointsView`]: any strides, so column-major
+/// nalgebra matrices and row-major buffers both work without copies).
+pub trait Kernel: Send + Sync + fmt::Debug {
+    /// The spec that names this kernel.
+    fn spec(&self) -> KernelSpec;
+
+    /// In place over one column: `s[i] ← f(s[i], na[i], nb)`.
+    fn map_values(&self, s: &mut [f64], na: &[f64], nb: f64);
+
+    /// Over one column: `f` and `∂f/∂s`, `∂f/∂n`, `∂f/∂n'` at `(s[i], na[i], nb)`.
+    fn map_partials(&self, s: &[f64], na: &[f64], nb: f64, out: PartialsMut<'_>);
+
+    /// `K(x, x) = f(n, n, n)` and its total derivative `d/dn`, `n = ‖x‖²/d`.
+    fn diag(&self, n: f64) -> (f64, f64);
+
+    /// `K(a, b)`, an `n1 × n2` matrix.
+    ///
+    /// # Errors
+    /// Empty inputs, different dimensions, non-finite entries.
+    fn gram(&self, a: &DMatrix<f64>, b: &DMatrix<f64>) -> Result<DMatrix<f64>> {
+        let mut out = DMatrix::zeros(0, 0);
+        self.gram_into(points(a), points(b), &mut out)?;
+        Ok(out)
+    }
+
+    /// `K(a, b)` into `out` (resized if its shape differs; no allocation
+    /// when it already has the right shape).
+    ///
+    /// # Errors
+    /// As [`Kernel::gram`].
+    fn gram_into(&self, a: PointsView<'_>, b: PointsView<'_>, out: &mut DMatrix<f64>) -> Result<()> {
+        check_pair(&a, &b)?;
+        let (na, nb) = (sq_norms(&a), sq_norms(&b));
+        inner_products(&a, &b, out);
+        map_columns(out, |col, rows, j| self.map_values(col, &na[rows], nb[j]));
+        Ok(())
+    }
+
+    /// `K(a, a)`: exactly symmetric, with the diagonal from [`Kernel::diag`]
+    /// (the angle of a point with itself is exactly 0).
+    ///
+    /// # Errors
+    /// As [`Kernel::gram`].
+    fn gram_sym(&self, a: &DMatrix<f64>) -> Result<DMatrix<f64>> {
+        let mut out = DMatrix::zeros(0, 0);
+        self.gram_sym_into(points(a), &mut out)?;
+        Ok(out)
+    }
+
+    /// [`Kernel::gram_sym`] into a caller-owned buffer.
+    ///
+    /// # Errors
+    /// As [`Kernel::gram`].
+    fn gram_sym_into(&self, a: PointsView<'_>, out: &mut DMatrix<f64>) -> Result<()> {
+        check_points("a", &a)?;
+        let na = sq_norms(&a);
+        inner_products(&a, &a, out);
+        map_columns(out, |col, rows, j| self.map_values(col, &na[rows], na[j]));
+        let n = na.len();
+        for (j, &nj) in na.iter().enumerate() {
+            out[(j, j)] = self.diag(nj).0;
+            for i in j + 1..n {
+                out[(j, i)] = out[(i, j)];
+            }
+        }
+        Ok(())
+    }
+
+    /// The diagonal `K(a_i, a_i)` alone (O(n·d)).
+    ///
+    /// # Errors
+    /// As [`Kernel::gram`].
+    fn gram_diag(&self, a: PointsView<'_>) -> Result<Vec<f64>> {
+        check_points("a", &a)?;
+        Ok(sq_norms(&a).into_iter().map(|n| self.diag(n).0).collect())
+    }
+
+    /// Vector-Jacobian product of `K(a, b)` with `g = dL/dK`: `(dL/da, dL/db)`.
+    ///
+    /// # Errors
+    /// As [`Kernel::gram`], and `g` not `n1 × n2` or non-finite.
+    fn vjp(&self, a: &DMatrix<f64>, b: &DMatrix<f64>, g: &DMatrix<f64>) -> Result<(DMatrix<f64>, DMatrix<f64>)> {
+        let (mut da, mut db) = (DMatrix::zeros(0, 0), DMatrix::zeros(0, 0));
+        self.vjp_into(points(a), points(b), g, Some(&mut da), Some(&mut db))?;
+        Ok((da, db))
+    }
+
+    /// [`Kernel::vjp`] into caller-owned buffers; pass `None` for a side that
+    /// is not needed (it saves a GEMM).
+    ///
+    /// # Errors
+    /// As [`Kernel::vjp`].
+    fn vjp_into(
+        &self,
+        a: PointsView<'_>,
+        b: PointsView<'_>,
+        g: &DMatrix<f64>,
+        da: Option<&mut DMatrix<f64>>,
+        db: Option<&mut DMatrix<f64>>,
+    ) -> Result<()> {
+        let mut lin = Linearization::default();
+        lin.compute(self, a, b, da.is_some())?;
+        lin.vjp_into(a, b, g, da, db)
+    }
+
+    /// Vector-Jacobian product of `K(a, a)` (as [`Kernel::gram_sym`]) with
+    /// `g = dL/dK` (any `n × n` matrix, not necessarily symmetric).
+    ///
+    /// # Errors
+    /// As [`Kernel::vjp`].
+    fn vjp_sym(&self, a: &DMatrix<f64>, g: &DMatrix<f64>) -> Result<DMatrix<f64>> {
+        let mut da = DMatrix::zeros(0, 0);
+        self.vjp_sym_into(points(a), g, &mut da)?;
+        Ok(da)
+    }
+
+    /// [`Kernel::vjp_sym`] into a caller-owned buffer.
+    ///
+    /// # Errors
+    /// As [`Kernel::vjp`].
+    fn vjp_sym_into(&self, a: PointsView<'_>, g: &DMatrix<f64>, da: &mut DMatrix<f64>) -> Result<()> {
+        check_points("a", &a)?;
+        let n = a.nrows();
+        check_g(g, n, n)?;
+        let na = sq_norms(&a);
+        let mut s = DMatrix::zeros(0, 0);
+        inner_products(&a, &a, &mut s);
+        let (mut k, mut ks, mut ka, mut kb) = (
+            DMatrix::zeros(n, n),
+            DMatrix::zeros(n, n),
+            DMatrix::zeros(n, n),
+            DMatrix::zeros(n, n),
+        );
+        for j in 0..n {
+            let r = j * n..(j + 1) * n;
+            self.map_partials(
+                &s.as_slice()[r.clone()],
+                &na,
+                na[j],
+                PartialsMut {
+                    k: &mut k.as_mut_slice()[r.clone()],
+                    ks: &mut ks.as_mut_slice()[r.clone()],
+                    ka: &mut ka.as_mut_slice()[r.clone()],
+                    kb: &mut kb.as_mut_slice()[r],
+                },
+            );
+        }
+        // dL/dx_k = Σ_{j≠k} (g_kj + g_jk) [∂f/∂s x_j + 2 ∂f/∂n x_k]/d + g_kk h'(n_k) 2x_k/d.
+        let mut p = DMatrix::zeros(n, n);
+        let mut rdiag = vec![0.0; n];
+        for kk in 0..n {
+            for j in 0..n {
+                if j == kk {
+                    continue;
+                }
+                let gs = g[(kk, j)] + g[(j, kk)];
+                p[(kk, j)] = gs * ks[(kk, j)];
+                rdiag[kk] += gs * ka[(kk, j)];
+            }
+            rdiag[kk] += g[(kk, kk)] * self.diag(na[kk]).1;
+        }
+        write_side(da, &a, &rdiag, |out| {
+            gemm(
+                out,
+                1.0 / a.ncols() as f64,
+                MatRef::from_dmatrix(&p),
+                MatRef::from_points(&a),
+                1.0,
+            )
+        });
+        Ok(())
+    }
+}
+
+/// A cross Gram matrix `K(a, b)` together with its partial derivatives,
+/// kept for a later vector-Jacobian product without recomputing the GEMM
+/// (the KIP loop's fast path: forward, solve, then backward).
+///
+/// Buffers are reused across calls of the same shape.
+#[derive(Clone, Debug, Default)]
+pub struct Linearization {
+    k: DMatrix<f64>,
+    ks: DMatrix<f64>,
+    ka: DMatrix<f64>,
+    kb: DMatrix<f64>,
+    na: Vec<f64>,
+    nb: Vec<f64>,
+    with_a: bool,
+    p: DMatrix<f64>,
+    r: Vec<f64>,
+}
+
+impl Linearization {
+    /// Evaluate `K(a, b)` and its partials; `with_a` keeps what is needed for
+    /// `dL/da` too (otherwise only `dL/db` can be asked for).
+    ///
+    /// # Errors
+    /// As [`Kernel::gram`].
+    pub fn compute<K: Kernel + ?Sized>(
+        &mut self,
+        kernel: &K,
+        a: PointsView<'_>,
+        b: PointsView<'_>,
+        with_a: bool,
+    ) -> Result<()> {
+        check_pair(&a, &b)?;
+        let (n1, n2) = (a.nrows(), b.nrows());
+        self.na.clear();
+        self.na.extend(sq_norms(&a));
+        self.nb.clear();
+        self.nb.extend(sq_norms(&b));
+        // The inner products go into `p` (scratch), partials into k/ks/ka/kb.
+        inner_products(&a, &b, &mut self.p);
+        for m in [&mut self.k, &mut self.ks, &mut self.kb] {
+            if m.shape() != (n1, n2) {
+                *m = DMatrix::zeros(n1, n2);
+            }
+        }
+        if with_a && self.ka.shape() != (n1, n2) {
+            self.ka = DMatrix::zeros(n1, n2);
+        }
+        let mut scratch_a = Vec::new();
+        let ka_slice: &mut [f64] = if with_a { self.ka.as_mut_slice() } else { &mut scratch_a };
+        self.with_a = with_a;
+        let (na, nb) = (&self.na, &self.nb);
+        let s = self.p.as_slice();
+        let cols = self
+            .k
+            .as_mut_slice()
+            .par_chunks_mut(n1)
+            .zip(self.ks.as_mut_slice().par_chunks_mut(n1))
+            .zip(self.kb.as_mut_slice().par_chunks_mut(n1))
+            .enumerate();
+        if with_a {
+            cols.zip(ka_slice.par_chunks_mut(n1))
+                .for_each(|((j, ((k, ks), kb)), ka)| {
+                    column_partials(kernel, &s[j * n1..(j + 1) * n1], na, nb[j], k, ks, ka, kb);
+                });
+        } else {
+            cols.for_each(|(j, ((k, ks), kb))| {
+                let mut ka = vec![0.0; n1];
+                column_partials(kernel, &s[j * n1..(j + 1) * n1], na, nb[j], k, ks, &mut ka, kb);
+            });
+        }
+        Ok(())
+    }
+
+    /// The Gram matrix `K(a, b)` of the last [`Linearization::compute`].
+    pub fn k(&self) -> &DMatrix<f64> {
+        &self.k
+    }
+
+    /// `(dL/da, dL/db)` for `g = dL/dK`, with the same `a`, `b` as
+    /// [`Linearization::compute`]; `None` skips a side.
+    ///
+    /// # Errors
+    /// `g` of the wrong shape or non-finite.
+    ///
+    /// # Panics
+    /// If `da` is asked for but `compute` ran with `with_a = false`, or if
+    /// `a`/`b` are not the points of the last `compute` (shape check only).
+    pub fn vjp_into(
+        &mut self,
+        a: PointsView<'_>,
+        b: PointsView<'_>,
+        g: &DMatrix<f64>,
+        da: Option<&mut DMatrix<f64>>,
+        db: Option<&mut DMatrix<f64>>,
+    ) -> Result<()> {
+        let (n1, n2) = self.k.shape();
+        assert_eq!(
+            (a.nrows(), b.nrows()),
+            (n1, n2),
+            "Linearization::vjp_into: points changed"
+        );
+        check_g(g, n1, n2)?;
+        let inv_d = 1.0 / a.ncols() as f64;
+        if let Some(da) = da {
+            assert!(self.with_a, "Linearization computed without with_a");
+            self.fill_p(g, true);
+            let r = std::mem::take(&mut self.r);
+            write_side(da, &a, &r, |out| {
+                gemm(out, inv_d, MatRef::from_dmatrix(&self.p), MatRef::from_points(&b), 1.0)
+            });
+            self.r = r;
+        }
+        if let Some(db) = db {
+            self.fill_p(g, false);
+            let r = std::mem::take(&mut self.r);
+            write_side(db, &b, &r, |out| {
+                gemm(
+                    out,
+                    inv_d,
+                    MatRef::from_dmatrix(&self.p).t(),
+                    MatRef::from_points(&a),
+                    1.0,
+                )
+            });
+            self.r = r;
+        }
+        Ok(())
+    }
+
+    /// `P = g ∘ ∂f/∂s`, and `r` = the row sums (side a) or column sums
+    /// (side b) of `g ∘ ∂f/∂n`. Deterministic (fixed summation order).
+    fn fill_p(&mut self, g: &DMatrix<f64>, side_a: bool) {
+        let (n1, n2) = self.k.shape();
+        if self.p.shape() != (n1, n2) {
+            self.p = DMatrix::zeros(n1, n2);
+        }
+        let (gs, ks) = (g.as_slice(), self.ks.as_slice());
+        self.p
+            .as_mut_slice()
+            .par_chunks_mut(n1)
+            .enumerate()
+            .for_each(|(j, pc)| {
+                for i in 0..n1 {
+                    pc[i] = gs[j * n1 + i] * ks[j * n1 + i];
+                }
+            });
+        if side_a {
+            let ka = self.ka.as_slice();
+            self.r.clear();
+            self.r.resize(n1, 0.0);
+            self.r.par_chunks_mut(ROW_BLOCK).enumerate().for_each(|(blk, rc)| {
+                let i0 = blk * ROW_BLOCK;
+                for j in 0..n2 {
+                    for (ii, r) in rc.iter_mut().enumerate() {
+                        let idx = j * n1 + i0 + ii;
+                        *r += gs[idx] * ka[idx];
+                    }
+                }
+            });
+        } else {
+            let kb = self.kb.as_slice();
+            self.r.clear();
+            self.r.resize(n2, 0.0);
+            self.r.par_iter_mut().enumerate().for_each(|(j, r)| {
+                let mut acc = 0.0;
+                for i in 0..n1 {
+                    acc += gs[j * n1 + i] * kb[j * n1 + i];
+                }
+                *r = acc;
+            });
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn column_partials<K: Kernel + ?Sized>(
+    kernel: &K,
+    s: &[f64],
+    na: &[f64],
+    nb: f64,
+    k: &mut [f64],
+    ks: &mut [f64],
+    ka: &mut [f64],
+    kb: &mut [f64],
+) {
+    kernel.map_partials(s, na, nb, PartialsMut { k, ks, ka, kb });
+}
+
+/// `out ← diag(2 r/d) x` then `f(out)` accumulates the GEMM part.
+fn write_side(out: &mut DMatrix<f64>, x: &PointsView<'_>, r: &[f64], f: impl FnOnce(MatMut<'_>)) {
+    let (n, d) = x.shape();
+    if out.shape() != (n, d) {
+        *out = DMatrix::zeros(n, d);
+    }
+    let two_over_d = 2.0 / d as f64;
+    let xr = MatRef::from_points(x);
+    out.as_mut_slice().par_chunks_mut(n).enumerate().for_each(|(c, col)| {
+        for (i, o) in col.iter_mut().enumerate() {
+            *o = two_over_d * r[i] * xr.at(i, c);
+        }
+    });
+    f(MatMut::from_dmatrix(out));
+}
+
+/// `S = a bᵀ / d` into `out` (resized if needed).
+fn inner_products(a: &PointsView<'_>, b: &PointsView<'_>, out: &mut DMatrix<f64>) {
+    let (n1, n2) = (a.nrows(), b.nrows());
+    if out.shape() != (n1, n2) {
+        *out = DMatrix::zeros(n1, n2);
+    }
+    let inv_d = 1.0 / a.ncols() as f64;
+    gemm(
+        MatMut::from_dmatrix(out),
+        inv_d,
+        MatRef::from_points(a),
+        MatRef::from_points(b).t(),
+        0.0,
+    );
+}
+
+/// Run `f(column piece, row range, column index)` over every column of `m`,
+/// in parallel over columns and row blocks.
+fn map_columns(m: &mut DMatrix<f64>, f: impl Fn(&mut [f64], std::ops::Range<usize>, usize) + Sync) {
+    let n1 = m.nrows();
+    if n1 == 0 {
+        return;
+    }
+    m.as_mut_slice().par_chunks_mut(n1).enumerate().for_each(|(j, col)| {
+        col.par_chunks_mut(ROW_BLOCK).enumerate().for_each(|(blk, piece)| {
+            let i0 = blk * ROW_BLOCK;
+            f(piece, i0..i0 + piece.len(), j);
+        });
+    });
+}
+
+/// `‖x_i‖²/d` for every row.
+fn sq_norms(x: &PointsView<'_>) -> Vec<f64> {
+    let d = x.ncols() as f64;
+    let xr = MatRef::from_points(x);
+    (0..x.nrows())
+        .into_par_iter()
+        .with_min_len(256)
+        .map(|i| (0..xr.cols()).map(|j| xr.at(i, j) * xr.at(i, j)).sum::<f64>() / d)
+        .collect()
+}
+
+fn check_points(what: &'static str, x: &PointsView<'_>) -> Result<()> {
+    let (n, d) = x.shape();
+    if n == 0 || d == 0 {
+        return Err(KernelError::Empty { what, rows: n, cols: d });
+    }
+    let xr = MatRef::from_points(x);
+    let bad = (0..n)
+        .into_par_iter()
+        .with_min_len(256)
+        .find_first(|&i| (0..d).any(|j| !xr.at(i, j).is_finite()));
+    if let Some(row) = bad {
+        let col = (0..d).position(|j| !xr.at(row, j).is_finite()).unwrap_or(0);
+        return Err(KernelError::NonFinite { what, row, col });
+    }
+    Ok(())
+}
+
+fn check_pair(a: &PointsView<'_>, b: &PointsView<'_>) -> Result<()> {
+    check_points("a", a)?;
+    check_points("b", b)?;
+    if a.ncols() != b.ncols() {
+        return Err(KernelError::Shape {
+            what: "b",
+            expected: format!("{} columns (as a)", a.ncols()),
+            got: format!("{} columns", b.ncols()),
+        });
+    }
+    Ok(())
+}
+
+fn check_g(g: &DMatrix<f64>, n1: usize, n2: usize) -> Result<()> {
+    if g.shape() != (n1, n2) {
+        return Err(KernelError::Shape {
+            what: "g",
+            expected: format!("{n1} x {n2}"),
+            got: format!("{} x {}", g.nrows(), g.ncols()),
+        });
+    }
+    if let Some(idx) = g.iter().position(|v| !v.is_finite()) {
+        return Err(KernelError::NonFinite {
+            what: "g",
+            row: idx % n1,
+            col: idx / n1,
+        });
+    }
+    Ok(())
+}
+
+/// The kernel a [`KernelSpec`] names: an enum, cheap to clone.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AnyKernel {
+    spec: KernelSpec,
+}
+
+impl AnyKernel {
+    /// Build from a spec (call [`KernelSpec::validate`] first for user input;
+    /// parsed specs are already valid).
+    pub fn from_spec(spec: KernelSpec) -> Self {
+        Self { spec }
+    }
+}
+
+impl Kernel for AnyKernel {
+    fn spec(&self) -> KernelSpec {
+        self.spec
+    }
+
+    fn map_values(&self, s: &mut [f64], na: &[f64], nb: f64) {
+        match &self.spec {
+            KernelSpec::Fc(p) => fc_values(p, s, na, nb),
+            KernelSpec::Rbf { gamma } => {
+                for (v, a) in s.iter_mut().zip(na) {
+                    *v = (-gamma * (a + nb - 2.0 * *v).max(0.0)).exp();
+                }
+            }
+            KernelSpec::Linear => {}
+        }
+    }
+
+    fn map_partials(&self, s: &[f64], na: &[f64], nb: f64, out: PartialsMut<'_>) {
+        match &self.spec {
+            KernelSpec::Fc(p) => fc_partials(p, s, na, nb, out),
+            KernelSpec::Rbf { gamma } => {
+                for i in 0..s.len() {
+                    // The distance is clamped at 0 against rounding.
+                    let k = (-gamma * (na[i] + nb - 2.0 * s[i]).max(0.0)).exp();
+                    out.k[i] = k;
+                    out.ks[i] = 2.0 * gamma * k;
+                    out.ka[i] = -gamma * k;
+                    out.kb[i] = -gamma * k;
+                }
+            }
+            KernelSpec::Linear => {
+                out.k.copy_from_slice(s);
+                out.ks.fill(1.0);
+                out.ka.fill(0.0);
+                out.kb.fill(0.0);
+            }
+        }
+    }
+
+    fn diag(&self, n: f64) -> (f64, f64) {
+        match &self.spec {
+            KernelSpec::Fc(p) => p.diag(n),
+            KernelSpec::Rbf { .. } => (1.0, 0.0),
+            KernelSpec::Linear => (n, 1.0),
+        }
+    }
+}
+
+/// Parse a spec string straight into a kernel.
+///
+/// # Errors
+/// As [`KernelSpec::from_str`](std::str::FromStr).
+pub fn kernel_from_str(s: &str) -> Result<AnyKernel> {
+    Ok(s.parse::<KernelSpec>()?.build())
+}
+
+impl From<FcParams> for AnyKernel {
+    fn from(p: FcParams) -> Self {
+        Self::from_spec(KernelSpec::Fc(p))
+    }
+}

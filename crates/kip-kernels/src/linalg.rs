@@ -1,0 +1,257 @@
+//! Zero-copy matrix views and one safe wrapper around the `gemm` crate.
+//!
+//! nalgebra stays the public matrix type; the heavy products run on the
+//! `gemm` crate (AVX-512 kernels selected at run time, AVX2/SSE fallback), on
+//! strided views of nalgebra buffers, so transposes and row-major buffers cost
+//! no copies.
+
+use nalgebra::{DMatrix, Dyn, MatrixView};
+
+/// An `n × d` view of points with arbitrary (non-negative) strides: a
+/// column-major [`DMatrix`], a transposed one, or a row-major buffer.
+pub type PointsView<'a> = MatrixView<'a, f64, Dyn, Dyn, Dyn, Dyn>;
+
+/// View a column-major matrix as points (one row per point).
+pub fn points(m: &DMatrix<f64>) -> PointsView<'_> {
+    let (n, d) = m.shape();
+    let (rs, cs) = empty_safe_strides(n, d, 1, n);
+    PointsView::from_slice_with_strides_generic(m.as_slice(), Dyn(n), Dyn(d), Dyn(rs), Dyn(cs))
+}
+
+/// Strides that nalgebra's bounds check accepts for empty views too.
+fn empty_safe_strides(n: usize, d: usize, rs: usize, cs: usize) -> (usize, usize) {
+    match (n, d) {
+        (0, _) => (1, 0),
+        (_, 0) => (0, 1),
+        _ => (rs, cs),
+    }
+}
+
+/// View a row-major `n × d` buffer (each point contiguous) as points.
+///
+/// # Panics
+/// If `data.len() != n * d`.
+pub fn points_row_major(data: &[f64], n: usize, d: usize) -> PointsView<'_> {
+    assert_eq!(data.len(), n * d, "row-major buffer length");
+    let (rs, cs) = empty_safe_strides(n, d, d, 1);
+    PointsView::from_slice_with_strides_generic(data, Dyn(n), Dyn(d), Dyn(rs), Dyn(cs))
+}
+
+/// A read-only strided matrix, the operand type of [`gemm`].
+#[derive(Clone, Copy, Debug)]
+pub struct MatRef<'a> {
+    data: &'a [f64],
+    rows: usize,
+    cols: usize,
+    rs: usize,
+    cs: usize,
+}
+
+impl<'a> MatRef<'a> {
+    /// A strided view over `data`: element `(i, j)` is `data[i*rs + j*cs]`.
+    ///
+    /// # Panics
+    /// If the last element lies outside `data`.
+    pub fn new(data: &'a [f64], rows: usize, cols: usize, rs: usize, cs: usize) -> Self {
+        if rows > 0 && cols > 0 {
+            assert!((rows - 1) * rs + (cols - 1) * cs < data.len(), "MatRef out of bounds");
+        }
+        Self {
+            data,
+            rows,
+            cols,
+            rs,
+            cs,
+        }
+    }
+    /// A column-major nalgebra matrix.
+    pub fn from_dmatrix(m: &'a DMatrix<f64>) -> Self {
+        Self::new(m.as_slice(), m.nrows(), m.ncols(), 1, m.nrows())
+    }
+    /// A points view (any strides).
+    pub fn from_points(v: &PointsView<'a>) -> Self {
+        let (rs, cs) = v.strides();
+        let (rows, cols) = v.shape();
+        // Safety of the slice: the view was built from a slice covering all
+        // its elements; rebuild that slice from its data pointer.
+        let len = if rows == 0 || cols == 0 {
+            0
+        } else {
+            (rows - 1) * rs + (cols - 1) * cs + 1
+        };
+        // SAFETY: nalgebra guarantees the view's elements lie within one
+        // allocation starting at `as_ptr()`; `len` covers exactly them.
+        let data = unsafe { std::slice::from_raw_parts(v.as_ptr(), len) };
+        Self::new(data, rows, cols, rs, cs)
+    }
+    /// A row-major `rows × cols` buffer.
+    pub fn row_major(data: &'a [f64], rows: usize, cols: usize) -> Self {
+        Self::new(data, rows, cols, cols, 1)
+    }
+    /// The transpose (free: swaps the strides).
+    pub fn t(self) -> Self {
+        Self {
+            rows: self.cols,
+            cols: self.rows,
+            rs: self.cs,
+            cs: self.rs,
+            data: self.data,
+        }
+    }
+    /// Number of rows.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+    /// Number of columns.
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+    /// Element `(i, j)`.
+    #[inline]
+    pub fn at(&self, i: usize, j: usize) -> f64 {
+        self.data[i * self.rs + j * self.cs]
+    }
+}
+
+/// A mutable strided matrix, the destination of [`gemm`].
+#[derive(Debug)]
+pub struct MatMut<'a> {
+    data: &'a mut [f64],
+    rows: usize,
+    cols: usize,
+    rs: usize,
+    cs: usize,
+}
+
+impl<'a> MatMut<'a> {
+    /// A strided mutable view over `data`.
+    ///
+    /// # Panics
+    /// If the last element lies outside `data`. Strides must not make two
+    /// elements alias (the constructors below never do).
+    pub fn new(data: &'a mut [f64], rows: usize, cols: usize, rs: usize, cs: usize) -> Self {
+        if rows > 0 && cols > 0 {
+            assert!((rows - 1) * rs + (cols - 1) * cs < data.len(), "MatMut out of bounds");
+        }
+        Self {
+            data,
+            rows,
+            cols,
+            rs,
+            cs,
+        }
+    }
+    /// A column-major nalgebra matrix.
+    pub fn from_dmatrix(m: &'a mut DMatrix<f64>) -> Self {
+        let (r, c) = m.shape();
+        Self::new(m.as_mut_slice(), r, c, 1, r)
+    }
+    /// A row-major `rows × cols` buffer.
+    pub fn row_major(data: &'a mut [f64], rows: usize, cols: usize) -> Self {
+        Self::new(data, rows, cols, cols, 1)
+    }
+    /// The transpose (free).
+    pub fn t(self) -> Self {
+        Self {
+            rows: self.cols,
+            cols: self.rows,
+            rs: self.cs,
+            cs: self.rs,
+            data: self.data,
+        }
+    }
+}
+
+/// Flop count above which [`gemm`] runs on the rayon pool.
+const PARALLEL_FLOPS: usize = 1 << 20;
+
+/// `c ← beta·c + alpha·a·b` (BLAS semantics; `beta = 0` never reads `c`, so
+/// an uninitialised or NaN-holding destination is fine).
+///
+/// Runs on the `gemm` crate, in parallel on the current rayon pool when the
+/// product is large; results do not depend on the thread count (the crate
+/// splits the output, never the inner dimension).
+///
+/// # Panics
+/// If the shapes do not agree.
+pub fn gemm(c: MatMut<'_>, alpha: f64, a: MatRef<'_>, b: MatRef<'_>, beta: f64) {
+    assert_eq!(a.cols, b.rows, "gemm: inner dimensions");
+    assert_eq!((c.rows, c.cols), (a.rows, b.cols), "gemm: output shape");
+    let (m, n, k) = (c.rows, c.cols, a.cols);
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        for i in 0..m {
+            for j in 0..n {
+                let x = &mut c.data[i * c.rs + j * c.cs];
+                *x = if beta == 0.0 { 0.0 } else { beta * *x };
+            }
+        }
+        return;
+    }
+    let flops = 2 * m * n * k;
+    let par = if flops >= PARALLEL_FLOPS && rayon::current_num_threads() > 1 {
+        gemm::Parallelism::Rayon(rayon::current_num_threads())
+    } else {
+        gemm::Parallelism::None
+    };
+    // SAFETY: all three views were bounds-checked at construction; `c` is a
+    // unique borrow, so it aliases neither `a` nor `b`. The gemm crate's
+    // naming is reversed from BLAS: dst = alpha·dst + beta·lhs·rhs.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c.data.as_mut_ptr(),
+            c.cs as isize,
+            c.rs as isize,
+            beta != 0.0,
+            a.data.as_ptr(),
+            a.cs as isize,
+            a.rs as isize,
+            b.data.as_ptr(),
+            b.cs as isize,
+            b.rs as isize,
+            beta,
+            alpha,
+            false,
+            false,
+            false,
+            par,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gemm_matches_nalgebra_with_transposes_and_accumulate() {
+        let a = DMatrix::from_fn(37, 19, |i, j| ((i * 7 + j * 3) % 11) as f64 - 5.0);
+        let b = DMatrix::from_fn(23, 19, |i, j| ((i * 5 + j) % 13) as f64 * 0.25);
+        let mut c = DMatrix::from_element(37, 23, 1.0);
+        gemm(
+            MatMut::from_dmatrix(&mut c),
+            2.0,
+            MatRef::from_dmatrix(&a),
+            MatRef::from_dmatrix(&b).t(),
+            0.5,
+        );
+        let want = DMatrix::from_element(37, 23, 0.5) + 2.0 * &a * b.transpose();
+        assert!((c - want).abs().max() < 1e-12);
+    }
+
+    #[test]
+    fn row_major_views_agree_with_column_major() {
+        let a = DMatrix::from_fn(5, 4, |i, j| (i * 4 + j) as f64);
+        let rm: Vec<f64> = (0..20).map(|x| x as f64).collect();
+        let v1 = points(&a);
+        let v2 = points_row_major(&rm, 5, 4);
+        assert_eq!(v1, v2);
+        let r = MatRef::from_points(&v2);
+        assert_eq!(r.at(3, 2), 14.0);
+    }
+}

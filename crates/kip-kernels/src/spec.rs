@@ -1,0 +1,329 @@
+//! `KernelSpec`: kernel names such as `fc1-ntk`, `fc2-nngp:w_std=1.4,b_std=0.1`,
+//! `fc1-ntk:act=erf`, `rbf:gamma=0.5`, `linear`.
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::error::{KernelError, Result};
+use crate::fc::{Activation, FcKind, FcParams};
+
+/// The accepted forms, quoted in every parse error.
+pub const ACCEPTED: &str = "fcL-ntk or fcL-nngp (L = 0..=64 hidden layers) with optional \
+:act=relu|erf,w_std=X,b_std=X (defaults relu, sqrt(2), 0.1); rbf[:gamma=X] (default 1); linear";
+
+/// Default weight standard deviation of FC kernels (√2, the reference's).
+pub const DEFAULT_W_STD: f64 = std::f64::consts::SQRT_2;
+/// Default bias standard deviation of FC kernels.
+pub const DEFAULT_B_STD: f64 = 0.1;
+/// Default RBF bandwidth `γ` in `exp(−γ‖x−x'‖²/d)`.
+pub const DEFAULT_GAMMA: f64 = 1.0;
+/// Largest accepted FC depth.
+pub const MAX_DEPTH: usize = 64;
+
+/// A kernel, by name and parameters. `spec.to_string().parse() == spec`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum KernelSpec {
+    /// Fully connected network kernel (see [`crate::fc`]).
+    Fc(FcParams),
+    /// `exp(−γ‖x−x'‖²/d)`.
+    Rbf {
+        /// Bandwidth γ > 0.
+        gamma: f64,
+    },
+    /// `⟨x, x'⟩/d`.
+    Linear,
+}
+
+impl KernelSpec {
+    /// The reference's default: FC1 NTK, ReLU, W_std = √2, b_std = 0.1.
+    pub fn fc_ntk(depth: usize) -> Self {
+        Self::Fc(FcParams {
+            depth,
+            kind: FcKind::Ntk,
+            act: Activation::Relu,
+            w_std: DEFAULT_W_STD,
+            b_std: DEFAULT_B_STD,
+        })
+    }
+
+    /// Check parameter ranges.
+    ///
+    /// # Errors
+    /// [`KernelError::Param`] naming the parameter.
+    pub fn validate(&self) -> Result<()> {
+        match *self {
+            KernelSpec::Fc(p) => {
+                if !(p.w_std.is_finite() && p.w_std > 0.0) {
+                    return Err(KernelError::Param {
+                        name: "w_std",
+                        value: p.w_std,
+                        expected: "a finite number > 0",
+                    });
+                }
+                if !(p.b_std.is_finite() && p.b_std >= 0.0) {
+                    return Err(KernelError::Param {
+                        name: "b_std",
+                        value: p.b_std,
+                        expected: "a finite number >= 0",
+                    });
+                }
+                if p.depth > MAX_DEPTH {
+                    return Err(KernelError::Param {
+                        name: "depth",
+                        value: p.depth as f64,
+                        expected: "0..=64",
+                    });
+                }
+            }
+            KernelSpec::Rbf { gamma } => {
+                if !(gamma.is_finite() && gamma > 0.0) {
+                    return Err(KernelError::Param {
+                        name: "gamma",
+                        value: gamma,
+                        expected: "a finite number > 0",
+                    });
+                }
+            }
+            KernelSpec::Linear => {}
+        }
+        Ok(())
+    }
+
+    /// Build the kernel this spec names.
+    pub fn build(&self) -> crate::AnyKernel {
+        crate::AnyKernel::from_spec(*self)
+    }
+
+    /// Parse a comma-separated list of specs (`fc1-ntk,fc2-ntk`); commas
+    /// inside a spec's parameter list are kept with that spec.
+    ///
+    /// # Errors
+    /// As [`KernelSpec::from_str`], for the first bad entry; an empty list.
+    pub fn parse_list(s: &str) -> Result<Vec<KernelSpec>> {
+        let mut out: Vec<String> = Vec::new();
+        for piece in s.split(',') {
+            let is_param = piece.contains('=') && !piece.contains(':');
+            match out.last_mut() {
+                Some(last) if is_param => {
+                    last.push(',');
+                    last.push_str(piece);
+                }
+                _ => out.push(piece.to_string()),
+            }
+        }
+        let specs = out.iter().map(|p| p.parse()).collect::<Result<Vec<_>>>()?;
+        if specs.is_empty() {
+            return Err(spec_err(s, "empty kernel list".into()));
+        }
+        Ok(specs)
+    }
+}
+
+fn spec_err(input: &str, reason: String) -> KernelError {
+    KernelError::Spec {
+        input: input.to_string(),
+        reason,
+        accepted: ACCEPTED,
+    }
+}
+
+fn levenshtein(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != *cb);
+            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+fn did_you_mean(name: &str) -> String {
+    let known = ["fc1-ntk", "fc1-nngp", "fc2-ntk", "fc3-ntk", "rbf", "linear"];
+    let best = known.iter().min_by_key(|k| levenshtein(name, k)).expect("non-empty");
+    if levenshtein(name, best) <= 3 {
+        format!("unknown kernel `{name}` (did you mean `{best}`?)")
+    } else {
+        format!("unknown kernel `{name}`")
+    }
+}
+
+fn parse_f64(input: &str, key: &str, v: &str) -> Result<f64> {
+    v.parse::<f64>()
+        .map_err(|_| spec_err(input, format!("parameter {key}=`{v}` is not a number")))
+}
+
+impl FromStr for KernelSpec {
+    type Err = KernelError;
+
+    fn from_str(input: &str) -> Result<Self> {
+        let s = input.trim();
+        let (name, params) = match s.split_once(':') {
+            Some((n, p)) => (n, Some(p)),
+            None => (s, None),
+        };
+        let mut kv: Vec<(&str, &str)> = Vec::new();
+        if let Some(p) = params {
+            for item in p.split(',') {
+                let (k, v) = item
+                    .split_once('=')
+                    .ok_or_else(|| spec_err(input, format!("parameter `{item}` is not key=value")))?;
+                if kv.iter().any(|(k0, _)| *k0 == k.trim()) {
+                    return Err(spec_err(input, format!("parameter `{}` given twice", k.trim())));
+                }
+                kv.push((k.trim(), v.trim()));
+            }
+        }
+        let spec = if let Some(rest) = name.strip_prefix("fc") {
+            let (depth, kind) = rest
+                .split_once('-')
+                .ok_or_else(|| spec_err(input, did_you_mean(name)))?;
+            let depth: usize = depth
+                .parse()
+                .map_err(|_| spec_err(input, format!("depth `{depth}` is not a non-negative integer")))?;
+            let kind = match kind {
+                "ntk" => FcKind::Ntk,
+                "nngp" => FcKind::Nngp,
+                _ => return Err(spec_err(input, format!("kernel kind `{kind}` (expected ntk or nngp)"))),
+            };
+            let mut p = FcParams {
+                depth,
+                kind,
+                act: Activation::Relu,
+                w_std: DEFAULT_W_STD,
+                b_std: DEFAULT_B_STD,
+            };
+            for (k, v) in kv {
+                match k {
+                    "act" => {
+                        p.act = match v {
+                            "relu" => Activation::Relu,
+                            "erf" => Activation::Erf,
+                            _ => return Err(spec_err(input, format!("activation `{v}` (expected relu or erf)"))),
+                        }
+                    }
+                    "w_std" => p.w_std = parse_f64(input, k, v)?,
+                    "b_std" => p.b_std = parse_f64(input, k, v)?,
+                    _ => {
+                        return Err(spec_err(
+                            input,
+                            format!("unknown parameter `{k}` for fc kernels (act, w_std, b_std)"),
+                        ))
+                    }
+                }
+            }
+            KernelSpec::Fc(p)
+        } else if name == "rbf" {
+            let mut gamma = DEFAULT_GAMMA;
+            for (k, v) in kv {
+                match k {
+                    "gamma" => gamma = parse_f64(input, k, v)?,
+                    _ => return Err(spec_err(input, format!("unknown parameter `{k}` for rbf (gamma)"))),
+                }
+            }
+            KernelSpec::Rbf { gamma }
+        } else if name == "linear" {
+            if let Some((k, _)) = kv.first() {
+                return Err(spec_err(input, format!("linear takes no parameters, got `{k}`")));
+            }
+            KernelSpec::Linear
+        } else {
+            return Err(spec_err(input, did_you_mean(name)));
+        };
+        spec.validate().map_err(|e| spec_err(input, e.to_string()))?;
+        Ok(spec)
+    }
+}
+
+impl fmt::Display for KernelSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KernelSpec::Fc(p) => {
+                let kind = match p.kind {
+                    FcKind::Ntk => "ntk",
+                    FcKind::Nngp => "nngp",
+                };
+                write!(f, "fc{}-{}", p.depth, kind)?;
+                let mut params = Vec::new();
+                if p.act == Activation::Erf {
+                    params.push("act=erf".to_string());
+                }
+                if p.w_std != DEFAULT_W_STD {
+                    params.push(format!("w_std={}", p.w_std));
+                }
+                if p.b_std != DEFAULT_B_STD {
+                    params.push(format!("b_std={}", p.b_std));
+                }
+                if !params.is_empty() {
+                    write!(f, ":{}", params.join(","))?;
+                }
+                Ok(())
+            }
+            KernelSpec::Rbf { gamma } if *gamma == DEFAULT_GAMMA => write!(f, "rbf"),
+            KernelSpec::Rbf { gamma } => write!(f, "rbf:gamma={gamma}"),
+            KernelSpec::Linear => write!(f, "linear"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_documented_examples_and_round_trips() {
+        for s in [
+            "fc1-ntk",
+            "fc3-nngp",
+            "fc2-ntk:w_std=1,b_std=0",
+            "fc1-ntk:act=erf",
+            "rbf:gamma=0.5",
+            "rbf",
+            "linear",
+            "fc0-nngp:act=erf,w_std=1.5,b_std=0.25",
+        ] {
+            let spec: KernelSpec = s.parse().unwrap();
+            assert_eq!(spec.to_string(), s, "print(parse(s)) == s");
+            assert_eq!(spec.to_string().parse::<KernelSpec>().unwrap(), spec);
+        }
+        let spec: KernelSpec = "fc1-ntk:b_std=0.1,w_std=1.4142135623730951".parse().unwrap();
+        assert_eq!(spec, KernelSpec::fc_ntk(1));
+    }
+
+    #[test]
+    fn errors_list_what_is_accepted() {
+        for (s, needle) in [
+            ("fc1-ntq", "expected ntk or nngp"),
+            ("fcx-ntk", "depth"),
+            ("fc1-ntk:act=tanh", "activation"),
+            ("fc1-ntk:w_std=-1", "w_std"),
+            ("fc1-ntk:w_std=abc", "not a number"),
+            ("fc1-ntk:b_std=nan", "b_std"),
+            ("fc1-ntk:foo=1", "unknown parameter"),
+            ("fc1-ntk:w_std", "key=value"),
+            ("rbf:gamma=0", "gamma"),
+            ("linear:gamma=1", "no parameters"),
+            ("fc99-ntk", "depth"),
+            ("fc1-ntk:w_std=1,w_std=2", "twice"),
+        ] {
+            let e = s.parse::<KernelSpec>().unwrap_err().to_string();
+            assert!(e.contains(needle), "{s}: {e}");
+            assert!(e.contains("accepted"), "{s}: {e}");
+        }
+        let e = "lineer".parse::<KernelSpec>().unwrap_err().to_string();
+        assert!(e.contains("did you mean `linear`"), "{e}");
+        let e = "fc1ntk".parse::<KernelSpec>().unwrap_err().to_string();
+        assert!(e.contains("did you mean `fc1-ntk`"), "{e}");
+    }
+
+    #[test]
+    fn lists_keep_parameter_commas() {
+        let v = KernelSpec::parse_list("fc1-ntk,fc2-ntk:w_std=1,b_std=0,rbf").unwrap();
+        assert_eq!(v.len(), 3);
+        assert_eq!(v[1].to_string(), "fc2-ntk:w_std=1,b_std=0");
+        assert!(KernelSpec::parse_list("fc1-ntk,bogus").is_err());
+    }
+}

@@ -1,0 +1,193 @@
+//! Properties over random inputs: symmetry, PSD, rotation invariance, and
+//! vector-Jacobian products against central finite differences (including
+//! duplicated points, where the arc-cosine recursion is singular).
+
+use kip_kernels::{AnyKernel, Kernel, KernelSpec};
+use nalgebra::DMatrix;
+use proptest::prelude::*;
+
+const SPECS: &[&str] = &[
+    "fc0-ntk",
+    "fc1-ntk",
+    "fc1-nngp",
+    "fc2-ntk",
+    "fc3-ntk",
+    "fc3-nngp",
+    "fc2-ntk:w_std=1,b_std=0",
+    "fc1-nngp:w_std=1,b_std=0",
+    "fc1-ntk:act=erf",
+    "fc3-ntk:act=erf",
+    "fc2-nngp:act=erf,w_std=1,b_std=0",
+    "rbf:gamma=0.5",
+    "linear",
+];
+
+fn kernel() -> impl Strategy<Value = AnyKernel> {
+    prop::sample::select(SPECS).prop_map(|s| s.parse::<KernelSpec>().unwrap().build())
+}
+
+fn matrix(rows: std::ops::Range<usize>, d: usize) -> impl Strategy<Value = DMatrix<f64>> {
+    rows.prop_flat_map(move |n| {
+        prop::collection::vec(-2.0f64..2.0, n * d).prop_map(move |v| DMatrix::from_vec(n, d, v))
+    })
+}
+
+/// Two point sets of the same dimension (d ≥ 2: in one dimension every pair
+/// is nearly collinear, where the arc-cosine kink makes finite differences
+/// inaccurate); `b` may share rows with `a`.
+fn pair() -> impl Strategy<Value = (DMatrix<f64>, DMatrix<f64>)> {
+    (2usize..7).prop_flat_map(|d| {
+        (
+            matrix(1..6, d),
+            matrix(1..6, d),
+            prop::collection::vec(any::<bool>(), 5),
+        )
+            .prop_map(|(a, mut b, dup)| {
+                for (j, &flag) in dup.iter().enumerate() {
+                    if flag && j < b.nrows() && j < a.nrows() {
+                        b.set_row(j, &a.row(j));
+                    }
+                }
+                (a, b)
+            })
+    })
+}
+
+/// max|got − want| / max|want|, with the scale floored at 1e-2 so that
+/// gradients that vanish (e.g. by symmetry at duplicated points) compare
+/// absolutely at 1e-8 (finite-difference round-off with h = 1e-7).
+fn rel(got: &DMatrix<f64>, want: &DMatrix<f64>) -> f64 {
+    (got - want).abs().max() / want.abs().max().max(1e-2)
+}
+
+/// Central finite differences of L(x) = Σ g ∘ f(x) with respect to x.
+fn fd(x: &DMatrix<f64>, f: impl Fn(&DMatrix<f64>) -> f64) -> DMatrix<f64> {
+    let mut out = DMatrix::zeros(x.nrows(), x.ncols());
+    for i in 0..x.nrows() {
+        for j in 0..x.ncols() {
+            // Small steps: at duplicated points the kernel has a symmetric kink whose
+            // central-difference bias is O(h).
+            let h = 1e-7 * x[(i, j)].abs().max(1.0);
+            let (mut xp, mut xm) = (x.clone(), x.clone());
+            xp[(i, j)] += h;
+            xm[(i, j)] -= h;
+            out[(i, j)] = (f(&xp) - f(&xm)) / (2.0 * h);
+        }
+    }
+    out
+}
+
+fn dot(g: &DMatrix<f64>, k: &DMatrix<f64>) -> f64 {
+    g.component_mul(k).sum()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+    #[test]
+    fn gram_is_transpose_symmetric((a, b) in pair(), k in kernel()) {
+        let kab = k.gram(&a, &b).unwrap();
+        let kba = k.gram(&b, &a).unwrap();
+        prop_assert!(rel(&kab, &kba.transpose()) < 1e-12);
+    }
+
+    #[test]
+    fn gram_sym_equals_gram_with_itself((a, _b) in pair(), k in kernel()) {
+        let s = k.gram_sym(&a).unwrap();
+        let g = k.gram(&a, &a).unwrap();
+        prop_assert!(s == s.transpose(), "gram_sym is exactly symmetric");
+        // The diagonal differs only by the rounded self-angle (≤ 1e-7 rel).
+        prop_assert!(rel(&s, &g) < 1e-7, "rel {}", rel(&s, &g));
+    }
+
+    #[test]
+    fn gram_sym_is_positive_semidefinite((a, b) in pair(), k in kernel()) {
+        let x = DMatrix::from_fn(a.nrows() + b.nrows(), a.ncols(), |i, j| {
+            if i < a.nrows() { a[(i, j)] } else { b[(i - a.nrows(), j)] }
+        });
+        let kxx = k.gram_sym(&x).unwrap();
+        let min = kxx.clone().symmetric_eigenvalues().min();
+        prop_assert!(min >= -1e-9 * kxx.trace(), "min eigenvalue {min}");
+    }
+
+    #[test]
+    fn fc_kernels_are_rotation_invariant((a, b) in pair(), k in kernel(), seed in prop::collection::vec(-1.0f64..1.0, 49)) {
+        let d = a.ncols();
+        let m = DMatrix::from_fn(d, d, |i, j| seed[(i * 7 + j) % 49] + if i == j { 2.0 } else { 0.0 });
+        let q = m.qr().q();
+        let k0 = k.gram(&a, &b).unwrap();
+        let k1 = k.gram(&(&a * &q), &(&b * &q)).unwrap();
+        prop_assert!(rel(&k1, &k0) < 1e-10, "rel {}", rel(&k1, &k0));
+    }
+
+    #[test]
+    fn vjp_matches_central_differences((a, b) in pair(), k in kernel(), gs in prop::collection::vec(-1.0f64..1.0, 25)) {
+        let g = DMatrix::from_fn(a.nrows(), b.nrows(), |i, j| gs[(i * 5 + j) % 25]);
+        let (da, db) = k.vjp(&a, &b, &g).unwrap();
+        let fa = fd(&a, |x| dot(&g, &k.gram(x, &b).unwrap()));
+        let fb = fd(&b, |x| dot(&g, &k.gram(&a, x).unwrap()));
+        prop_assert!(rel(&da, &fa) < 1e-6, "da rel {} {}", rel(&da, &fa), k.spec());
+        prop_assert!(rel(&db, &fb) < 1e-6, "db rel {} {}", rel(&db, &fb), k.spec());
+        prop_assert!(da.iter().chain(db.iter()).all(|v| v.is_finite()));
+    }
+
+    #[test]
+    fn vjp_sym_matches_central_differences((a, b) in pair(), k in kernel(), gs in prop::collection::vec(-1.0f64..1.0, 25), dup in any::<bool>()) {
+        // Optionally duplicate a point inside the set (K_ss with repeats).
+        let x = if dup && a.nrows() >= 2 {
+            let mut x = a.clone();
+            x.set_row(1, &a.row(0));
+            x
+        } else {
+            a.clone()
+        };
+        let _ = b;
+        let n = x.nrows();
+        let g = DMatrix::from_fn(n, n, |i, j| gs[(i * 5 + j) % 25]);
+        let dx = k.vjp_sym(&x, &g).unwrap();
+        let f = fd(&x, |y| dot(&g, &k.gram_sym(y).unwrap()));
+        prop_assert!(rel(&dx, &f) < 1e-6, "rel {} {}", rel(&dx, &f), k.spec());
+    }
+}
+
+#[test]
+fn singular_points_give_finite_values_and_gradients() {
+    // Zero vectors, identical, collinear and antipodal points.
+    let x = DMatrix::from_row_slice(
+        5,
+        3,
+        &[
+            0.0, 0.0, 0.0, 1.0, -2.0, 0.5, 2.0, -4.0, 1.0, -1.0, 2.0, -0.5, 1.0, -2.0, 0.5,
+        ],
+    );
+    for s in SPECS {
+        let k = s.parse::<KernelSpec>().unwrap().build();
+        let g = DMatrix::from_element(5, 5, 1.0);
+        let kxx = k.gram_sym(&x).unwrap();
+        let kx = k.gram(&x, &x).unwrap();
+        let dx = k.vjp_sym(&x, &g).unwrap();
+        let (da, db) = k.vjp(&x, &x, &g).unwrap();
+        for m in [&kxx, &kx, &dx, &da, &db] {
+            assert!(m.iter().all(|v| v.is_finite()), "{s}: {m}");
+        }
+    }
+}
+
+#[test]
+fn bad_inputs_are_errors_not_panics() {
+    let k = KernelSpec::fc_ntk(1).build();
+    let a = DMatrix::from_element(3, 4, 1.0);
+    let e = k.gram(&a, &DMatrix::from_element(2, 5, 1.0)).unwrap_err().to_string();
+    assert!(e.contains("shape mismatch"), "{e}");
+    let e = k.gram(&DMatrix::zeros(0, 4), &a).unwrap_err().to_string();
+    assert!(e.contains("empty input"), "{e}");
+    let mut nan = a.clone();
+    nan[(2, 1)] = f64::NAN;
+    let e = k.gram_sym(&nan).unwrap_err().to_string();
+    assert!(e.contains("non-finite value in a at row 2, column 1"), "{e}");
+    let mut inf = a.clone();
+    inf[(0, 3)] = f64::INFINITY;
+    assert!(k.gram(&a, &inf).is_err());
+    let e = k.vjp(&a, &a, &DMatrix::zeros(2, 2)).unwrap_err().to_string();
+    assert!(e.contains("g"), "{e}");
+}

@@ -1,0 +1,1 @@
+//! kip-krr (in progress).

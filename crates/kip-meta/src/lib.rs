@@ -1,0 +1,1 @@
+//! kip-meta (in progress).
