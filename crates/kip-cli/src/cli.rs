@@ -1,0 +1,229 @@
+//! Command-line definitions (clap). Flags convert into the libraries'
+//! parameter structs, which do the range checks.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Dataset distillation by kernel ridge regression: Kernel Inducing Points
+/// (KIP) and Label Solve, after Nguyen, Chen & Lee (ICLR 2021).
+#[derive(Debug, Parser)]
+#[command(name = "kip", version, about, long_about = None)]
+pub struct Cli {
+    /// Worker threads (default: all cores). Results do not depend on it.
+    #[arg(long, global = true, value_parser = clap::value_parser!(usize))]
+    pub threads: Option<usize>,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Learn a support set with KIP (default: the embedded digits set).
+    Distill(DistillArgs),
+    /// Solve for the best support labels in closed form (Label Solve).
+    LabelSolve(LabelSolveArgs),
+    /// KRR test accuracy of a saved support set, under any kernel.
+    Eval(EvalArgs),
+    /// Train finite-width networks on a support set and on natural images.
+    Transfer(TransferArgs),
+    /// Summarise a dataset or a run directory.
+    Inspect(InspectArgs),
+}
+
+/// Where the data comes from and how it is prepared.
+#[derive(Debug, Clone, Args)]
+pub struct DataArgs {
+    /// Dataset: digits (embedded), mnist, fashion-mnist, cifar10, npz:PATH.
+    #[arg(long, default_value = "digits")]
+    pub dataset: String,
+    /// Folder with the dataset's files, or its parent [default: $KIP_DATA_DIR].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Preprocessing fitted on the training set: standard, zca, zca:STRENGTH, none.
+    #[arg(long, default_value = "standard")]
+    pub preprocess: String,
+    /// Use the last N training images as the test set (never sampled as
+    /// targets). For CIFAR-10, 10000 is exactly data_batch_5.
+    #[arg(long, default_value_t = 0)]
+    pub holdout: usize,
+}
+
+/// `kip distill`.
+#[derive(Debug, Args)]
+pub struct DistillArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Kernel spec, or a comma-separated list to draw one per step
+    /// (e.g. fc1-ntk, fc3-ntk, fc2-nngp:w_std=1.4,b_std=0.1, rbf:gamma=1).
+    #[arg(long, default_value = "fc1-ntk")]
+    pub kernel: String,
+    /// Support images (class-balanced).
+    #[arg(long, default_value_t = 10)]
+    pub support: usize,
+    /// Target images drawn each step [default: 5000, or the largest
+    /// class-balanced batch the training set allows when smaller].
+    #[arg(long)]
+    pub target_batch: Option<usize>,
+    /// Adam steps (total, including steps done before a --resume).
+    #[arg(long, default_value_t = 300)]
+    pub steps: usize,
+    /// Adam learning rate.
+    #[arg(long, default_value_t = 0.01)]
+    pub lr: f64,
+    /// Adam bias-correction index of the first step: 1 as the authors'
+    /// notebook, 0 for textbook Adam.
+    #[arg(long, default_value_t = 1)]
+    pub adam_first_step: u64,
+    /// Also learn the support labels.
+    #[arg(long)]
+    pub learn_labels: bool,
+    /// Ridge relative to tr(K_ss)/n_support.
+    #[arg(long, default_value_t = 1e-6)]
+    pub reg: f64,
+    /// Seed of the initial sample, target batches and kernel draws.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Support initialisation: real (class-balanced sample) or noise.
+    #[arg(long, default_value = "real")]
+    pub init: String,
+    /// Standard deviation of noise initialisation (model space).
+    #[arg(long, default_value_t = 1.0)]
+    pub init_std: f64,
+    /// Fraction of support pixels replaced by noise and frozen, in [0, 1).
+    #[arg(long, default_value_t = 0.0)]
+    pub corrupt: f64,
+    /// Evaluate test accuracy every N steps (0: only at the start and end).
+    #[arg(long, default_value_t = 100)]
+    pub eval_every: usize,
+    /// Write a checkpoint every N steps (0: only at the end).
+    #[arg(long, default_value_t = 100)]
+    pub checkpoint_every: usize,
+    /// Test rows per kernel block during evaluation.
+    #[arg(long, default_value_t = 2000)]
+    pub eval_block: usize,
+    /// Run directory [default: runs/<dataset>-<support>-<time>].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Continue the run in this directory from its checkpoint (its
+    /// config.json supplies every setting but --steps and the output flags).
+    #[arg(long)]
+    pub resume: Option<PathBuf>,
+    /// No progress bar or messages, only errors.
+    #[arg(long)]
+    pub quiet: bool,
+    /// Print a JSON summary on stdout at the end.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `kip label-solve`.
+#[derive(Debug, Args)]
+pub struct LabelSolveArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Solve labels for this run's support images instead of a fresh sample.
+    #[arg(long)]
+    pub run: Option<PathBuf>,
+    /// Kernel spec.
+    #[arg(long, default_value = "fc1-ntk")]
+    pub kernel: String,
+    /// Support images of a fresh class-balanced sample.
+    #[arg(long, default_value_t = 100)]
+    pub support: usize,
+    /// Seed of the sample.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Ridge relative to tr(K_ss)/n_support.
+    #[arg(long, default_value_t = 1e-6)]
+    pub reg: f64,
+    /// Target rows per kernel block (all training images are the targets).
+    #[arg(long, default_value_t = 5000)]
+    pub block: usize,
+    /// Output directory [default: runs/label-solve-<dataset>-<support>-<time>].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Print a JSON summary on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `kip eval`.
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// Run directory (holds support.npz and config.json).
+    pub run: PathBuf,
+    /// Kernel spec [default: the run's first kernel].
+    #[arg(long)]
+    pub kernel: Option<String>,
+    /// Folder with the dataset's files, or its parent [default: the run's, then $KIP_DATA_DIR].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Ridge relative to tr(K_ss)/n_support [default: the run's].
+    #[arg(long)]
+    pub reg: Option<f64>,
+    /// Test rows per kernel block.
+    #[arg(long, default_value_t = 2000)]
+    pub block: usize,
+    /// Print JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `kip transfer`.
+#[derive(Debug, Args)]
+pub struct TransferArgs {
+    /// Run directory (holds support.npz and config.json).
+    pub run: PathBuf,
+    /// Folder with the dataset's files, or its parent [default: the run's, then $KIP_DATA_DIR].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Hidden layers.
+    #[arg(long, default_value_t = 1)]
+    pub depth: usize,
+    /// Hidden width.
+    #[arg(long, default_value_t = 1024)]
+    pub width: usize,
+    /// Parameterisation: ntk or standard.
+    #[arg(long, default_value = "ntk")]
+    pub param: String,
+    /// Loss: mse (against the support labels) or xent.
+    #[arg(long, default_value = "mse")]
+    pub loss: String,
+    /// Optimiser: sgd (momentum 0.9, cosine decay) or adam.
+    #[arg(long, default_value = "sgd")]
+    pub optimizer: String,
+    /// Learning rate [default: the trainer's documented default].
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Training steps.
+    #[arg(long, default_value_t = 1000)]
+    pub steps: usize,
+    /// Mini-batch size (capped at the support size).
+    #[arg(long, default_value_t = 100)]
+    pub batch: usize,
+    /// Seeds to average over.
+    #[arg(long, default_value_t = 3)]
+    pub seeds: usize,
+    /// Print JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `kip inspect`.
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// A run directory; without it, the dataset given by --dataset.
+    pub run: Option<PathBuf>,
+    /// Dataset to summarise: digits, mnist, fashion-mnist, cifar10, npz:PATH.
+    #[arg(long, default_value = "digits")]
+    pub dataset: String,
+    /// Folder with the dataset's files, or its parent [default: $KIP_DATA_DIR].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Print JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}

@@ -1,0 +1,80 @@
+//! Adam (Kingma & Ba 2015) over flat parameter vectors.
+
+use serde::{Deserialize, Serialize};
+
+/// Adam hyperparameters.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AdamParams {
+    /// Learning rate.
+    pub lr: f64,
+    /// First-moment decay β1.
+    pub b1: f64,
+    /// Second-moment decay β2.
+    pub b2: f64,
+    /// ε added to √v̂.
+    pub eps: f64,
+    /// Step index of the first update in the bias correction
+    /// `1 − β^(i+1)`: 0 is textbook Adam; 1 is what the authors' notebook
+    /// (and the reference peer) pass on their first step.
+    pub first_step_index: u64,
+}
+
+impl Default for AdamParams {
+    fn default() -> Self {
+        Self { lr: 0.01, b1: 0.9, b2: 0.999, eps: 1e-8, first_step_index: 1 }
+    }
+}
+
+/// Moments of one parameter vector.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct AdamState {
+    /// First moment.
+    pub m: Vec<f64>,
+    /// Second moment.
+    pub v: Vec<f64>,
+}
+
+impl AdamState {
+    /// Zero moments for `n` parameters.
+    pub fn new(n: usize) -> Self {
+        Self { m: vec![0.0; n], v: vec![0.0; n] }
+    }
+
+    /// One update at `step` (0-based count of updates done so far):
+    /// `m ← β1 m + (1−β1) g`, `v ← β2 v + (1−β2) g²`,
+    /// `p ← p − lr · m̂ / (√v̂ + ε)`, `m̂ = m/(1−β1^(i+1))`, `v̂ = v/(1−β2^(i+1))`,
+    /// `i = step + first_step_index` (as `jax.example_libraries.optimizers.adam`).
+    ///
+    /// # Panics
+    /// If the lengths differ.
+    pub fn update(&mut self, p: &AdamParams, step: usize, params: &mut [f64], grad: &[f64]) {
+        assert_eq!(params.len(), grad.len());
+        assert_eq!(self.m.len(), grad.len());
+        let i = (step as u64 + p.first_step_index) as f64;
+        let c1 = 1.0 - p.b1.powf(i + 1.0);
+        let c2 = 1.0 - p.b2.powf(i + 1.0);
+        for ((x, g), (m, v)) in params.iter_mut().zip(grad).zip(self.m.iter_mut().zip(self.v.iter_mut())) {
+            *m = (1.0 - p.b1) * g + p.b1 * *m;
+            *v = (1.0 - p.b2) * g * g + p.b2 * *v;
+            let mhat = *m / c1;
+            let vhat = *v / c2;
+            *x -= p.lr * mhat / (vhat.sqrt() + p.eps);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_textbook_step_moves_by_lr_times_sign() {
+        let p = AdamParams { first_step_index: 0, ..AdamParams::default() };
+        let mut s = AdamState::new(3);
+        let mut x = vec![1.0, 2.0, 3.0];
+        s.update(&p, 0, &mut x, &[0.5, -2.0, 0.0]);
+        assert!((x[0] - (1.0 - 0.01)).abs() < 1e-9);
+        assert!((x[1] - (2.0 + 0.01)).abs() < 1e-9);
+        assert_eq!(x[2], 3.0);
+    }
+}

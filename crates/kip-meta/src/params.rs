@@ -1,0 +1,183 @@
+//! KIP hyperparameters, validated once (linfa's ParamGuard idea).
+
+use kip_kernels::KernelSpec;
+use serde::{Deserialize, Serialize};
+
+use crate::adam::AdamParams;
+use crate::error::{MetaError, Result};
+
+/// How the support images start.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Init {
+    /// A class-balanced sample of real training images (the reference).
+    Real,
+    /// Gaussian noise `N(0, std²)` in model space, labels class-balanced.
+    Noise {
+        /// Standard deviation.
+        std: f64,
+    },
+}
+
+/// KIP parameters. Defaults are the reference's.
+///
+/// | name | default | meaning | range |
+/// |---|---|---|---|
+/// | `kernels` | `[fc1-ntk]` | kernel; several = one drawn per step ("sampling") | non-empty |
+/// | `n_support` | 100 | support images | ≥ number of classes, ≤ training size per class |
+/// | `n_target` | 5000 | target images drawn (class-balanced) each step | ≥ number of classes, ≤ training size per class |
+/// | `steps` | 1000 | Adam steps | ≥ 1 |
+/// | `adam.lr` | 0.01 | learning rate | finite, > 0 |
+/// | `adam.b1`, `adam.b2` | 0.9, 0.999 | moment decays | [0, 1) |
+/// | `adam.eps` | 1e-8 | Adam ε | finite, > 0 |
+/// | `adam.first_step_index` | 1 | bias-correction index of the first step (notebook: 1, textbook: 0) | 0 or 1 |
+/// | `reg` | 1e-6 | ridge relative to tr(K_ss)/n_s | finite, ≥ 0 |
+/// | `learn_labels` | false | also optimise the support labels | |
+/// | `init` | `Real` | support initialisation | noise std finite, > 0 |
+/// | `corrupt` | 0 | fraction of support pixels replaced by N(0,1) noise and frozen | [0, 1) |
+/// | `seed` | 0 | seeds init, target batches and kernel draws | any |
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct KipParams {
+    /// Kernel specs (`fc1-ntk`, ...).
+    pub kernels: Vec<String>,
+    /// Support set size.
+    pub n_support: usize,
+    /// Target batch size.
+    pub n_target: usize,
+    /// Number of steps.
+    pub steps: usize,
+    /// Adam settings (learning rate included).
+    pub adam: AdamParams,
+    /// Relative ridge.
+    pub reg: f64,
+    /// Learn the labels too.
+    pub learn_labels: bool,
+    /// Initialisation.
+    pub init: Init,
+    /// Corrupted (frozen) pixel fraction.
+    pub corrupt: f64,
+    /// Seed.
+    pub seed: u64,
+}
+
+impl Default for KipParams {
+    fn default() -> Self {
+        Self {
+            kernels: vec!["fc1-ntk".into()],
+            n_support: 100,
+            n_target: 5000,
+            steps: 1000,
+            adam: AdamParams::default(),
+            reg: 1e-6,
+            learn_labels: false,
+            init: Init::Real,
+            corrupt: 0.0,
+            seed: 0,
+        }
+    }
+}
+
+/// Parameters that passed [`KipParams::check`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct ValidKipParams {
+    params: KipParams,
+    kernels: Vec<KernelSpec>,
+}
+
+impl ValidKipParams {
+    /// The checked parameters.
+    pub fn params(&self) -> &KipParams {
+        &self.params
+    }
+    /// The parsed kernel specs.
+    pub fn kernels(&self) -> &[KernelSpec] {
+        &self.kernels
+    }
+}
+
+fn bad(name: &'static str, value: impl ToString, expected: &str) -> MetaError {
+    MetaError::Param { name, value: value.to_string(), expected: expected.to_string() }
+}
+
+impl KipParams {
+    /// Validate every field (the data-dependent limits, such as images per
+    /// class, are checked when the run starts).
+    ///
+    /// # Errors
+    /// [`MetaError::Param`] naming the first bad field; kernel spec errors.
+    pub fn check(self) -> Result<ValidKipParams> {
+        if self.kernels.is_empty() {
+            return Err(bad("kernel", "(none)", "at least one kernel spec"));
+        }
+        let kernels = self.kernels.iter().map(|s| s.parse::<KernelSpec>()).collect::<std::result::Result<Vec<_>, _>>()?;
+        if self.n_support == 0 {
+            return Err(bad("support", self.n_support, ">= 1"));
+        }
+        if self.n_target == 0 {
+            return Err(bad("target-batch", self.n_target, ">= 1"));
+        }
+        if self.steps == 0 {
+            return Err(bad("steps", self.steps, ">= 1"));
+        }
+        let a = &self.adam;
+        if !(a.lr.is_finite() && a.lr > 0.0) {
+            return Err(bad("lr", a.lr, "a finite number > 0"));
+        }
+        if !(0.0..1.0).contains(&a.b1) {
+            return Err(bad("adam-b1", a.b1, "[0, 1)"));
+        }
+        if !(0.0..1.0).contains(&a.b2) {
+            return Err(bad("adam-b2", a.b2, "[0, 1)"));
+        }
+        if !(a.eps.is_finite() && a.eps > 0.0) {
+            return Err(bad("adam-eps", a.eps, "a finite number > 0"));
+        }
+        if a.first_step_index > 1 {
+            return Err(bad("adam-first-step", a.first_step_index, "0 (textbook) or 1 (reference notebook)"));
+        }
+        if !(self.reg.is_finite() && self.reg >= 0.0) {
+            return Err(bad("reg", self.reg, "a finite number >= 0"));
+        }
+        if let Init::Noise { std } = self.init {
+            if !(std.is_finite() && std > 0.0) {
+                return Err(bad("init-std", std, "a finite number > 0"));
+            }
+        }
+        if !(0.0..1.0).contains(&self.corrupt) {
+            return Err(bad("corrupt", self.corrupt, "[0, 1)"));
+        }
+        Ok(ValidKipParams { params: self, kernels })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_each_check_trips() {
+        assert!(KipParams::default().check().is_ok());
+        let cases: Vec<(KipParams, &str)> = vec![
+            (KipParams { kernels: vec![], ..Default::default() }, "kernel"),
+            (KipParams { kernels: vec!["fc1-ntq".into()], ..Default::default() }, "fc1-ntq"),
+            (KipParams { n_support: 0, ..Default::default() }, "support"),
+            (KipParams { n_target: 0, ..Default::default() }, "target-batch"),
+            (KipParams { steps: 0, ..Default::default() }, "steps"),
+            (KipParams { adam: AdamParams { lr: 0.0, ..Default::default() }, ..Default::default() }, "lr"),
+            (KipParams { adam: AdamParams { lr: f64::NAN, ..Default::default() }, ..Default::default() }, "lr"),
+            (KipParams { adam: AdamParams { b1: 1.0, ..Default::default() }, ..Default::default() }, "adam-b1"),
+            (KipParams { adam: AdamParams { b2: -0.1, ..Default::default() }, ..Default::default() }, "adam-b2"),
+            (KipParams { adam: AdamParams { eps: 0.0, ..Default::default() }, ..Default::default() }, "adam-eps"),
+            (
+                KipParams { adam: AdamParams { first_step_index: 2, ..Default::default() }, ..Default::default() },
+                "adam-first-step",
+            ),
+            (KipParams { reg: -1.0, ..Default::default() }, "reg"),
+            (KipParams { init: Init::Noise { std: 0.0 }, ..Default::default() }, "init-std"),
+            (KipParams { corrupt: 1.0, ..Default::default() }, "corrupt"),
+        ];
+        for (p, needle) in cases {
+            let e = p.check().unwrap_err().to_string();
+            assert!(e.contains(needle), "{needle}: {e}");
+        }
+    }
+}
