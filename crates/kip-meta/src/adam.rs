@@ -21,7 +21,13 @@ pub struct AdamParams {
 
 impl Default for AdamParams {
     fn default() -> Self {
-        Self { lr: 0.01, b1: 0.9, b2: 0.999, eps: 1e-8, first_step_index: 1 }
+        Self {
+            lr: 0.01,
+            b1: 0.9,
+            b2: 0.999,
+            eps: 1e-8,
+            first_step_index: 1,
+        }
     }
 }
 
@@ -37,7 +43,10 @@ pub struct AdamState {
 impl AdamState {
     /// Zero moments for `n` parameters.
     pub fn new(n: usize) -> Self {
-        Self { m: vec![0.0; n], v: vec![0.0; n] }
+        Self {
+            m: vec![0.0; n],
+            v: vec![0.0; n],
+        }
     }
 
     /// One update at `step` (0-based count of updates done so far):
@@ -53,7 +62,11 @@ impl AdamState {
         let i = (step as u64 + p.first_step_index) as f64;
         let c1 = 1.0 - p.b1.powf(i + 1.0);
         let c2 = 1.0 - p.b2.powf(i + 1.0);
-        for ((x, g), (m, v)) in params.iter_mut().zip(grad).zip(self.m.iter_mut().zip(self.v.iter_mut())) {
+        for ((x, g), (m, v)) in params
+            .iter_mut()
+            .zip(grad)
+            .zip(self.m.iter_mut().zip(self.v.iter_mut()))
+        {
             *m = (1.0 - p.b1) * g + p.b1 * *m;
             *v = (1.0 - p.b2) * g * g + p.b2 * *v;
             let mhat = *m / c1;
@@ -69,7 +82,10 @@ mod tests {
 
     #[test]
     fn first_textbook_step_moves_by_lr_times_sign() {
-        let p = AdamParams { first_step_index: 0, ..AdamParams::default() };
+        let p = AdamParams {
+            first_step_index: 0,
+            ..AdamParams::default()
+        };
         let mut s = AdamState::new(3);
         let mut x = vec![1.0, 2.0, 3.0];
         s.update(&p, 0, &mut x, &[0.5, -2.0, 0.0]);

@@ -13,8 +13,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use nalgebra::DMatrix;
-use rand_chacha::ChaCha8Rng;
 use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::adam::AdamState;
@@ -55,11 +55,17 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 }
 
 fn io_err(path: &Path, source: std::io::Error) -> MetaError {
-    MetaError::Io { path: path.to_path_buf(), source }
+    MetaError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 fn bad(path: &Path, reason: impl Into<String>) -> MetaError {
-    MetaError::Checkpoint { path: path.to_path_buf(), reason: reason.into() }
+    MetaError::Checkpoint {
+        path: path.to_path_buf(),
+        reason: reason.into(),
+    }
 }
 
 /// Write `bytes` to `path` atomically (temporary file, fsync, rename).
@@ -67,8 +73,14 @@ fn bad(path: &Path, reason: impl Into<String>) -> MetaError {
 /// # Errors
 /// [`MetaError::Io`]; no partial file is left behind.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().ok_or_else(|| bad(path, "not a file path"))?.to_string_lossy();
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .ok_or_else(|| bad(path, "not a file path"))?
+        .to_string_lossy();
     let tmp: PathBuf = dir.join(format!(".{name}.tmp-{}", std::process::id()));
     let result = (|| {
         let mut f = fs::File::create(&tmp)?;
@@ -161,20 +173,47 @@ fn from_bytes(path: &Path, bytes: &[u8]) -> Result<(KipState, CheckpointMeta)> {
     let n_mask = if meta.has_frozen { n * d } else { 0 };
     let payload = &body[16 + hlen..];
     if payload.len() != 8 * n_f64 + n_mask || meta.labels.len() != n {
-        return Err(bad(path, format!("payload of {} bytes does not match {n} x {d} support, {c} classes", payload.len())));
+        return Err(bad(
+            path,
+            format!(
+                "payload of {} bytes does not match {n} x {d} support, {c} classes",
+                payload.len()
+            ),
+        ));
     }
-    let mut vals = payload[..8 * n_f64].chunks_exact(8).map(|b| f64::from_le_bytes(b.try_into().expect("8 bytes")));
+    let mut vals = payload[..8 * n_f64]
+        .chunks_exact(8)
+        .map(|b| f64::from_le_bytes(b.try_into().expect("8 bytes")));
     let mut take = |k: usize| -> Vec<f64> { vals.by_ref().take(k).collect() };
     let x_s = DMatrix::from_vec(n, d, take(n * d));
     let y_s = DMatrix::from_vec(n, c, take(n * c));
-    let adam_x = AdamState { m: take(n * d), v: take(n * d) };
-    let adam_y = AdamState { m: take(n * c), v: take(n * c) };
+    let adam_x = AdamState {
+        m: take(n * d),
+        v: take(n * d),
+    };
+    let adam_y = AdamState {
+        m: take(n * c),
+        v: take(n * c),
+    };
     let frozen = payload[8 * n_f64..].iter().map(|&b| b != 0).collect();
-    let seed: [u8; 32] = meta.rng_seed.as_slice().try_into().map_err(|_| bad(path, "bad RNG seed"))?;
+    let seed: [u8; 32] = meta
+        .rng_seed
+        .as_slice()
+        .try_into()
+        .map_err(|_| bad(path, "bad RNG seed"))?;
     let mut rng = ChaCha8Rng::from_seed(seed);
     rng.set_stream(meta.rng_stream);
     rng.set_word_pos(meta.rng_word_pos.parse().map_err(|_| bad(path, "bad RNG position"))?);
-    let state = KipState { step: meta.step, x_s, y_s, labels: meta.labels.clone(), adam_x, adam_y, frozen, rng };
+    let state = KipState {
+        step: meta.step,
+        x_s,
+        y_s,
+        labels: meta.labels.clone(),
+        adam_x,
+        adam_y,
+        frozen,
+        rng,
+    };
     Ok((state, meta))
 }
 
@@ -191,9 +230,17 @@ mod tests {
             x_s: DMatrix::from_fn(3, 4, |i, j| (i * 4 + j) as f64 * 0.1 - 0.3),
             y_s: DMatrix::from_fn(3, 2, |i, j| (i + j) as f64),
             labels: vec![0, 1, 1],
-            adam_x: AdamState { m: vec![0.5; 12], v: vec![0.25; 12] },
-            adam_y: AdamState { m: vec![1.5; 6], v: vec![2.5; 6] },
-            frozen: vec![true, false, false, true, false, false, false, false, false, false, false, true],
+            adam_x: AdamState {
+                m: vec![0.5; 12],
+                v: vec![0.25; 12],
+            },
+            adam_y: AdamState {
+                m: vec![1.5; 6],
+                v: vec![2.5; 6],
+            },
+            frozen: vec![
+                true, false, false, true, false, false, false, false, false, false, false, true,
+            ],
             rng,
         }
     }
@@ -209,7 +256,11 @@ mod tests {
         assert_eq!(meta.kernels, vec!["fc1-ntk".to_string()]);
         let (mut r1, mut r2) = (s.rng.clone(), back.rng.clone());
         assert_eq!(r1.random::<u64>(), r2.random::<u64>());
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no temporary file left");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no temporary file left"
+        );
     }
 
     #[test]

@@ -18,7 +18,9 @@ pub enum MetaError {
     },
     /// The loss or gradient became NaN or infinite; the state is left as it
     /// was before the step.
-    #[error("non-finite {what} at step {step} (lower the learning rate or raise --reg); the state before this step is kept")]
+    #[error(
+        "non-finite {what} at step {step} (lower the learning rate or raise --reg); the state before this step is kept"
+    )]
     NonFinite {
         /// `loss` or `gradient`.
         what: &'static str,

@@ -79,7 +79,10 @@ fn check_per_class(what: &'static str, n: usize, by_class: &[Vec<usize>]) -> Res
             return Err(MetaError::Param {
                 name: what,
                 value: n.to_string(),
-                expected: format!("at most {} images of class {k} exist in the training set", members.len()),
+                expected: format!(
+                    "at most {} images of class {k} exist in the training set",
+                    members.len()
+                ),
             });
         }
     }
@@ -155,7 +158,11 @@ impl Kip {
         if !ok {
             return Err(MetaError::Param {
                 name: "resume",
-                value: format!("state with support {:?}, labels {:?}", state.x_s.shape(), state.y_s.shape()),
+                value: format!(
+                    "state with support {:?}, labels {:?}",
+                    state.x_s.shape(),
+                    state.y_s.shape()
+                ),
                 expected: format!("support {n_s} x {d} and {c} classes, as the run's parameters and data"),
             });
         }
@@ -202,7 +209,11 @@ impl Kip {
         let (d, c) = (self.train.dim(), self.train.n_classes());
         // Work on a copy of the rng so that a failed step changes nothing.
         let mut rng = self.state.rng.clone();
-        let which = if self.kernels.len() > 1 { rng.random_range(0..self.kernels.len()) } else { 0 };
+        let which = if self.kernels.len() > 1 {
+            rng.random_range(0..self.kernels.len())
+        } else {
+            0
+        };
         self.t_idx = class_balanced(&self.by_class, p.n_target, &mut rng)?;
         self.t_labels.clear();
         self.t_labels.extend(self.t_idx.iter().map(|&i| self.train.labels()[i]));
@@ -252,7 +263,10 @@ impl Kip {
             adam_y = Some(a);
         }
         if !x_new.iter().all(|v| v.is_finite()) || y_new.as_ref().is_some_and(|y| !y.iter().all(|v| v.is_finite())) {
-            return Err(MetaError::NonFinite { what: "support update", step });
+            return Err(MetaError::NonFinite {
+                what: "support update",
+                step,
+            });
         }
         self.state.x_s = x_new;
         self.state.adam_x = adam_x;
@@ -262,7 +276,12 @@ impl Kip {
         }
         self.state.rng = rng;
         self.state.step += 1;
-        Ok(StepInfo { step, stats, kernel: which, jitter: self.ws.jitter })
+        Ok(StepInfo {
+            step,
+            stats,
+            kernel: which,
+            jitter: self.ws.jitter,
+        })
     }
 
     /// KRR accuracy and loss of the current support set on a test set, with

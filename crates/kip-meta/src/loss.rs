@@ -80,7 +80,13 @@ pub fn kip_loss_grad(
     ws.alpha.copy_from(y_s);
     chol.solve_in_place(&mut ws.alpha);
     resize(&mut ws.pred, n_t, c);
-    gemm(MatMut::from_dmatrix(&mut ws.pred), 1.0, MatRef::from_dmatrix(ws.lin.k()), MatRef::from_dmatrix(&ws.alpha), 0.0);
+    gemm(
+        MatMut::from_dmatrix(&mut ws.pred),
+        1.0,
+        MatRef::from_dmatrix(ws.lin.k()),
+        MatRef::from_dmatrix(&ws.alpha),
+        0.0,
+    );
 
     // Residual R = (pred − y_t)/(n_t C) in place of pred; loss and accuracy.
     let scale = 1.0 / (n_t * c) as f64;
@@ -103,21 +109,42 @@ pub fn kip_loss_grad(
             ws.pred[(i, j)] = r * scale;
         }
     }
-    let stats = LossStats { loss: 0.5 * sq * scale, target_acc: hits as f64 / n_t as f64 };
+    let stats = LossStats {
+        loss: 0.5 * sq * scale,
+        target_acc: hits as f64 / n_t as f64,
+    };
     if !grad {
         return Ok(stats);
     }
     let r = &ws.pred;
     // dL/dK_ts = R αᵀ.
     resize(&mut ws.g_ts, n_t, n_s);
-    gemm(MatMut::from_dmatrix(&mut ws.g_ts), 1.0, MatRef::from_dmatrix(r), MatRef::from_dmatrix(&ws.alpha).t(), 0.0);
+    gemm(
+        MatMut::from_dmatrix(&mut ws.g_ts),
+        1.0,
+        MatRef::from_dmatrix(r),
+        MatRef::from_dmatrix(&ws.alpha).t(),
+        0.0,
+    );
     // β = (K_ss+λI)⁻¹ K_tsᵀ R.
     resize(&mut ws.beta, n_s, c);
-    gemm(MatMut::from_dmatrix(&mut ws.beta), 1.0, MatRef::from_dmatrix(ws.lin.k()).t(), MatRef::from_dmatrix(r), 0.0);
+    gemm(
+        MatMut::from_dmatrix(&mut ws.beta),
+        1.0,
+        MatRef::from_dmatrix(ws.lin.k()).t(),
+        MatRef::from_dmatrix(r),
+        0.0,
+    );
     chol.solve_in_place(&mut ws.beta);
     // dL/dK_ss = −β αᵀ − (reg/n_s) tr(β αᵀ) I.
     resize(&mut ws.g_ss, n_s, n_s);
-    gemm(MatMut::from_dmatrix(&mut ws.g_ss), -1.0, MatRef::from_dmatrix(&ws.beta), MatRef::from_dmatrix(&ws.alpha).t(), 0.0);
+    gemm(
+        MatMut::from_dmatrix(&mut ws.g_ss),
+        -1.0,
+        MatRef::from_dmatrix(&ws.beta),
+        MatRef::from_dmatrix(&ws.alpha).t(),
+        0.0,
+    );
     let tr: f64 = ws.beta.iter().zip(ws.alpha.iter()).map(|(b, a)| b * a).sum();
     for i in 0..n_s {
         ws.g_ss[(i, i)] -= reg / n_s as f64 * tr;

@@ -95,7 +95,11 @@ impl ValidKipParams {
 }
 
 fn bad(name: &'static str, value: impl ToString, expected: &str) -> MetaError {
-    MetaError::Param { name, value: value.to_string(), expected: expected.to_string() }
+    MetaError::Param {
+        name,
+        value: value.to_string(),
+        expected: expected.to_string(),
+    }
 }
 
 impl KipParams {
@@ -108,7 +112,11 @@ impl KipParams {
         if self.kernels.is_empty() {
             return Err(bad("kernel", "(none)", "at least one kernel spec"));
         }
-        let kernels = self.kernels.iter().map(|s| s.parse::<KernelSpec>()).collect::<std::result::Result<Vec<_>, _>>()?;
+        let kernels = self
+            .kernels
+            .iter()
+            .map(|s| s.parse::<KernelSpec>())
+            .collect::<std::result::Result<Vec<_>, _>>()?;
         if self.n_support == 0 {
             return Err(bad("support", self.n_support, ">= 1"));
         }
@@ -132,7 +140,11 @@ impl KipParams {
             return Err(bad("adam-eps", a.eps, "a finite number > 0"));
         }
         if a.first_step_index > 1 {
-            return Err(bad("adam-first-step", a.first_step_index, "0 (textbook) or 1 (reference notebook)"));
+            return Err(bad(
+                "adam-first-step",
+                a.first_step_index,
+                "0 (textbook) or 1 (reference notebook)",
+            ));
         }
         if !(self.reg.is_finite() && self.reg >= 0.0) {
             return Err(bad("reg", self.reg, "a finite number >= 0"));
@@ -157,23 +169,122 @@ mod tests {
     fn defaults_are_valid_and_each_check_trips() {
         assert!(KipParams::default().check().is_ok());
         let cases: Vec<(KipParams, &str)> = vec![
-            (KipParams { kernels: vec![], ..Default::default() }, "kernel"),
-            (KipParams { kernels: vec!["fc1-ntq".into()], ..Default::default() }, "fc1-ntq"),
-            (KipParams { n_support: 0, ..Default::default() }, "support"),
-            (KipParams { n_target: 0, ..Default::default() }, "target-batch"),
-            (KipParams { steps: 0, ..Default::default() }, "steps"),
-            (KipParams { adam: AdamParams { lr: 0.0, ..Default::default() }, ..Default::default() }, "lr"),
-            (KipParams { adam: AdamParams { lr: f64::NAN, ..Default::default() }, ..Default::default() }, "lr"),
-            (KipParams { adam: AdamParams { b1: 1.0, ..Default::default() }, ..Default::default() }, "adam-b1"),
-            (KipParams { adam: AdamParams { b2: -0.1, ..Default::default() }, ..Default::default() }, "adam-b2"),
-            (KipParams { adam: AdamParams { eps: 0.0, ..Default::default() }, ..Default::default() }, "adam-eps"),
             (
-                KipParams { adam: AdamParams { first_step_index: 2, ..Default::default() }, ..Default::default() },
+                KipParams {
+                    kernels: vec![],
+                    ..Default::default()
+                },
+                "kernel",
+            ),
+            (
+                KipParams {
+                    kernels: vec!["fc1-ntq".into()],
+                    ..Default::default()
+                },
+                "fc1-ntq",
+            ),
+            (
+                KipParams {
+                    n_support: 0,
+                    ..Default::default()
+                },
+                "support",
+            ),
+            (
+                KipParams {
+                    n_target: 0,
+                    ..Default::default()
+                },
+                "target-batch",
+            ),
+            (
+                KipParams {
+                    steps: 0,
+                    ..Default::default()
+                },
+                "steps",
+            ),
+            (
+                KipParams {
+                    adam: AdamParams {
+                        lr: 0.0,
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                },
+                "lr",
+            ),
+            (
+                KipParams {
+                    adam: AdamParams {
+                        lr: f64::NAN,
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                },
+                "lr",
+            ),
+            (
+                KipParams {
+                    adam: AdamParams {
+                        b1: 1.0,
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                },
+                "adam-b1",
+            ),
+            (
+                KipParams {
+                    adam: AdamParams {
+                        b2: -0.1,
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                },
+                "adam-b2",
+            ),
+            (
+                KipParams {
+                    adam: AdamParams {
+                        eps: 0.0,
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                },
+                "adam-eps",
+            ),
+            (
+                KipParams {
+                    adam: AdamParams {
+                        first_step_index: 2,
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                },
                 "adam-first-step",
             ),
-            (KipParams { reg: -1.0, ..Default::default() }, "reg"),
-            (KipParams { init: Init::Noise { std: 0.0 }, ..Default::default() }, "init-std"),
-            (KipParams { corrupt: 1.0, ..Default::default() }, "corrupt"),
+            (
+                KipParams {
+                    reg: -1.0,
+                    ..Default::default()
+                },
+                "reg",
+            ),
+            (
+                KipParams {
+                    init: Init::Noise { std: 0.0 },
+                    ..Default::default()
+                },
+                "init-std",
+            ),
+            (
+                KipParams {
+                    corrupt: 1.0,
+                    ..Default::default()
+                },
+                "corrupt",
+            ),
         ];
         for (p, needle) in cases {
             let e = p.check().unwrap_err().to_string();

@@ -1,0 +1,175 @@
+//! The `kip` cases of the neural-tangents golden file: loss, gradients with
+//! respect to support images and labels, one Adam step (both step-index
+//! conventions) and a 5-step Adam trajectory.
+
+use kip_kernels::{points, Activation, FcKind, FcParams, KernelSpec};
+use kip_meta::{kip_loss_grad, AdamParams, AdamState, KipWorkspace};
+use nalgebra::DMatrix;
+use serde_json::Value;
+
+fn golden() -> Value {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../kip-kernels/tests/data/fc_kernels.json");
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn mat(v: &Value) -> DMatrix<f64> {
+    let rows: Vec<Vec<f64>> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect())
+        .collect();
+    DMatrix::from_fn(rows.len(), rows[0].len(), |i, j| rows[i][j])
+}
+
+fn rel(got: &DMatrix<f64>, want: &DMatrix<f64>) -> f64 {
+    (got - want).abs().max() / want.abs().max()
+}
+
+struct Case {
+    name: String,
+    kernel: kip_kernels::AnyKernel,
+    reg: f64,
+    x_s: DMatrix<f64>,
+    y_s: DMatrix<f64>,
+    x_t: DMatrix<f64>,
+    y_t: DMatrix<f64>,
+    v: Value,
+}
+
+fn cases() -> Vec<Case> {
+    golden()["kip"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            let a = &c["arch"];
+            let p = FcParams {
+                depth: a["depth"].as_u64().unwrap() as usize,
+                kind: if c["kernel"] == "ntk" {
+                    FcKind::Ntk
+                } else {
+                    FcKind::Nngp
+                },
+                act: if a["activation"] == "erf" {
+                    Activation::Erf
+                } else {
+                    Activation::Relu
+                },
+                w_std: a["W_std"].as_f64().unwrap(),
+                b_std: a["b_std"].as_f64().unwrap(),
+            };
+            Case {
+                name: c["name"].as_str().unwrap().to_string(),
+                kernel: KernelSpec::Fc(p).build(),
+                reg: c["reg"].as_f64().unwrap(),
+                x_s: mat(&c["x_support"]),
+                y_s: mat(&c["y_support"]),
+                x_t: mat(&c["x_target"]),
+                y_t: mat(&c["y_target"]),
+                v: c.clone(),
+            }
+        })
+        .collect()
+}
+
+fn loss_grad(c: &Case, x_s: &DMatrix<f64>, y_s: &DMatrix<f64>, ws: &mut KipWorkspace) -> f64 {
+    kip_loss_grad(&c.kernel, points(x_s), y_s, points(&c.x_t), &c.y_t, c.reg, true, ws)
+        .unwrap()
+        .loss
+}
+
+#[test]
+fn loss_and_gradients_match_the_reference() {
+    for c in cases() {
+        let mut ws = KipWorkspace::default();
+        let loss = loss_grad(&c, &c.x_s, &c.y_s, &mut ws);
+        let want = c.v["loss"].as_f64().unwrap();
+        let exact = c.v["check_vs_independent_numpy"]["loss_numpy_exact_diagonal"]
+            .as_f64()
+            .unwrap();
+        // The reference's NTK diagonal carries ~1e-8 relative noise, which
+        // moves its loss by up to 4e-9 from the exact-diagonal value; ours
+        // has the exact diagonal, so compare with that at 1e-9 and with the
+        // neural-tangents value at its own documented noise.
+        let noise = c.v["check_vs_independent_numpy"]["loss_rel_diff"].as_f64().unwrap();
+        assert!(
+            (loss - exact).abs() / exact <= 1e-9,
+            "{}: loss {loss} vs exact {exact}",
+            c.name
+        );
+        assert!(
+            (loss - want).abs() / want <= 1e-9 + 2.0 * noise,
+            "{}: loss {loss} vs nt {want}",
+            c.name
+        );
+        let gx = rel(&ws.grad_x, &mat(&c.v["grad_x_support"]));
+        let gy = rel(&ws.grad_y, &mat(&c.v["grad_y_support"]));
+        println!(
+            "{}: loss rel {:.1e} (exact diag), grad_x rel {gx:.1e}, grad_y rel {gy:.1e}",
+            c.name,
+            (loss - exact).abs() / exact
+        );
+        assert!(gx <= 1e-7, "{}: grad_x rel {gx}", c.name);
+        assert!(gy <= 1e-7, "{}: grad_y rel {gy}", c.name);
+    }
+}
+
+#[test]
+fn adam_first_step_matches_both_conventions() {
+    for c in cases() {
+        let step = &c.v["adam_first_step"];
+        for r in step["results"].as_array().unwrap() {
+            let idx = r["step_index"].as_u64().unwrap();
+            let p = AdamParams {
+                lr: step["lr"].as_f64().unwrap(),
+                first_step_index: idx,
+                ..AdamParams::default()
+            };
+            let mut ws = KipWorkspace::default();
+            loss_grad(&c, &c.x_s, &c.y_s, &mut ws);
+            let (mut x, mut y) = (c.x_s.clone(), c.y_s.clone());
+            AdamState::new(x.len()).update(&p, 0, x.as_mut_slice(), ws.grad_x.as_slice());
+            AdamState::new(y.len()).update(&p, 0, y.as_mut_slice(), ws.grad_y.as_slice());
+            let ex = rel(&x, &mat(&r["x_support"]));
+            let ey = rel(&y, &mat(&r["y_support"]));
+            assert!(
+                ex <= 1e-7 && ey <= 1e-7,
+                "{} step_index {idx}: x {ex:e} y {ey:e}",
+                c.name
+            );
+        }
+    }
+}
+
+#[test]
+fn five_step_adam_trajectory_matches() {
+    for c in cases() {
+        let t = &c.v["adam_trajectory"];
+        let p = AdamParams {
+            lr: t["lr"].as_f64().unwrap(),
+            first_step_index: 0,
+            ..AdamParams::default()
+        };
+        let (mut x, mut y) = (c.x_s.clone(), c.y_s.clone());
+        let (mut ax, mut ay) = (AdamState::new(x.len()), AdamState::new(y.len()));
+        let mut ws = KipWorkspace::default();
+        for (k, want) in t["loss_before_each_step"].as_array().unwrap().iter().enumerate() {
+            let loss = loss_grad(&c, &x, &y, &mut ws);
+            let want = want.as_f64().unwrap();
+            assert!(
+                (loss - want).abs() / want <= 1e-7,
+                "{} step {k}: loss {loss} vs {want}",
+                c.name
+            );
+            ax.update(&p, k, x.as_mut_slice(), ws.grad_x.as_slice());
+            ay.update(&p, k, y.as_mut_slice(), ws.grad_y.as_slice());
+        }
+        let last = loss_grad(&c, &x, &y, &mut ws);
+        let want = t["loss_after_last_step"].as_f64().unwrap();
+        assert!((last - want).abs() / want <= 1e-7, "{}: final loss", c.name);
+        let ex = rel(&x, &mat(&t["x_support_final"]));
+        let ey = rel(&y, &mat(&t["y_support_final"]));
+        assert!(ex <= 1e-7 && ey <= 1e-7, "{}: trajectory x {ex:e} y {ey:e}", c.name);
+    }
+}
