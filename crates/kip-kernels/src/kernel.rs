@@ -129,7 +129,7 @@ pub trait Kernel: Send + Sync + fmt::Debug {
         db: Option<&mut DMatrix<f64>>,
     ) -> Result<()> {
         let mut lin = Linearization::default();
-        lin.compute(self, a, b, da.is_some())?;
+        lin.compute(self, a, b)?;
         lin.vjp_into(a, b, g, da, db)
     }
 
@@ -149,64 +149,19 @@ pub trait Kernel: Send + Sync + fmt::Debug {
     /// # Errors
     /// As [`Kernel::vjp`].
     fn vjp_sym_into(&self, a: PointsView<'_>, g: &DMatrix<f64>, da: &mut DMatrix<f64>) -> Result<()> {
-        check_points("a", &a)?;
-        let n = a.nrows();
-        check_g(g, n, n)?;
-        let na = sq_norms(&a);
-        let mut s = DMatrix::zeros(0, 0);
-        inner_products(&a, &a, &mut s);
-        let (mut k, mut ks, mut ka, mut kb) = (
-            DMatrix::zeros(n, n),
-            DMatrix::zeros(n, n),
-            DMatrix::zeros(n, n),
-            DMatrix::zeros(n, n),
-        );
-        for j in 0..n {
-            let r = j * n..(j + 1) * n;
-            self.map_partials(
-                &s.as_slice()[r.clone()],
-                &na,
-                na[j],
-                PartialsMut {
-                    k: &mut k.as_mut_slice()[r.clone()],
-                    ks: &mut ks.as_mut_slice()[r.clone()],
-                    ka: &mut ka.as_mut_slice()[r.clone()],
-                    kb: &mut kb.as_mut_slice()[r],
-                },
-            );
-        }
-        // dL/dx_k = Σ_{j≠k} (g_kj + g_jk) [∂f/∂s x_j + 2 ∂f/∂n x_k]/d + g_kk h'(n_k) 2x_k/d.
-        let mut p = DMatrix::zeros(n, n);
-        let mut rdiag = vec![0.0; n];
-        for kk in 0..n {
-            for j in 0..n {
-                if j == kk {
-                    continue;
-                }
-                let gs = g[(kk, j)] + g[(j, kk)];
-                p[(kk, j)] = gs * ks[(kk, j)];
-                rdiag[kk] += gs * ka[(kk, j)];
-            }
-            rdiag[kk] += g[(kk, kk)] * self.diag(na[kk]).1;
-        }
-        write_side(da, &a, &rdiag, |out| {
-            gemm(
-                out,
-                1.0 / a.ncols() as f64,
-                MatRef::from_dmatrix(&p),
-                MatRef::from_points(&a),
-                1.0,
-            )
-        });
-        Ok(())
+        let mut lin = Linearization::default();
+        lin.compute_sym(self, a)?;
+        lin.vjp_sym_into(self, a, g, da)
     }
 }
 
-/// A cross Gram matrix `K(a, b)` together with its partial derivatives,
-/// kept for a later vector-Jacobian product without recomputing the GEMM
-/// (the KIP loop's fast path: forward, solve, then backward).
+/// A Gram matrix together with its partial derivatives, kept for a later
+/// vector-Jacobian product without recomputing the GEMM (the KIP loop's fast
+/// path: forward, solve, then backward).
 ///
-/// Buffers are reused across calls of the same shape.
+/// Buffers are reused across calls of the same shape, so a loop that calls
+/// [`Linearization::compute`] and [`Linearization::vjp_into`] every step
+/// allocates nothing after the first.
 #[derive(Clone, Debug, Default)]
 pub struct Linearization {
     k: DMatrix<f64>,
@@ -215,80 +170,88 @@ pub struct Linearization {
     kb: DMatrix<f64>,
     na: Vec<f64>,
     nb: Vec<f64>,
-    with_a: bool,
+    sym: bool,
     p: DMatrix<f64>,
+    g2: DMatrix<f64>,
     r: Vec<f64>,
 }
 
 impl Linearization {
-    /// Evaluate `K(a, b)` and its partials; `with_a` keeps what is needed for
-    /// `dL/da` too (otherwise only `dL/db` can be asked for).
+    /// Evaluate `K(a, b)` and its partials.
     ///
     /// # Errors
     /// As [`Kernel::gram`].
-    pub fn compute<K: Kernel + ?Sized>(
-        &mut self,
-        kernel: &K,
-        a: PointsView<'_>,
-        b: PointsView<'_>,
-        with_a: bool,
-    ) -> Result<()> {
+    pub fn compute<K: Kernel + ?Sized>(&mut self, kernel: &K, a: PointsView<'_>, b: PointsView<'_>) -> Result<()> {
         check_pair(&a, &b)?;
-        let (n1, n2) = (a.nrows(), b.nrows());
         self.na.clear();
         self.na.extend(sq_norms(&a));
         self.nb.clear();
         self.nb.extend(sq_norms(&b));
-        // The inner products go into `p` (scratch), partials into k/ks/ka/kb.
         inner_products(&a, &b, &mut self.p);
-        for m in [&mut self.k, &mut self.ks, &mut self.kb] {
+        self.fill_partials(kernel);
+        self.sym = false;
+        Ok(())
+    }
+
+    /// Evaluate `K(a, a)` (as [`Kernel::gram_sym`]: exactly symmetric, exact
+    /// diagonal) and its partials.
+    ///
+    /// # Errors
+    /// As [`Kernel::gram`].
+    pub fn compute_sym<K: Kernel + ?Sized>(&mut self, kernel: &K, a: PointsView<'_>) -> Result<()> {
+        check_points("a", &a)?;
+        self.na.clear();
+        self.na.extend(sq_norms(&a));
+        self.nb.clear();
+        self.nb.extend_from_slice(&self.na);
+        inner_products(&a, &a, &mut self.p);
+        self.fill_partials(kernel);
+        let n = self.na.len();
+        for j in 0..n {
+            self.k[(j, j)] = kernel.diag(self.na[j]).0;
+            for i in j + 1..n {
+                self.k[(j, i)] = self.k[(i, j)];
+            }
+        }
+        self.sym = true;
+        Ok(())
+    }
+
+    /// Map the inner products held in `p` to `k` and the partials.
+    fn fill_partials<K: Kernel + ?Sized>(&mut self, kernel: &K) {
+        let (n1, n2) = self.p.shape();
+        for m in [&mut self.k, &mut self.ks, &mut self.ka, &mut self.kb] {
             if m.shape() != (n1, n2) {
                 *m = DMatrix::zeros(n1, n2);
             }
         }
-        if with_a && self.ka.shape() != (n1, n2) {
-            self.ka = DMatrix::zeros(n1, n2);
-        }
-        let mut scratch_a = Vec::new();
-        let ka_slice: &mut [f64] = if with_a { self.ka.as_mut_slice() } else { &mut scratch_a };
-        self.with_a = with_a;
         let (na, nb) = (&self.na, &self.nb);
         let s = self.p.as_slice();
-        let cols = self
-            .k
+        self.k
             .as_mut_slice()
             .par_chunks_mut(n1)
             .zip(self.ks.as_mut_slice().par_chunks_mut(n1))
+            .zip(self.ka.as_mut_slice().par_chunks_mut(n1))
             .zip(self.kb.as_mut_slice().par_chunks_mut(n1))
-            .enumerate();
-        if with_a {
-            cols.zip(ka_slice.par_chunks_mut(n1))
-                .for_each(|((j, ((k, ks), kb)), ka)| {
-                    column_partials(kernel, &s[j * n1..(j + 1) * n1], na, nb[j], k, ks, ka, kb);
-                });
-        } else {
-            cols.for_each(|(j, ((k, ks), kb))| {
-                let mut ka = vec![0.0; n1];
-                column_partials(kernel, &s[j * n1..(j + 1) * n1], na, nb[j], k, ks, &mut ka, kb);
+            .enumerate()
+            .for_each(|(j, (((k, ks), ka), kb))| {
+                kernel.map_partials(&s[j * n1..(j + 1) * n1], na, nb[j], PartialsMut { k, ks, ka, kb });
             });
-        }
-        Ok(())
     }
 
-    /// The Gram matrix `K(a, b)` of the last [`Linearization::compute`].
+    /// The Gram matrix of the last `compute`/`compute_sym`.
     pub fn k(&self) -> &DMatrix<f64> {
         &self.k
     }
 
     /// `(dL/da, dL/db)` for `g = dL/dK`, with the same `a`, `b` as
-    /// [`Linearization::compute`]; `None` skips a side.
+    /// [`Linearization::compute`]; `None` skips a side (and its GEMM).
     ///
     /// # Errors
     /// `g` of the wrong shape or non-finite.
     ///
     /// # Panics
-    /// If `da` is asked for but `compute` ran with `with_a = false`, or if
-    /// `a`/`b` are not the points of the last `compute` (shape check only).
+    /// If `a`/`b` do not have the shapes of the last `compute`.
     pub fn vjp_into(
         &mut self,
         a: PointsView<'_>,
@@ -306,18 +269,14 @@ impl Linearization {
         check_g(g, n1, n2)?;
         let inv_d = 1.0 / a.ncols() as f64;
         if let Some(da) = da {
-            assert!(self.with_a, "Linearization computed without with_a");
-            self.fill_p(g, true);
-            let r = std::mem::take(&mut self.r);
-            write_side(da, &a, &r, |out| {
+            fill_p(&mut self.p, &mut self.r, g, &self.ks, &self.ka, true);
+            write_side(da, &a, &self.r, |out| {
                 gemm(out, inv_d, MatRef::from_dmatrix(&self.p), MatRef::from_points(&b), 1.0)
             });
-            self.r = r;
         }
         if let Some(db) = db {
-            self.fill_p(g, false);
-            let r = std::mem::take(&mut self.r);
-            write_side(db, &b, &r, |out| {
+            fill_p(&mut self.p, &mut self.r, g, &self.ks, &self.kb, false);
+            write_side(db, &b, &self.r, |out| {
                 gemm(
                     out,
                     inv_d,
@@ -326,68 +285,96 @@ impl Linearization {
                     1.0,
                 )
             });
-            self.r = r;
         }
         Ok(())
     }
 
-    /// `P = g ∘ ∂f/∂s`, and `r` = the row sums (side a) or column sums
-    /// (side b) of `g ∘ ∂f/∂n`. Deterministic (fixed summation order).
-    fn fill_p(&mut self, g: &DMatrix<f64>, side_a: bool) {
-        let (n1, n2) = self.k.shape();
-        if self.p.shape() != (n1, n2) {
-            self.p = DMatrix::zeros(n1, n2);
+    /// `dL/da` for `g = dL/dK(a, a)` after [`Linearization::compute_sym`]:
+    ///
+    /// ```text
+    /// dL/dx_k = Σ_{j≠k} (g_kj + g_jk) [∂f/∂s x_j + 2 ∂f/∂n x_k]/d + g_kk h'(n_k) 2x_k/d
+    /// ```
+    /// with `h(n) = K(x, x)` (the exact diagonal). `g` need not be symmetric.
+    ///
+    /// # Errors
+    /// `g` of the wrong shape or non-finite.
+    ///
+    /// # Panics
+    /// If the last computation was not `compute_sym` on points of this shape.
+    pub fn vjp_sym_into<K: Kernel + ?Sized>(
+        &mut self,
+        kernel: &K,
+        a: PointsView<'_>,
+        g: &DMatrix<f64>,
+        da: &mut DMatrix<f64>,
+    ) -> Result<()> {
+        let n = self.k.nrows();
+        assert!(
+            self.sym && a.nrows() == n,
+            "Linearization::vjp_sym_into needs compute_sym on these points"
+        );
+        check_g(g, n, n)?;
+        if self.g2.shape() != (n, n) {
+            self.g2 = DMatrix::zeros(n, n);
         }
-        let (gs, ks) = (g.as_slice(), self.ks.as_slice());
-        self.p
-            .as_mut_slice()
-            .par_chunks_mut(n1)
-            .enumerate()
-            .for_each(|(j, pc)| {
-                for i in 0..n1 {
-                    pc[i] = gs[j * n1 + i] * ks[j * n1 + i];
-                }
-            });
-        if side_a {
-            let ka = self.ka.as_slice();
-            self.r.clear();
-            self.r.resize(n1, 0.0);
-            self.r.par_chunks_mut(ROW_BLOCK).enumerate().for_each(|(blk, rc)| {
-                let i0 = blk * ROW_BLOCK;
-                for j in 0..n2 {
-                    for (ii, r) in rc.iter_mut().enumerate() {
-                        let idx = j * n1 + i0 + ii;
-                        *r += gs[idx] * ka[idx];
-                    }
-                }
-            });
-        } else {
-            let kb = self.kb.as_slice();
-            self.r.clear();
-            self.r.resize(n2, 0.0);
-            self.r.par_iter_mut().enumerate().for_each(|(j, r)| {
-                let mut acc = 0.0;
-                for i in 0..n1 {
-                    acc += gs[j * n1 + i] * kb[j * n1 + i];
-                }
-                *r = acc;
-            });
+        for j in 0..n {
+            for i in 0..n {
+                self.g2[(i, j)] = if i == j { 0.0 } else { g[(i, j)] + g[(j, i)] };
+            }
         }
+        fill_p(&mut self.p, &mut self.r, &self.g2, &self.ks, &self.ka, true);
+        for (k, r) in self.r.iter_mut().enumerate() {
+            *r += g[(k, k)] * kernel.diag(self.na[k]).1;
+        }
+        let inv_d = 1.0 / a.ncols() as f64;
+        write_side(da, &a, &self.r, |out| {
+            gemm(out, inv_d, MatRef::from_dmatrix(&self.p), MatRef::from_points(&a), 1.0)
+        });
+        Ok(())
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn column_partials<K: Kernel + ?Sized>(
-    kernel: &K,
-    s: &[f64],
-    na: &[f64],
-    nb: f64,
-    k: &mut [f64],
-    ks: &mut [f64],
-    ka: &mut [f64],
-    kb: &mut [f64],
+/// `P = g ∘ ∂f/∂s`, and `r` = the row sums (side a) or column sums (side b)
+/// of `g ∘ kn` (`kn` = `∂f/∂n` or `∂f/∂n'`). Fixed summation order, so the
+/// result does not depend on the thread count.
+fn fill_p(
+    p: &mut DMatrix<f64>,
+    r: &mut Vec<f64>,
+    g: &DMatrix<f64>,
+    ks: &DMatrix<f64>,
+    kn: &DMatrix<f64>,
+    side_a: bool,
 ) {
-    kernel.map_partials(s, na, nb, PartialsMut { k, ks, ka, kb });
+    let (n1, n2) = ks.shape();
+    if p.shape() != (n1, n2) {
+        *p = DMatrix::zeros(n1, n2);
+    }
+    let (gs, kss, kns) = (g.as_slice(), ks.as_slice(), kn.as_slice());
+    p.as_mut_slice().par_chunks_mut(n1).enumerate().for_each(|(j, pc)| {
+        let o = j * n1;
+        for i in 0..n1 {
+            pc[i] = gs[o + i] * kss[o + i];
+        }
+    });
+    r.clear();
+    if side_a {
+        r.resize(n1, 0.0);
+        r.par_chunks_mut(ROW_BLOCK).enumerate().for_each(|(blk, rc)| {
+            let i0 = blk * ROW_BLOCK;
+            for j in 0..n2 {
+                let o = j * n1 + i0;
+                for (ii, r) in rc.iter_mut().enumerate() {
+                    *r += gs[o + ii] * kns[o + ii];
+                }
+            }
+        });
+    } else {
+        r.resize(n2, 0.0);
+        r.par_iter_mut().enumerate().for_each(|(j, r)| {
+            let o = j * n1;
+            *r = (0..n1).map(|i| gs[o + i] * kns[o + i]).sum();
+        });
+    }
 }
 
 /// `out ← diag(2 r/d) x` then `f(out)` accumulates the GEMM part.

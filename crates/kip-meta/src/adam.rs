@@ -59,21 +59,53 @@ impl AdamState {
     pub fn update(&mut self, p: &AdamParams, step: usize, params: &mut [f64], grad: &[f64]) {
         assert_eq!(params.len(), grad.len());
         assert_eq!(self.m.len(), grad.len());
-        let i = (step as u64 + p.first_step_index) as f64;
-        let c1 = 1.0 - p.b1.powf(i + 1.0);
-        let c2 = 1.0 - p.b2.powf(i + 1.0);
+        let (c1, c2) = corrections(p, step);
         for ((x, g), (m, v)) in params
             .iter_mut()
             .zip(grad)
             .zip(self.m.iter_mut().zip(self.v.iter_mut()))
         {
-            *m = (1.0 - p.b1) * g + p.b1 * *m;
-            *v = (1.0 - p.b2) * g * g + p.b2 * *v;
-            let mhat = *m / c1;
-            let vhat = *v / c2;
-            *x -= p.lr * mhat / (vhat.sqrt() + p.eps);
+            (*x, *m, *v) = adam_elem(p, c1, c2, *x, *g, *m, *v);
         }
     }
+
+    /// [`AdamState::update`] only if every updated value (parameters and
+    /// moments) is finite; otherwise changes nothing and returns `false`.
+    /// Two passes, no allocation.
+    ///
+    /// # Panics
+    /// If the lengths differ.
+    pub fn try_update(&mut self, p: &AdamParams, step: usize, params: &mut [f64], grad: &[f64]) -> bool {
+        assert_eq!(params.len(), grad.len());
+        assert_eq!(self.m.len(), grad.len());
+        let (c1, c2) = corrections(p, step);
+        let ok = params
+            .iter()
+            .zip(grad)
+            .zip(self.m.iter().zip(&self.v))
+            .all(|((x, g), (m, v))| {
+                let (x, m, v) = adam_elem(p, c1, c2, *x, *g, *m, *v);
+                x.is_finite() && m.is_finite() && v.is_finite()
+            });
+        if ok {
+            self.update(p, step, params, grad);
+        }
+        ok
+    }
+}
+
+/// Bias corrections `1 − β^(i+1)` at `i = step + first_step_index`.
+fn corrections(p: &AdamParams, step: usize) -> (f64, f64) {
+    let i = (step as u64 + p.first_step_index) as f64;
+    (1.0 - p.b1.powf(i + 1.0), 1.0 - p.b2.powf(i + 1.0))
+}
+
+/// One element: `(x, m, v)` after the update.
+#[inline]
+fn adam_elem(p: &AdamParams, c1: f64, c2: f64, x: f64, g: f64, m: f64, v: f64) -> (f64, f64, f64) {
+    let m = (1.0 - p.b1) * g + p.b1 * m;
+    let v = (1.0 - p.b2) * g * g + p.b2 * v;
+    (x - p.lr * (m / c1) / ((v / c2).sqrt() + p.eps), m, v)
 }
 
 #[cfg(test)]

@@ -249,30 +249,36 @@ impl Kip {
                 }
             }
         }
-        // Apply the update to copies first: a non-finite result keeps the state.
-        let mut x_new = self.state.x_s.clone();
-        let mut adam_x = self.state.adam_x.clone();
-        adam_x.update(&p.adam, step, x_new.as_mut_slice(), self.ws.grad_x.as_slice());
-        let mut y_new = None;
-        let mut adam_y = None;
+        // Labels first (checked, unchanged on failure), then images: either
+        // both updates are applied or neither.
+        let st = &mut self.state;
         if p.learn_labels {
-            let mut y = self.state.y_s.clone();
-            let mut a = self.state.adam_y.clone();
-            a.update(&p.adam, step, y.as_mut_slice(), self.ws.grad_y.as_slice());
-            y_new = Some(y);
-            adam_y = Some(a);
-        }
-        if !x_new.iter().all(|v| v.is_finite()) || y_new.as_ref().is_some_and(|y| !y.iter().all(|v| v.is_finite())) {
+            let mut trial = st.adam_y.clone();
+            let mut y = st.y_s.clone();
+            if !trial.try_update(&p.adam, step, y.as_mut_slice(), self.ws.grad_y.as_slice()) {
+                return Err(MetaError::NonFinite {
+                    what: "label update",
+                    step,
+                });
+            }
+            if !st
+                .adam_x
+                .try_update(&p.adam, step, st.x_s.as_mut_slice(), self.ws.grad_x.as_slice())
+            {
+                return Err(MetaError::NonFinite {
+                    what: "support update",
+                    step,
+                });
+            }
+            (st.y_s, st.adam_y) = (y, trial);
+        } else if !st
+            .adam_x
+            .try_update(&p.adam, step, st.x_s.as_mut_slice(), self.ws.grad_x.as_slice())
+        {
             return Err(MetaError::NonFinite {
                 what: "support update",
                 step,
             });
-        }
-        self.state.x_s = x_new;
-        self.state.adam_x = adam_x;
-        if let (Some(y), Some(a)) = (y_new, adam_y) {
-            self.state.y_s = y;
-            self.state.adam_y = a;
         }
         self.state.rng = rng;
         self.state.step += 1;

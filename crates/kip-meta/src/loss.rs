@@ -21,7 +21,7 @@ use crate::error::Result;
 /// Reusable buffers of one KIP forward/backward pass.
 #[derive(Debug, Default)]
 pub struct KipWorkspace {
-    k_ss: DMatrix<f64>,
+    lin_ss: Linearization,
     lin: Linearization,
     alpha: DMatrix<f64>,
     pred: DMatrix<f64>,
@@ -72,9 +72,11 @@ pub fn kip_loss_grad(
     ws: &mut KipWorkspace,
 ) -> Result<LossStats> {
     let (n_s, n_t, c) = (x_s.nrows(), x_t.nrows(), y_s.ncols());
-    kernel.gram_sym_into(x_s, &mut ws.k_ss)?;
-    ws.lin.compute(kernel, x_t, x_s, false)?;
-    let chol = Cholesky::factor(&ws.k_ss, Ridge::Relative(reg).value(&ws.k_ss))?;
+    // K_ss and its partials once (the backward reuses them: no second GEMM).
+    ws.lin_ss.compute_sym(kernel, x_s)?;
+    ws.lin.compute(kernel, x_t, x_s)?;
+    let k_ss = ws.lin_ss.k();
+    let chol = Cholesky::factor(k_ss, Ridge::Relative(reg).value(k_ss))?;
     ws.jitter = chol.jitter();
     resize(&mut ws.alpha, n_s, c);
     ws.alpha.copy_from(y_s);
@@ -150,7 +152,7 @@ pub fn kip_loss_grad(
         ws.g_ss[(i, i)] -= reg / n_s as f64 * tr;
     }
     ws.lin.vjp_into(x_t, x_s, &ws.g_ts, None, Some(&mut ws.grad_x))?;
-    kernel.vjp_sym_into(x_s, &ws.g_ss, &mut ws.gx_sym)?;
+    ws.lin_ss.vjp_sym_into(kernel, x_s, &ws.g_ss, &mut ws.gx_sym)?;
     ws.grad_x += &ws.gx_sym;
     resize(&mut ws.grad_y, n_s, c);
     ws.grad_y.copy_from(&ws.beta);

@@ -1,0 +1,52 @@
+//! Gram matrices `K(a, b)` of FC1 and FC3 NTK kernels at the paper's
+//! shapes, float64, with the bare GEMM of the same shape (the floor): a
+//! gram is one GEMM plus a fused elementwise pass, so gram/GEMM ≤ 1.3 is the
+//! target.
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use kip_benches::{gemm_secs, gflops, median_secs, random};
+use kip_kernels::{points, Kernel, KernelSpec};
+use nalgebra::DMatrix;
+
+const SHAPES: &[(usize, usize, usize)] = &[(5000, 100, 784), (5000, 1000, 784), (5000, 1000, 3072)];
+
+fn bench(c: &mut Criterion) {
+    let mut group = c.benchmark_group("gram");
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
+    for &(n1, n2, d) in SHAPES {
+        let (a, b) = (random(n1, d, 1), random(n2, d, 2));
+        let flops = 2.0 * (n1 * n2 * d) as f64;
+        let floor = gemm_secs(n1, n2, d, 7);
+        for depth in [1, 3] {
+            let k = KernelSpec::fc_ntk(depth).build();
+            let mut out = DMatrix::zeros(n1, n2);
+            let t = median_secs(7, || {
+                k.gram_into(points(&a), points(&b), &mut out).unwrap();
+                black_box(&out);
+            });
+            println!(
+                "gram fc{depth}-ntk {n1}x{d} vs {n2}x{d}: {:.2} ms, {:.0} GFLOP/s; bare GEMM {:.2} ms ({:.0} GFLOP/s); ratio {:.2}",
+                t * 1e3,
+                gflops(flops, t),
+                floor * 1e3,
+                gflops(flops, floor),
+                t / floor
+            );
+            group.throughput(Throughput::Elements(flops as u64));
+            group.bench_function(
+                BenchmarkId::new(format!("fc{depth}-ntk"), format!("{n1}x{n2}x{d}")),
+                |bch| bch.iter(|| k.gram_into(points(&a), points(&b), &mut out).unwrap()),
+            );
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -1,0 +1,72 @@
+//! Vector-Jacobian products of FC1 and FC3 NTK kernels at the paper's
+//! shapes, float64. Two forms:
+//! * `vjp` (both sides): recomputes the inner products and runs the two
+//!   backward GEMMs — floor = 3 bare GEMMs of the shape;
+//! * `linearized` (the KIP path): partials kept from the forward pass, only
+//!   `dL/db` — floor = 1 bare GEMM.
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use kip_benches::{gemm_secs, gflops, median_secs, random};
+use kip_kernels::{points, Kernel, KernelSpec, Linearization};
+use nalgebra::DMatrix;
+
+const SHAPES: &[(usize, usize, usize)] = &[(5000, 100, 784), (5000, 1000, 784), (5000, 1000, 3072)];
+
+fn bench(c: &mut Criterion) {
+    let mut group = c.benchmark_group("vjp");
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
+    for &(n1, n2, d) in SHAPES {
+        let (a, b) = (random(n1, d, 1), random(n2, d, 2));
+        let g = random(n1, n2, 3);
+        let gemm_flops = 2.0 * (n1 * n2 * d) as f64;
+        let floor = gemm_secs(n1, n2, d, 7);
+        for depth in [1, 3] {
+            let k = KernelSpec::fc_ntk(depth).build();
+            let (mut da, mut db) = (DMatrix::zeros(n1, d), DMatrix::zeros(n2, d));
+            let t = median_secs(5, || {
+                k.vjp_into(points(&a), points(&b), &g, Some(&mut da), Some(&mut db))
+                    .unwrap();
+                black_box(&db);
+            });
+            println!(
+                "vjp fc{depth}-ntk {n1}x{d} vs {n2}x{d}: {:.2} ms, {:.0} GFLOP/s; floor 3 GEMMs {:.2} ms; ratio {:.2}",
+                t * 1e3,
+                gflops(3.0 * gemm_flops, t),
+                3.0 * floor * 1e3,
+                t / (3.0 * floor)
+            );
+            let mut lin = Linearization::default();
+            lin.compute(&k, points(&a), points(&b)).unwrap();
+            let tl = median_secs(5, || {
+                lin.vjp_into(points(&a), points(&b), &g, None, Some(&mut db)).unwrap();
+                black_box(&db);
+            });
+            println!(
+                "vjp(linearized, b side) fc{depth}-ntk {n1}x{n2}x{d}: {:.2} ms; floor 1 GEMM {:.2} ms; ratio {:.2}",
+                tl * 1e3,
+                floor * 1e3,
+                tl / floor
+            );
+            group.throughput(Throughput::Elements((3.0 * gemm_flops) as u64));
+            group.bench_function(
+                BenchmarkId::new(format!("fc{depth}-ntk"), format!("{n1}x{n2}x{d}")),
+                |bch| {
+                    bch.iter(|| {
+                        k.vjp_into(points(&a), points(&b), &g, Some(&mut da), Some(&mut db))
+                            .unwrap()
+                    })
+                },
+            );
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
