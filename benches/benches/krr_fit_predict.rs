@@ -5,7 +5,7 @@
 //! One iteration: K_ss (gram_sym), fit (trace-scaled ridge, Cholesky),
 //! predict_blocked (blocks of 2,000 test points). Flop model:
 //! 2·n_s²·d + 2·n_t·n_s·d (the two GEMMs) + n_s³/3 + 2·n_s²·C (solve)
-//! + 2·n_t·n_s·C (prediction); criterion's throughput is in these flops
+//! and 2·n_t·n_s·C (prediction). Criterion's throughput is in these flops
 //! (so "Gelem/s" reads as GFLOP/s), and a direct GFLOP/s line is printed.
 
 use std::hint::black_box;

@@ -71,7 +71,7 @@ pub struct DistillArgs {
     #[arg(long, default_value_t = 300)]
     pub steps: usize,
     /// Adam learning rate.
-    #[arg(long, default_value_t = 0.01)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 0.01)]
     pub lr: f64,
     /// Adam bias-correction index of the first step: 1 as the authors'
     /// notebook, 0 for textbook Adam.
@@ -81,7 +81,7 @@ pub struct DistillArgs {
     #[arg(long)]
     pub learn_labels: bool,
     /// Ridge relative to tr(K_ss)/n_support.
-    #[arg(long, default_value_t = 1e-6)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 1e-6)]
     pub reg: f64,
     /// Seed of the initial sample, target batches and kernel draws.
     #[arg(long, default_value_t = 0)]
@@ -90,10 +90,10 @@ pub struct DistillArgs {
     #[arg(long, default_value = "real")]
     pub init: String,
     /// Standard deviation of noise initialisation (model space).
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 1.0)]
     pub init_std: f64,
     /// Fraction of support pixels replaced by noise and frozen, in [0, 1).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 0.0)]
     pub corrupt: f64,
     /// Evaluate test accuracy every N steps (0: only at the start and end).
     #[arg(long, default_value_t = 100)]
@@ -137,7 +137,7 @@ pub struct LabelSolveArgs {
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Ridge relative to tr(K_ss)/n_support.
-    #[arg(long, default_value_t = 1e-6)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 1e-6)]
     pub reg: f64,
     /// Target rows per kernel block (all training images are the targets).
     #[arg(long, default_value_t = 5000)]
@@ -162,7 +162,7 @@ pub struct EvalArgs {
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
     /// Ridge relative to tr(K_ss)/n_support [default: the run's].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub reg: Option<f64>,
     /// Test rows per kernel block.
     #[arg(long, default_value_t = 2000)]
@@ -196,7 +196,7 @@ pub struct TransferArgs {
     #[arg(long, default_value = "sgd")]
     pub optimizer: String,
     /// Learning rate [default: the trainer's documented default].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub lr: Option<f64>,
     /// Training steps.
     #[arg(long, default_value_t = 1000)]

@@ -27,9 +27,17 @@ pub struct Prepared {
 /// # Errors
 /// Usage errors for bad names or missing files; loader errors.
 pub fn prepare(args: &DataArgs) -> Result<Prepared> {
-    let pre: Preprocess =
-        args.preprocess.parse().map_err(|e: kip_data::DataError| CliError::Usage(format!("--preprocess: {e}")))?;
-    kip_data::check_available(&args.dataset, args.data_dir.as_deref())?;
+    let pre: Preprocess = args
+        .preprocess
+        .parse()
+        .map_err(|e: kip_data::DataError| CliError::Usage(format!("--preprocess: {e}")))?;
+    kip_data::check_available(&args.dataset, args.data_dir.as_deref()).map_err(|e| match e {
+        // A missing `npz:PATH` file is a usage error like a missing dataset folder.
+        kip_data::DataError::Io { ref source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+            CliError::Usage(format!("--dataset {}: {e}", args.dataset))
+        }
+        e => e.into(),
+    })?;
     let split = kip_data::resolve(&args.dataset, args.data_dir.as_deref())?;
     let mut notes = split.notes.clone();
     let (train_raw, test_raw) = if args.holdout > 0 {
@@ -37,7 +45,10 @@ pub fn prepare(args: &DataArgs) -> Result<Prepared> {
             .train
             .holdout(args.holdout)
             .map_err(|e| CliError::Usage(format!("--holdout {}: {e}", args.holdout)))?;
-        notes.push(format!("test set: the last {} training images (held out, never targets)", args.holdout));
+        notes.push(format!(
+            "test set: the last {} training images (held out, never targets)",
+            args.holdout
+        ));
         (tr, te)
     } else {
         notes.push(format!("test set: the {} official test images", split.test.len()));
@@ -77,6 +88,9 @@ pub fn support_set(
 
 /// The default output folder `runs/<stem>-<unix time>`.
 pub fn default_out(stem: &str) -> PathBuf {
-    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     PathBuf::from("runs").join(format!("{stem}-{t}"))
 }

@@ -50,7 +50,10 @@ impl CliError {
 }
 
 fn is_usage_data_error(e: &kip_data::DataError) -> bool {
-    matches!(e, kip_data::DataError::Missing { .. } | kip_data::DataError::UnknownDataset { .. })
+    matches!(
+        e,
+        kip_data::DataError::Missing { .. } | kip_data::DataError::UnknownDataset { .. }
+    )
 }
 
 /// Result alias of the binary.
@@ -58,5 +61,8 @@ pub type Result<T> = std::result::Result<T, CliError>;
 
 /// Wrap an I/O error with its path.
 pub fn io(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> CliError + '_ {
-    move |source| CliError::Io { path: path.to_path_buf(), source }
+    move |source| CliError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }

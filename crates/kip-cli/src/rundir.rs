@@ -34,7 +34,9 @@ impl RunDir {
     /// Create (or open) the directory.
     pub fn create(path: &Path) -> Result<Self> {
         fs::create_dir_all(path).map_err(io(path))?;
-        Ok(Self { path: path.to_path_buf() })
+        Ok(Self {
+            path: path.to_path_buf(),
+        })
     }
 
     /// Open an existing run directory.
@@ -45,7 +47,9 @@ impl RunDir {
                 path.display()
             )));
         }
-        Ok(Self { path: path.to_path_buf() })
+        Ok(Self {
+            path: path.to_path_buf(),
+        })
     }
 
     /// Path of a file in the run.
@@ -70,7 +74,11 @@ impl RunDir {
     /// Append one line to metrics.jsonl.
     pub fn append_metrics(&self, v: &Value) -> Result<()> {
         let p = self.file(METRICS);
-        let mut f = fs::OpenOptions::new().create(true).append(true).open(&p).map_err(io(&p))?;
+        let mut f = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&p)
+            .map_err(io(&p))?;
         writeln!(f, "{v}").map_err(io(&p))
     }
 
@@ -100,7 +108,14 @@ impl RunDir {
         s.write_npz(&self.file(SUPPORT))?;
         let (n, d) = s.x_pixels.shape();
         let rows: Vec<f64> = (0..n * d).map(|k| s.x_pixels[(k / d, k % d)]).collect();
-        kip_data::write_png_grid(&self.file(SUPPORT_PNG), &rows, s.shape, &s.labels, s.class_names.len(), pixel_max)?;
+        kip_data::write_png_grid(
+            &self.file(SUPPORT_PNG),
+            &rows,
+            s.shape,
+            &s.labels,
+            s.class_names.len(),
+            pixel_max,
+        )?;
         Ok(())
     }
 }

@@ -73,7 +73,7 @@ const INV_4PI: f64 = 1.0 / (4.0 * PI);
 fn relu_angle(q: f64, qa: f64, qb: f64) -> (f64, f64, f64, f64, f64) {
     let r = (qa * qb).sqrt();
     let c0 = if r > 0.0 { q / r } else { 0.0 };
-    let c1 = c0.max(-1.0).min(1.0);
+    let c1 = c0.clamp(-1.0, 1.0);
     let one_m = 1.0 - c1 * c1;
     let snap = one_m <= COLLINEAR_TOL;
     let c = if snap { 1.0f64.copysign(c1) } else { c1 };
@@ -88,7 +88,7 @@ fn relu_angle(q: f64, qa: f64, qb: f64) -> (f64, f64, f64, f64, f64) {
 #[inline(always)]
 fn erf_cross(q: f64, qa: f64, qb: f64) -> (f64, f64, f64) {
     let ab = (1.0 + 2.0 * qa) * (1.0 + 2.0 * qb);
-    let z = (2.0 * q / ab.sqrt()).max(-1.0).min(1.0);
+    let z = (2.0 * q / ab.sqrt()).clamp(-1.0, 1.0);
     let (asin, _) = asin_acos(z);
     let dd = (ab - 4.0 * q * q).max(f64::MIN_POSITIVE);
     (2.0 / PI * asin, 4.0 / PI / dd.sqrt(), dd)
@@ -281,7 +281,7 @@ fn partials_impl(p: &FcParams, s: &[f64], na: &[f64], nb: f64, out: PartialsMut<
                 q_s[i] = nq_s;
                 q_a[i] = nq_a;
                 q_b[i] = nq_b;
-                qa_n[i] = w2 * fa_d * qa_n[i];
+                qa_n[i] *= w2 * fa_d;
                 qa[i] = w2 * fa + b2;
             }
             let (fb, fb_d, _, _) = diag_layer(p.act, qb);

@@ -7,9 +7,11 @@
 //! halves are computed and selected), and so the compiler vectorises the
 //! loops that call it.
 
+// The fdlibm / musl coefficients below are quoted verbatim.
+#![allow(clippy::excessive_precision)]
+
 use std::f64::consts::{FRAC_PI_2, PI};
 
-// fdlibm / musl asin-acos rational approximation coefficients.
 const PS0: f64 = 1.666_666_666_666_666_574_15e-1;
 const PS1: f64 = -3.255_658_186_224_009_154_05e-1;
 const PS2: f64 = 2.012_125_321_348_629_258_81e-1;

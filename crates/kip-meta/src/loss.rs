@@ -61,6 +61,7 @@ fn resize(m: &mut DMatrix<f64>, r: usize, c: usize) {
 /// # Errors
 /// Kernel input errors (shapes, non-finite values), a kernel that stays
 /// indefinite after jitter.
+#[allow(clippy::too_many_arguments)] // the paper's seven quantities plus the workspace
 pub fn kip_loss_grad(
     kernel: &dyn Kernel,
     x_s: PointsView<'_>,

@@ -23,13 +23,20 @@ fn kip_params(a: &DistillArgs, target: usize) -> Result<KipParams> {
         "noise" => Init::Noise { std: a.init_std },
         other => return Err(CliError::Usage(format!("--init `{other}`: expected real or noise"))),
     };
-    let kernels = kip_kernels::KernelSpec::parse_list(&a.kernel)?.iter().map(|s| s.to_string()).collect();
+    let kernels = kip_kernels::KernelSpec::parse_list(&a.kernel)?
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     Ok(KipParams {
         kernels,
         n_support: a.support,
         n_target: target,
         steps: a.steps,
-        adam: AdamParams { lr: a.lr, first_step_index: a.adam_first_step, ..AdamParams::default() },
+        adam: AdamParams {
+            lr: a.lr,
+            first_step_index: a.adam_first_step,
+            ..AdamParams::default()
+        },
         reg: a.reg,
         learn_labels: a.learn_labels,
         init,
@@ -60,19 +67,32 @@ fn setup(args: DistillArgs) -> Result<Setup> {
         let bad = |what: &str| CliError::Runtime(format!("{}: bad {what}", dir.file(CONFIG).display()));
         let data: DataArgs = DataArgs {
             dataset: cfg["dataset"].as_str().ok_or_else(|| bad("dataset"))?.to_string(),
-            data_dir: args.data.data_dir.clone().or_else(|| cfg["data_dir"].as_str().map(Into::into)),
+            data_dir: args
+                .data
+                .data_dir
+                .clone()
+                .or_else(|| cfg["data_dir"].as_str().map(Into::into)),
             preprocess: cfg["preprocess"].as_str().ok_or_else(|| bad("preprocess"))?.to_string(),
             holdout: cfg["holdout"].as_u64().ok_or_else(|| bad("holdout"))? as usize,
         };
         let mut params: KipParams = serde_json::from_value(cfg["kip"].clone()).map_err(|_| bad("kip parameters"))?;
         params.steps = args.steps;
-        return Ok(Setup { data, params, dir, resume: true, args });
+        return Ok(Setup {
+            data,
+            params,
+            dir,
+            resume: true,
+            args,
+        });
     }
     let data = args.data.clone();
     // Parse what can be parsed before touching the data.
     let params = kip_params(&args, args.target_batch.unwrap_or(1))?;
     params.clone().check()?;
-    let out = args.out.clone().unwrap_or_else(|| default_out(&format!("{}-{}", data.dataset.replace(':', "_"), args.support)));
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| default_out(&format!("{}-{}", data.dataset.replace(':', "_"), args.support)));
     if out.join(CHECKPOINT).exists() {
         return Err(CliError::Usage(format!(
             "{} already holds a run; continue it with --resume {} or choose another --out",
@@ -81,12 +101,24 @@ fn setup(args: DistillArgs) -> Result<Setup> {
         )));
     }
     let dir = RunDir::create(&out)?;
-    Ok(Setup { data, params, dir, resume: false, args })
+    Ok(Setup {
+        data,
+        params,
+        dir,
+        resume: false,
+        args,
+    })
 }
 
 pub fn run(args: DistillArgs) -> Result<i32> {
     let t0 = Instant::now();
-    let Setup { args, data, mut params, dir, resume } = setup(args)?;
+    let Setup {
+        args,
+        data,
+        mut params,
+        dir,
+        resume,
+    } = setup(args)?;
     let quiet = args.quiet;
     let say = |s: String| {
         if !quiet {
@@ -102,7 +134,10 @@ pub fn run(args: DistillArgs) -> Result<i32> {
     }
     let valid = params.clone().check()?;
     let shape = prep.train.shape();
-    let mut kip = if resume {
+    // A run killed before its first checkpoint has a config.json but no
+    // checkpoint.bin: --resume then starts it again from step 0 (same seed,
+    // so the same result).
+    let mut kip = if resume && dir.file(CHECKPOINT).is_file() {
         let (state, meta) = checkpoint::load(&dir.file(CHECKPOINT))?;
         if meta.kernels != params.kernels {
             return Err(CliError::Runtime(format!(
@@ -115,6 +150,10 @@ pub fn run(args: DistillArgs) -> Result<i32> {
         dir.truncate_metrics(state.step)?;
         say(format!("resuming {} at step {}", dir.path.display(), state.step));
         Kip::from_state(valid, prep.train.clone(), state)?
+    } else if resume {
+        dir.truncate_metrics(0)?;
+        say(format!("no checkpoint in {} yet: starting at step 0", dir.path.display()));
+        Kip::new(valid, prep.train.clone())?
     } else {
         let cfg = json!({
             "command": "distill",
@@ -130,8 +169,11 @@ pub fn run(args: DistillArgs) -> Result<i32> {
             "test_size": prep.test.len(),
             "image_shape": [shape.h, shape.w, shape.c],
         });
+        // Build first: it checks the settings against the data, and a
+        // rejected run must not leave a config.json behind.
+        let kip = Kip::new(valid, prep.train.clone())?;
         dir.write_json(CONFIG, &cfg)?;
-        Kip::new(valid, prep.train.clone())?
+        kip
     };
     let x_test = prep.test.to_matrix();
     let labels_test = prep.test.labels();
@@ -146,7 +188,11 @@ pub fn run(args: DistillArgs) -> Result<i32> {
         params.n_target,
         params.kernels.join(",")
     ));
-    say(format!("test accuracy at step {}: {:.4}", kip.state().step, init_eval.accuracy));
+    say(format!(
+        "test accuracy at step {}: {:.4}",
+        kip.state().step,
+        init_eval.accuracy
+    ));
 
     let interrupted = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGINT, Arc::clone(&interrupted))
@@ -173,16 +219,20 @@ pub fn run(args: DistillArgs) -> Result<i32> {
         }
         let info = match kip.step() {
             Ok(info) => info,
-            Err(e @ MetaError::NonFinite { .. }) => {
+            Err(e) => {
                 pb.abandon();
-                // The state is the last good one: keep it on disk.
+                // A failed step leaves the state as it was: keep the last good one on disk.
+                let step = kip.state().step;
                 save(&kip)?;
+                let what = match e {
+                    e @ MetaError::NonFinite { .. } => e.to_string(),
+                    e => format!("{e} (at step {step})"),
+                };
                 return Err(CliError::Runtime(format!(
-                    "{e}; the last good support set is in {}",
+                    "{what}; the last good support set (step {step}) is in {}",
                     dir.path.display()
                 )));
             }
-            Err(e) => return Err(e.into()),
         };
         let done = kip.state().step;
         let mut line = json!({
@@ -201,7 +251,10 @@ pub fn run(args: DistillArgs) -> Result<i32> {
             final_eval = ev;
             pb.set_message(format!("loss {:.4e} test acc {:.4}", info.stats.loss, ev.accuracy));
         } else if done % 10 == 0 {
-            pb.set_message(format!("loss {:.4e} test acc {:.4}", info.stats.loss, final_eval.accuracy));
+            pb.set_message(format!(
+                "loss {:.4e} test acc {:.4}",
+                info.stats.loss, final_eval.accuracy
+            ));
         }
         dir.append_metrics(&line)?;
         last = Some(line);

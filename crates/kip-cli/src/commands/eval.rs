@@ -6,7 +6,7 @@ use serde_json::json;
 
 use crate::cli::EvalArgs;
 use crate::commands::run_data;
-use crate::error::Result;
+use crate::error::{CliError, Result};
 use crate::rundir::{RunDir, SUPPORT};
 
 pub fn run(a: EvalArgs) -> Result<i32> {
@@ -17,9 +17,13 @@ pub fn run(a: EvalArgs) -> Result<i32> {
         None => run_kernel(&cfg),
     };
     let kernel = kernel_str.parse::<KernelSpec>()?.build();
-    let reg = a.reg.or_else(|| cfg["kip"]["reg"].as_f64()).or_else(|| cfg["reg"].as_f64()).unwrap_or(1e-6);
+    let reg = a
+        .reg
+        .or_else(|| cfg["kip"]["reg"].as_f64())
+        .or_else(|| cfg["reg"].as_f64())
+        .unwrap_or(1e-6);
     let ridge = Ridge::Relative(reg);
-    ridge.check()?;
+    ridge.check().map_err(|e| CliError::Usage(format!("--reg: {e}")))?;
     let prep = crate::data::prepare(&run_data(&cfg, &dir, a.data_dir.clone())?)?;
     let support = kip_data::SupportSet::read_npz(&dir.file(SUPPORT))?;
     let x_test = prep.test.to_matrix();
@@ -53,5 +57,9 @@ pub fn run(a: EvalArgs) -> Result<i32> {
 
 /// The first kernel a run used.
 pub fn run_kernel(cfg: &serde_json::Value) -> String {
-    cfg["kip"]["kernels"][0].as_str().or_else(|| cfg["kernel"].as_str()).unwrap_or("fc1-ntk").to_string()
+    cfg["kip"]["kernels"][0]
+        .as_str()
+        .or_else(|| cfg["kernel"].as_str())
+        .unwrap_or("fc1-ntk")
+        .to_string()
 }

@@ -12,9 +12,11 @@ pub fn run(a: InspectArgs) -> Result<i32> {
             let dir = RunDir::open(run)?;
             let cfg = dir.read_json(CONFIG)?;
             let summary = dir.read_json(SUMMARY).ok();
-            let last = std::fs::read_to_string(dir.file(METRICS))
-                .ok()
-                .and_then(|s| s.lines().last().and_then(|l| serde_json::from_str::<serde_json::Value>(l).ok()));
+            let last = std::fs::read_to_string(dir.file(METRICS)).ok().and_then(|s| {
+                s.lines()
+                    .last()
+                    .and_then(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            });
             let support = kip_data::SupportSet::read_npz(&dir.file(SUPPORT)).ok().map(|s| {
                 json!({ "images": s.labels.len(), "shape": [s.shape.h, s.shape.w, s.shape.c], "classes": s.class_names.len() })
             });

@@ -18,7 +18,7 @@ pub fn run(a: LabelSolveArgs) -> Result<i32> {
     let t0 = Instant::now();
     let kernel = a.kernel.parse::<KernelSpec>()?.build();
     let ridge = Ridge::Relative(a.reg);
-    ridge.check()?;
+    ridge.check().map_err(|e| CliError::Usage(format!("--reg: {e}")))?;
     if a.block == 0 {
         return Err(CliError::Usage("--block 0: expected >= 1".into()));
     }
@@ -53,12 +53,27 @@ pub fn run(a: LabelSolveArgs) -> Result<i32> {
     let x_test = prep.test.to_matrix();
     let y_test = kip_data::one_hot(prep.test.labels(), c, true);
     let eval = |y: &DMatrix<f64>| {
-        kip_krr::evaluate(&kernel, points(&x_s), y, ridge, points(&x_test), prep.test.labels(), Some(&y_test), 2000)
+        kip_krr::evaluate(
+            &kernel,
+            points(&x_s),
+            y,
+            ridge,
+            points(&x_test),
+            prep.test.labels(),
+            Some(&y_test),
+            2000,
+        )
     };
     let before = eval(&y0)?;
     let y_ls = kip_krr::label_solve_streaming(&kernel, points(&x_s), points(&x_train), &y_train, ridge, a.block)?;
     let after = eval(&y_ls)?;
-    let out = a.out.clone().unwrap_or_else(|| default_out(&format!("label-solve-{}-{}", data.dataset.replace(':', "_"), labels.len())));
+    let out = a.out.clone().unwrap_or_else(|| {
+        default_out(&format!(
+            "label-solve-{}-{}",
+            data.dataset.replace(':', "_"),
+            labels.len()
+        ))
+    });
     let dir = RunDir::create(&out)?;
     let shape = prep.train.shape();
     dir.write_json(

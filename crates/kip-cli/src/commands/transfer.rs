@@ -54,7 +54,13 @@ pub fn run(a: TransferArgs) -> Result<i32> {
     let mut nat_acc = Vec::new();
     for seed in 0..a.seeds as u64 {
         let p = MlpParams { seed, ..base.clone() }.check()?;
-        let r = kip_nn::train(&p, &support.x_model, &support.y, &kip_labels, Some((&x_test, prep.test.labels())))?;
+        let r = kip_nn::train(
+            &p,
+            &support.x_model,
+            &support.y,
+            &kip_labels,
+            Some((&x_test, prep.test.labels())),
+        )?;
         kip_acc.push(r.test_accuracy.unwrap_or(f64::NAN));
         // Natural baseline: a class-balanced sample of the same size and seed.
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);

@@ -1,0 +1,115 @@
+//! Whole-file reading with transparent gzip decompression.
+
+use std::io::Read;
+use std::path::Path;
+
+use crate::error::{DataError, Result};
+
+/// Upper bound for the capacity hint taken from a gzip trailer (1 GiB); the
+/// vector still grows past it if the stream really is longer.
+const MAX_HINT: u64 = 1 << 30;
+
+/// Reads the whole file, decompressing it when it starts with the gzip magic
+/// bytes `1f 8b` (the extension is not consulted).
+///
+/// # Errors
+/// [`DataError::Io`] when the file cannot be read, [`DataError::Gzip`] when
+/// the gzip stream is corrupt or truncated.
+pub fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
+    let raw = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
+    decode_maybe_gz(raw, path)
+}
+
+/// Decompresses `raw` if it is gzip, else returns it unchanged; `path` is
+/// only used in error messages.
+pub(crate) fn decode_maybe_gz(raw: Vec<u8>, path: &Path) -> Result<Vec<u8>> {
+    if raw.len() < 2 || raw[0] != 0x1f || raw[1] != 0x8b {
+        return Ok(raw);
+    }
+    // ISIZE (last 4 bytes, little-endian) = uncompressed length mod 2^32 of
+    // the last member; used only as a capacity hint, capped by the maximal
+    // deflate ratio (1032:1) and by MAX_HINT.
+    let hint = if raw.len() >= 18 {
+        let t = &raw[raw.len() - 4..];
+        let isize = u32::from_le_bytes([t[0], t[1], t[2], t[3]]) as u64;
+        isize.min(raw.len() as u64 * 1032).min(MAX_HINT)
+    } else {
+        0
+    };
+    let mut out = Vec::with_capacity(hint as usize);
+    flate2::read::MultiGzDecoder::new(&raw[..])
+        .read_to_end(&mut out)
+        .map_err(|e| DataError::Gzip {
+            path: path.to_path_buf(),
+            source: e,
+        })?;
+    Ok(out)
+}
+
+/// Returns the first existing path among `dir/name` and `dir/name.gz`.
+pub(crate) fn find_plain_or_gz(dir: &Path, name: &str) -> Option<std::path::PathBuf> {
+    let plain = dir.join(name);
+    if plain.is_file() {
+        return Some(plain);
+    }
+    let gz = dir.join(format!("{name}.gz"));
+    gz.is_file().then_some(gz)
+}
+
+/// Converts bytes to `f32` (values 0..255) in a tight, vectorisable loop.
+pub(crate) fn bytes_to_f32(bytes: &[u8]) -> Vec<f32> {
+    bytes.iter().map(|&b| b as f32).collect()
+}
+
+/// Writes a file atomically: `write` fills a temporary file in the same
+/// folder, which is flushed, synced and renamed over `path`. On any error the
+/// temporary file is removed and `path` is untouched.
+pub(crate) fn write_atomic<F>(path: &Path, write: F) -> Result<()>
+where
+    F: FnOnce(std::io::BufWriter<std::fs::File>) -> std::result::Result<std::fs::File, DataError>,
+{
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    let name = path
+        .file_name()
+        .ok_or_else(|| DataError::invalid(format!("output path {} has no file name", path.display())))?;
+    let tmp = dir.join(format!(
+        ".{}.tmp.{}.{}",
+        name.to_string_lossy(),
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    let file = std::fs::File::create(&tmp).map_err(|e| DataError::io(&tmp, e))?;
+    let result = write(std::io::BufWriter::new(file)).and_then(|f| {
+        f.sync_all().map_err(|e| DataError::io(&tmp, e))?;
+        drop(f);
+        std::fs::rename(&tmp, path).map_err(|e| DataError::io(path, e))
+    });
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn gzip_and_raw_are_transparent() {
+        let dir = tempfile::tempdir().unwrap();
+        let raw = dir.path().join("a.bin.gz"); // misleading extension on purpose
+        std::fs::write(&raw, b"hello").unwrap();
+        assert_eq!(read_maybe_gz(&raw).unwrap(), b"hello");
+        let gz = dir.path().join("b");
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(b"world").unwrap();
+        std::fs::write(&gz, enc.finish().unwrap()).unwrap();
+        assert_eq!(read_maybe_gz(&gz).unwrap(), b"world");
+    }
+}
