@@ -152,7 +152,10 @@ pub fn run(args: DistillArgs) -> Result<i32> {
         Kip::from_state(valid, prep.train.clone(), state)?
     } else if resume {
         dir.truncate_metrics(0)?;
-        say(format!("no checkpoint in {} yet: starting at step 0", dir.path.display()));
+        say(format!(
+            "no checkpoint in {} yet: starting at step 0",
+            dir.path.display()
+        ));
         Kip::new(valid, prep.train.clone())?
     } else {
         let cfg = json!({
