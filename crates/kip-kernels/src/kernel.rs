@@ -59,8 +59,8 @@ pub trait Kernel: Send + Sync + fmt::Debug {
     /// # Errors
     /// As [`Kernel::gram`].
     fn gram_into(&self, a: PointsView<'_>, b: PointsView<'_>, out: &mut DMatrix<f64>) -> Result<()> {
-        check_pair(&a, &b)?;
-        let (na, nb) = (sq_norms(&a), sq_norms(&b));
+        let (mut na, mut nb) = (Vec::new(), Vec::new());
+        checked_pair(&a, &b, &mut na, &mut nb)?;
         inner_products(&a, &b, out);
         map_columns(out, |col, rows, j| self.map_values(col, &na[rows], nb[j]));
         Ok(())
@@ -82,8 +82,7 @@ pub trait Kernel: Send + Sync + fmt::Debug {
     /// # Errors
     /// As [`Kernel::gram`].
     fn gram_sym_into(&self, a: PointsView<'_>, out: &mut DMatrix<f64>) -> Result<()> {
-        check_points("a", &a)?;
-        let na = sq_norms(&a);
+        let na = checked_norms("a", &a)?;
         inner_products(&a, &a, out);
         map_columns(out, |col, rows, j| self.map_values(col, &na[rows], na[j]));
         let n = na.len();
@@ -101,8 +100,7 @@ pub trait Kernel: Send + Sync + fmt::Debug {
     /// # Errors
     /// As [`Kernel::gram`].
     fn gram_diag(&self, a: PointsView<'_>) -> Result<Vec<f64>> {
-        check_points("a", &a)?;
-        Ok(sq_norms(&a).into_iter().map(|n| self.diag(n).0).collect())
+        Ok(checked_norms("a", &a)?.into_iter().map(|n| self.diag(n).0).collect())
     }
 
     /// Vector-Jacobian product of `K(a, b)` with `g = dL/dK`: `(dL/da, dL/db)`.
@@ -182,11 +180,7 @@ impl Linearization {
     /// # Errors
     /// As [`Kernel::gram`].
     pub fn compute<K: Kernel + ?Sized>(&mut self, kernel: &K, a: PointsView<'_>, b: PointsView<'_>) -> Result<()> {
-        check_pair(&a, &b)?;
-        self.na.clear();
-        self.na.extend(sq_norms(&a));
-        self.nb.clear();
-        self.nb.extend(sq_norms(&b));
+        checked_pair(&a, &b, &mut self.na, &mut self.nb)?;
         inner_products(&a, &b, &mut self.p);
         self.fill_partials(kernel);
         self.sym = false;
@@ -199,9 +193,7 @@ impl Linearization {
     /// # Errors
     /// As [`Kernel::gram`].
     pub fn compute_sym<K: Kernel + ?Sized>(&mut self, kernel: &K, a: PointsView<'_>) -> Result<()> {
-        check_points("a", &a)?;
-        self.na.clear();
-        self.na.extend(sq_norms(&a));
+        norms_into("a", &a, &mut self.na)?;
         self.nb.clear();
         self.nb.extend_from_slice(&self.na);
         inner_products(&a, &a, &mut self.p);
@@ -424,27 +416,44 @@ fn map_columns(m: &mut DMatrix<f64>, f: impl Fn(&mut [f64], std::ops::Range<usiz
     });
 }
 
-/// `‖x_i‖²/d` for every row.
-fn sq_norms(x: &PointsView<'_>) -> Vec<f64> {
-    let d = x.ncols() as f64;
-    let xr = MatRef::from_points(x);
-    (0..x.nrows())
-        .into_par_iter()
-        .with_min_len(256)
-        .map(|i| (0..xr.cols()).map(|j| xr.at(i, j) * xr.at(i, j)).sum::<f64>() / d)
-        .collect()
-}
-
-fn check_points(what: &'static str, x: &PointsView<'_>) -> Result<()> {
+/// `‖x_i‖²/d` for every row into `out`, checking the points on the way: an
+/// empty input or a non-finite entry (NaN, ±∞, or squares that overflow) is
+/// an error naming the first bad row and column. One pass over contiguous
+/// memory for row-major and column-major inputs; fixed summation order.
+fn norms_into(what: &'static str, x: &PointsView<'_>, out: &mut Vec<f64>) -> Result<()> {
     let (n, d) = x.shape();
     if n == 0 || d == 0 {
         return Err(KernelError::Empty { what, rows: n, cols: d });
     }
     let xr = MatRef::from_points(x);
-    let bad = (0..n)
-        .into_par_iter()
-        .with_min_len(256)
-        .find_first(|&i| (0..d).any(|j| !xr.at(i, j).is_finite()));
+    let (data, rs, cs) = (xr.data, xr.rs, xr.cs);
+    out.clear();
+    out.resize(n, 0.0);
+    if cs == 1 {
+        out.par_iter_mut().enumerate().with_min_len(64).for_each(|(i, o)| {
+            *o = data[i * rs..i * rs + d].iter().map(|v| v * v).sum::<f64>();
+        });
+    } else if rs == 1 {
+        out.par_chunks_mut(ROW_BLOCK).enumerate().for_each(|(blk, oc)| {
+            let i0 = blk * ROW_BLOCK;
+            for j in 0..d {
+                let col = &data[j * cs + i0..j * cs + i0 + oc.len()];
+                for (o, v) in oc.iter_mut().zip(col) {
+                    *o += v * v;
+                }
+            }
+        });
+    } else {
+        out.par_iter_mut().enumerate().for_each(|(i, o)| *o = (0..d).map(|j| xr.at(i, j) * xr.at(i, j)).sum());
+    }
+    let inv_d = 1.0 / d as f64;
+    let mut bad = None;
+    for (i, o) in out.iter_mut().enumerate() {
+        if !o.is_finite() && bad.is_none() {
+            bad = Some(i);
+        }
+        *o *= inv_d;
+    }
     if let Some(row) = bad {
         let col = (0..d).position(|j| !xr.at(row, j).is_finite()).unwrap_or(0);
         return Err(KernelError::NonFinite { what, row, col });
@@ -452,9 +461,17 @@ fn check_points(what: &'static str, x: &PointsView<'_>) -> Result<()> {
     Ok(())
 }
 
-fn check_pair(a: &PointsView<'_>, b: &PointsView<'_>) -> Result<()> {
-    check_points("a", a)?;
-    check_points("b", b)?;
+/// Checked norms of one point set.
+fn checked_norms(what: &'static str, x: &PointsView<'_>) -> Result<Vec<f64>> {
+    let mut v = Vec::new();
+    norms_into(what, x, &mut v)?;
+    Ok(v)
+}
+
+/// Checked norms of two point sets of the same dimension.
+fn checked_pair(a: &PointsView<'_>, b: &PointsView<'_>, na: &mut Vec<f64>, nb: &mut Vec<f64>) -> Result<()> {
+    norms_into("a", a, na)?;
+    norms_into("b", b, nb)?;
     if a.ncols() != b.ncols() {
         return Err(KernelError::Shape {
             what: "b",

@@ -40,11 +40,11 @@ pub fn points_row_major(data: &[f64], n: usize, d: usize) -> PointsView<'_> {
 /// A read-only strided matrix, the operand type of [`gemm`].
 #[derive(Clone, Copy, Debug)]
 pub struct MatRef<'a> {
-    data: &'a [f64],
+    pub(crate) data: &'a [f64],
     rows: usize,
     cols: usize,
-    rs: usize,
-    cs: usize,
+    pub(crate) rs: usize,
+    pub(crate) cs: usize,
 }
 
 impl<'a> MatRef<'a> {
