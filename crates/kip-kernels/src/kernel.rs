@@ -281,6 +281,78 @@ impl Linearization {
         Ok(())
     }
 
+    /// `dL/db` for a low-rank upstream gradient `g = u vᵀ` (`u`: `n1 × r`,
+    /// `v`: `n2 × r`) without forming `g`: one fused pass builds
+    /// `P = (u vᵀ) ∘ ∂f/∂s` and the column sums of `(u vᵀ) ∘ ∂f/∂n'`, then one
+    /// GEMM. This is the KIP case, where `dL/dK_ts = R αᵀ` has rank C.
+    ///
+    /// # Errors
+    /// `u`/`v` of the wrong shape or non-finite.
+    ///
+    /// # Panics
+    /// If `a`/`b` do not have the shapes of the last `compute`.
+    pub fn vjp_b_lowrank_into(
+        &mut self,
+        a: PointsView<'_>,
+        b: PointsView<'_>,
+        u: &DMatrix<f64>,
+        v: &DMatrix<f64>,
+        db: &mut DMatrix<f64>,
+    ) -> Result<()> {
+        let (n1, n2) = self.k.shape();
+        assert_eq!(
+            (a.nrows(), b.nrows()),
+            (n1, n2),
+            "Linearization::vjp_b_lowrank_into: points changed"
+        );
+        check_g(u, n1, v.ncols())?;
+        check_g(v, n2, u.ncols())?;
+        if self.p.shape() != (n1, n2) {
+            self.p = DMatrix::zeros(n1, n2);
+        }
+        let rank = u.ncols();
+        let (us, vs, kss, kbs) = (u.as_slice(), v.as_slice(), self.ks.as_slice(), self.kb.as_slice());
+        self.r.clear();
+        self.r.resize(n2, 0.0);
+        self.p
+            .as_mut_slice()
+            .par_chunks_mut(n1)
+            .zip(self.r.par_iter_mut())
+            .enumerate()
+            .for_each(|(j, (pc, rj))| {
+                let o = j * n1;
+                let mut acc = 0.0;
+                let mut g = [0.0f64; 256];
+                for i0 in (0..n1).step_by(256) {
+                    let m = 256.min(n1 - i0);
+                    let g = &mut g[..m];
+                    g.fill(0.0);
+                    for c in 0..rank {
+                        let vc = vs[c * n2 + j];
+                        for (gi, ui) in g.iter_mut().zip(&us[c * n1 + i0..c * n1 + i0 + m]) {
+                            *gi += ui * vc;
+                        }
+                    }
+                    for (ii, gi) in g.iter().enumerate() {
+                        pc[i0 + ii] = gi * kss[o + i0 + ii];
+                        acc += gi * kbs[o + i0 + ii];
+                    }
+                }
+                *rj = acc;
+            });
+        let inv_d = 1.0 / a.ncols() as f64;
+        write_side(db, &b, &self.r, |out| {
+            gemm(
+                out,
+                inv_d,
+                MatRef::from_dmatrix(&self.p).t(),
+                MatRef::from_points(&a),
+                1.0,
+            )
+        });
+        Ok(())
+    }
+
     /// `dL/da` for `g = dL/dK(a, a)` after [`Linearization::compute_sym`]:
     ///
     /// ```text
@@ -444,7 +516,9 @@ fn norms_into(what: &'static str, x: &PointsView<'_>, out: &mut Vec<f64>) -> Res
             }
         });
     } else {
-        out.par_iter_mut().enumerate().for_each(|(i, o)| *o = (0..d).map(|j| xr.at(i, j) * xr.at(i, j)).sum());
+        out.par_iter_mut()
+            .enumerate()
+            .for_each(|(i, o)| *o = (0..d).map(|j| xr.at(i, j) * xr.at(i, j)).sum());
     }
     let inv_d = 1.0 / d as f64;
     let mut bad = None;

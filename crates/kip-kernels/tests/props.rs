@@ -191,3 +191,22 @@ fn bad_inputs_are_errors_not_panics() {
     let e = k.vjp(&a, &a, &DMatrix::zeros(2, 2)).unwrap_err().to_string();
     assert!(e.contains("g"), "{e}");
 }
+
+#[test]
+fn low_rank_vjp_equals_the_dense_one() {
+    use kip_kernels::{points, Linearization};
+    let a = DMatrix::from_fn(37, 6, |i, j| ((i * 7 + j * 3) % 11) as f64 / 5.0 - 1.0);
+    let b = DMatrix::from_fn(9, 6, |i, j| ((i * 5 + j) % 13) as f64 / 6.0 - 1.0);
+    let u = DMatrix::from_fn(37, 3, |i, j| ((i + 2 * j) % 5) as f64 - 2.0);
+    let v = DMatrix::from_fn(9, 3, |i, j| ((3 * i + j) % 7) as f64 / 3.0 - 1.0);
+    for s in SPECS {
+        let k = s.parse::<KernelSpec>().unwrap().build();
+        let (_, dense) = k.vjp(&a, &b, &(&u * v.transpose())).unwrap();
+        let mut lin = Linearization::default();
+        lin.compute(&k, points(&a), points(&b)).unwrap();
+        let mut low = DMatrix::zeros(0, 0);
+        lin.vjp_b_lowrank_into(points(&a), points(&b), &u, &v, &mut low)
+            .unwrap();
+        assert!(rel(&low, &dense) < 1e-12, "{s}: {}", rel(&low, &dense));
+    }
+}

@@ -25,7 +25,6 @@ pub struct KipWorkspace {
     lin: Linearization,
     alpha: DMatrix<f64>,
     pred: DMatrix<f64>,
-    g_ts: DMatrix<f64>,
     beta: DMatrix<f64>,
     g_ss: DMatrix<f64>,
     gx_sym: DMatrix<f64>,
@@ -120,15 +119,6 @@ pub fn kip_loss_grad(
         return Ok(stats);
     }
     let r = &ws.pred;
-    // dL/dK_ts = R αᵀ.
-    resize(&mut ws.g_ts, n_t, n_s);
-    gemm(
-        MatMut::from_dmatrix(&mut ws.g_ts),
-        1.0,
-        MatRef::from_dmatrix(r),
-        MatRef::from_dmatrix(&ws.alpha).t(),
-        0.0,
-    );
     // β = (K_ss+λI)⁻¹ K_tsᵀ R.
     resize(&mut ws.beta, n_s, c);
     gemm(
@@ -152,7 +142,9 @@ pub fn kip_loss_grad(
     for i in 0..n_s {
         ws.g_ss[(i, i)] -= reg / n_s as f64 * tr;
     }
-    ws.lin.vjp_into(x_t, x_s, &ws.g_ts, None, Some(&mut ws.grad_x))?;
+    // dL/dK_ts = R αᵀ (rank C), fused into the VJP without being formed.
+    ws.lin
+        .vjp_b_lowrank_into(x_t, x_s, &ws.pred, &ws.alpha, &mut ws.grad_x)?;
     ws.lin_ss.vjp_sym_into(kernel, x_s, &ws.g_ss, &mut ws.gx_sym)?;
     ws.grad_x += &ws.gx_sym;
     resize(&mut ws.grad_y, n_s, c);
