@@ -1,0 +1,596 @@
+//! Bad input never crashes `kip`: every case exits with the documented code
+//! (2: usage, 1: runtime), prints one `error: ...` line naming the flag or
+//! file and the problem, and leaves no partial output behind.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+
+/// Assert the exit code and that the first stderr line starts with `error:`
+/// and contains every needle (case-sensitive).
+fn expect_error(r: &Run, code: i32, needles: &[&str]) {
+    assert_eq!(r.code, Some(code), "exit code; stderr:\n{}", r.stderr);
+    let first = r.first_line();
+    assert!(first.starts_with("error: "), "first stderr line: {first:?}");
+    for n in needles {
+        assert!(first.contains(n), "first stderr line {first:?} lacks {n:?}");
+    }
+    assert!(!r.stderr.contains("panicked"), "panic: {}", r.stderr);
+}
+
+/// `kip distill ARGS --out OUT --quiet` in a fresh folder must fail with
+/// `code` and the needles, leaving no file in OUT.
+fn distill_fails(args: &[&str], code: i32, needles: &[&str]) {
+    let t = tempdir();
+    let out = join(t.path(), "out");
+    let mut all = vec!["distill", "--out", &out, "--quiet"];
+    if !args.contains(&"--steps") {
+        all.extend_from_slice(&["--steps", "2"]);
+    }
+    all.extend_from_slice(args);
+    let r = kip(t.path(), &all);
+    expect_error(&r, code, needles);
+    assert_eq!(
+        files_in(Path::new(&out)),
+        Vec::<String>::new(),
+        "partial output in --out"
+    );
+    assert!(!t.path().join("runs").exists(), "a default run folder was created");
+}
+
+// ---- distill flags -------------------------------------------------------
+
+#[test]
+fn support_zero() {
+    distill_fails(&["--support", "0"], 2, &["support", "0", ">= 1"]);
+}
+
+#[test]
+fn support_fewer_than_classes() {
+    distill_fails(&["--support", "5"], 2, &["support", "5", "10"]);
+}
+
+#[test]
+fn support_more_than_exist() {
+    distill_fails(&["--support", "100000"], 2, &["support", "100000", "class"]);
+}
+
+#[test]
+fn target_batch_zero() {
+    distill_fails(&["--target-batch", "0"], 2, &["target-batch", "0"]);
+}
+
+#[test]
+fn target_batch_larger_than_training_set() {
+    distill_fails(&["--target-batch", "100000"], 2, &["target-batch", "100000"]);
+}
+
+#[test]
+fn steps_zero() {
+    distill_fails(&["--steps", "0"], 2, &["steps", "0"]);
+}
+
+#[test]
+fn lr_zero() {
+    distill_fails(&["--lr", "0"], 2, &["lr", "0", "> 0"]);
+}
+
+#[test]
+fn lr_negative() {
+    distill_fails(&["--lr", "-1"], 2, &["lr", "-1"]);
+}
+
+#[test]
+fn lr_nan() {
+    distill_fails(&["--lr", "nan"], 2, &["lr", "NaN"]);
+}
+
+#[test]
+fn lr_not_a_number() {
+    distill_fails(&["--lr", "fast"], 2, &["--lr", "fast"]);
+}
+
+#[test]
+fn reg_negative() {
+    distill_fails(&["--reg", "-1"], 2, &["reg", "-1"]);
+}
+
+#[test]
+fn corrupt_one() {
+    distill_fails(&["--corrupt", "1"], 2, &["corrupt", "1"]);
+}
+
+#[test]
+fn corrupt_negative() {
+    distill_fails(&["--corrupt", "-0.1"], 2, &["corrupt", "-0.1"]);
+}
+
+#[test]
+fn kernel_typo_suggests() {
+    // The message names the flag, the spec, and what the kind should be.
+    distill_fails(&["--kernel", "fc1-ntq"], 2, &["--kernel", "fc1-ntq", "ntk"]);
+}
+
+#[test]
+fn kernel_unknown() {
+    distill_fails(&["--kernel", "bogus"], 2, &["--kernel", "bogus", "accepted"]);
+}
+
+#[test]
+fn kernel_negative_w_std() {
+    distill_fails(&["--kernel", "fc1-ntk:w_std=-1"], 2, &["--kernel", "w_std", "-1"]);
+}
+
+#[test]
+fn kernel_list_with_bad_member() {
+    distill_fails(&["--kernel", "fc1-ntk,fc2-nngp:gamma=1"], 2, &["--kernel", "gamma"]);
+}
+
+#[test]
+fn init_unknown() {
+    distill_fails(&["--init", "foo"], 2, &["--init", "foo", "real", "noise"]);
+}
+
+#[test]
+fn init_std_negative() {
+    distill_fails(&["--init", "noise", "--init-std", "-1"], 2, &["init-std", "-1"]);
+}
+
+#[test]
+fn adam_first_step_out_of_range() {
+    distill_fails(&["--adam-first-step", "5"], 2, &["adam-first-step", "5"]);
+}
+
+#[test]
+fn preprocess_unknown() {
+    distill_fails(&["--preprocess", "bogus"], 2, &["--preprocess", "bogus", "zca"]);
+}
+
+#[test]
+fn holdout_not_smaller_than_training_set() {
+    distill_fails(&["--holdout", "1438"], 2, &["--holdout", "1438"]);
+    distill_fails(&["--holdout", "100000"], 2, &["--holdout", "100000"]);
+}
+
+#[test]
+fn unknown_flag() {
+    distill_fails(&["--frobnicate"], 2, &["--frobnicate"]);
+}
+
+#[test]
+fn threads_zero() {
+    let t = tempdir();
+    let out = join(t.path(), "out");
+    let r = kip(
+        t.path(),
+        &["--threads", "0", "distill", "--out", &out, "--quiet", "--steps", "2"],
+    );
+    expect_error(&r, 2, &["--threads", "0"]);
+    assert!(files_in(Path::new(&out)).is_empty());
+}
+
+// ---- datasets ------------------------------------------------------------
+
+#[test]
+fn dataset_unknown() {
+    distill_fails(&["--dataset", "nosuch"], 2, &["nosuch", "digits", "mnist", "npz:PATH"]);
+}
+
+#[test]
+fn dataset_mnist_empty_data_dir() {
+    let empty = tempdir();
+    let dir = empty.path().to_string_lossy().into_owned();
+    distill_fails(
+        &["--dataset", "mnist", "--data-dir", &dir],
+        2,
+        &["mnist", "train-images-idx3-ubyte", "t10k-labels-idx1-ubyte", &dir],
+    );
+}
+
+#[test]
+fn dataset_npz_missing_file() {
+    distill_fails(
+        &["--dataset", "npz:/nonexistent.npz"],
+        2,
+        &["/nonexistent.npz", "not found"],
+    );
+}
+
+#[test]
+fn dataset_npz_not_a_zip() {
+    let t = tempdir();
+    let f = join(t.path(), "garbage.npz");
+    std::fs::write(&f, b"PK\x03\x04 this is not a zip archive").unwrap();
+    distill_fails(&["--dataset", &format!("npz:{f}")], 1, &[&f, "npz"]);
+}
+
+#[test]
+fn dataset_npz_empty_file() {
+    let t = tempdir();
+    let f = join(t.path(), "empty.npz");
+    std::fs::write(&f, b"").unwrap();
+    distill_fails(&["--dataset", &format!("npz:{f}")], 1, &[&f, "npz"]);
+}
+
+/// (file name, python expression for `np.savez(name, ...)` arguments, needles)
+const BAD_NPZ: &[(&str, &str, &[&str])] = &[
+    (
+        "dtype.npz",
+        "x=np.array(['a'] * 30), y=np.arange(30) % 10",
+        &["`x`", "dtype"],
+    ),
+    ("nox.npz", "y=np.arange(30) % 10", &["`x`", "missing"]),
+    ("noy.npz", "x=r(30, 4, 4, 1)", &["`y`", "missing"]),
+    (
+        "complex.npz",
+        "x=np.zeros((30, 4, 4, 1), np.complex64), y=np.arange(30) % 10",
+        &["`x`", "dtype"],
+    ),
+    (
+        "nan.npz",
+        "x=np.full((30, 4, 4, 1), np.nan), y=np.arange(30) % 10",
+        &["`x`", "finite"],
+    ),
+    (
+        "neglabel.npz",
+        "x=r(30, 4, 4, 1), y=np.arange(30) % 10 - 1",
+        &["`y`", "-1"],
+    ),
+    (
+        "len.npz",
+        "x=r(30, 4, 4, 1), y=np.arange(29) % 10",
+        &["`y`", "29", "30"],
+    ),
+    ("rank.npz", "x=r(30), y=np.arange(30) % 10", &["`x`", "rank"]),
+    (
+        "testshape.npz",
+        "x=r(30, 4, 4, 1), y=np.arange(30) % 10, x_test=r(20, 5, 5, 1), y_test=np.arange(20) % 10",
+        &["x_test", "shape"],
+    ),
+];
+
+#[test]
+fn dataset_npz_bad_contents() {
+    if !have_numpy() {
+        eprintln!("note: python3 with numpy not found; skipping the npz content cases");
+        return;
+    }
+    let t = tempdir();
+    let mut script = String::from("import numpy as np\ng = np.random.default_rng(0)\nr = lambda *s: g.random(s)\n");
+    for (name, args, _) in BAD_NPZ {
+        script.push_str(&format!("np.savez('{name}', {args})\n"));
+    }
+    python(t.path(), &script);
+    for (name, _, needles) in BAD_NPZ {
+        let f = join(t.path(), name);
+        let mut all: Vec<&str> = vec![&f];
+        all.extend_from_slice(needles);
+        distill_fails(&["--dataset", &format!("npz:{f}"), "--support", "10"], 1, &all);
+    }
+}
+
+fn idx_images(n: u32, magic: u32) -> Vec<u8> {
+    let mut v = Vec::new();
+    for w in [magic, n, 4, 4] {
+        v.extend_from_slice(&w.to_be_bytes());
+    }
+    v.extend((0..n * 16).map(|i| (i % 256) as u8));
+    v
+}
+
+fn idx_labels(labels: &[u8]) -> Vec<u8> {
+    let mut v = Vec::new();
+    v.extend_from_slice(&2049u32.to_be_bytes());
+    v.extend_from_slice(&(labels.len() as u32).to_be_bytes());
+    v.extend_from_slice(labels);
+    v
+}
+
+/// A small MNIST folder; `train_images`/`train_labels` replace the good files.
+fn mnist_dir(dir: &Path, train_images: Option<Vec<u8>>, train_labels: Option<Vec<u8>>) {
+    let labels: Vec<u8> = (0..30).map(|i| (i % 10) as u8).collect();
+    let test_labels: Vec<u8> = (0..20).map(|i| (i % 10) as u8).collect();
+    let files = [
+        (
+            "train-images-idx3-ubyte",
+            train_images.unwrap_or_else(|| idx_images(30, 2051)),
+        ),
+        (
+            "train-labels-idx1-ubyte",
+            train_labels.unwrap_or_else(|| idx_labels(&labels)),
+        ),
+        ("t10k-images-idx3-ubyte", idx_images(20, 2051)),
+        ("t10k-labels-idx1-ubyte", idx_labels(&test_labels)),
+    ];
+    for (name, bytes) in files {
+        std::fs::write(dir.join(name), bytes).unwrap();
+    }
+}
+
+fn mnist_case(train_images: Option<Vec<u8>>, train_labels: Option<Vec<u8>>, code: i32, needles: &[&str]) {
+    let t = tempdir();
+    mnist_dir(t.path(), train_images, train_labels);
+    let dir = t.path().to_string_lossy().into_owned();
+    distill_fails(
+        &["--dataset", "mnist", "--data-dir", &dir, "--support", "10"],
+        code,
+        needles,
+    );
+}
+
+#[test]
+fn idx_good_folder_runs() {
+    // The baseline of the IDX cases below: the same folder, unbroken, works.
+    let t = tempdir();
+    mnist_dir(t.path(), None, None);
+    let dir = t.path().to_string_lossy().into_owned();
+    let out = join(t.path(), "out");
+    kip_ok(
+        t.path(),
+        &[
+            "distill",
+            "--dataset",
+            "mnist",
+            "--data-dir",
+            &dir,
+            "--support",
+            "10",
+            "--steps",
+            "2",
+            "--quiet",
+            "--out",
+            &out,
+        ],
+    );
+}
+
+#[test]
+fn idx_truncated_images() {
+    let mut img = idx_images(30, 2051);
+    img.truncate(100);
+    mnist_case(Some(img), None, 1, &["train-images-idx3-ubyte", "truncated"]);
+}
+
+#[test]
+fn idx_bad_magic() {
+    mnist_case(
+        Some(idx_images(30, 1234)),
+        None,
+        1,
+        &["train-images-idx3-ubyte", "magic"],
+    );
+}
+
+#[test]
+fn idx_label_out_of_range() {
+    let mut labels: Vec<u8> = (0..30).map(|i| (i % 10) as u8).collect();
+    labels[29] = 42;
+    mnist_case(
+        None,
+        Some(idx_labels(&labels)),
+        1,
+        &["train-labels-idx1-ubyte", "42", "out of range"],
+    );
+}
+
+#[test]
+fn idx_label_count_mismatch() {
+    let labels: Vec<u8> = (0..20).map(|i| (i % 10) as u8).collect();
+    mnist_case(
+        None,
+        Some(idx_labels(&labels)),
+        1,
+        &["train-labels-idx1-ubyte", "20", "30"],
+    );
+}
+
+#[test]
+fn idx_corrupt_gzip() {
+    let mut gz = vec![0x1f, 0x8b];
+    gz.extend_from_slice(b"definitely not deflate data");
+    mnist_case(Some(gz), None, 1, &["train-images-idx3-ubyte", "gzip"]);
+}
+
+#[test]
+fn idx_empty_file() {
+    mnist_case(Some(Vec::new()), None, 1, &["train-images-idx3-ubyte"]);
+}
+
+// ---- run directories -----------------------------------------------------
+
+/// A finished 2-step digits run in `dir/run`.
+fn small_run(dir: &Path) -> String {
+    let out = join(dir, "run");
+    kip_ok(
+        dir,
+        &[
+            "distill",
+            "--out",
+            &out,
+            "--quiet",
+            "--steps",
+            "2",
+            "--target-batch",
+            "100",
+            "--eval-every",
+            "0",
+        ],
+    );
+    out
+}
+
+#[test]
+fn resume_without_config() {
+    let t = tempdir();
+    let d = t.path().to_string_lossy().into_owned();
+    let r = kip(t.path(), &["distill", "--resume", &d, "--steps", "4", "--quiet"]);
+    expect_error(&r, 2, &[&d, "config.json"]);
+    assert!(files_in(t.path()).is_empty());
+}
+
+#[test]
+fn resume_missing_dir() {
+    let t = tempdir();
+    let d = join(t.path(), "nope");
+    let r = kip(t.path(), &["distill", "--resume", &d, "--steps", "4", "--quiet"]);
+    expect_error(&r, 2, &[&d]);
+    assert!(!Path::new(&d).exists());
+}
+
+fn damaged_checkpoint_case(damage: impl Fn(&mut Vec<u8>), needles: &[&str]) {
+    let t = tempdir();
+    let run = small_run(t.path());
+    let ck = Path::new(&run).join("checkpoint.bin");
+    let mut bytes = std::fs::read(&ck).unwrap();
+    damage(&mut bytes);
+    std::fs::write(&ck, &bytes).unwrap();
+    let support = std::fs::read(Path::new(&run).join("support.npz")).unwrap();
+    let r = kip(t.path(), &["distill", "--resume", &run, "--steps", "4", "--quiet"]);
+    let mut all = vec!["checkpoint.bin"];
+    all.extend_from_slice(needles);
+    expect_error(&r, 1, &all);
+    // Nothing was overwritten.
+    assert_eq!(std::fs::read(&ck).unwrap(), bytes);
+    assert_eq!(std::fs::read(Path::new(&run).join("support.npz")).unwrap(), support);
+}
+
+#[test]
+fn resume_flipped_checkpoint_byte() {
+    damaged_checkpoint_case(
+        |b| {
+            let mid = b.len() / 2;
+            b[mid] ^= 0xff;
+        },
+        &["checksum"],
+    );
+}
+
+#[test]
+fn resume_truncated_checkpoint() {
+    damaged_checkpoint_case(|b| b.truncate(b.len() - 100), &["checksum"]);
+}
+
+#[test]
+fn resume_checkpoint_not_a_checkpoint() {
+    damaged_checkpoint_case(|b| b[0] ^= 0xff, &["not a kip checkpoint"]);
+}
+
+#[test]
+fn resume_bad_config() {
+    let t = tempdir();
+    let run = small_run(t.path());
+    std::fs::write(Path::new(&run).join("config.json"), "{ not json").unwrap();
+    let r = kip(t.path(), &["distill", "--resume", &run, "--steps", "4", "--quiet"]);
+    expect_error(&r, 1, &["config.json", "JSON"]);
+}
+
+#[test]
+fn out_is_an_existing_run() {
+    let t = tempdir();
+    let run = small_run(t.path());
+    let before: Vec<Vec<u8>> = ["checkpoint.bin", "support.npz", "config.json", "metrics.jsonl"]
+        .iter()
+        .map(|f| std::fs::read(Path::new(&run).join(f)).unwrap())
+        .collect();
+    let r = kip(t.path(), &["distill", "--out", &run, "--quiet", "--steps", "2"]);
+    expect_error(&r, 2, &[&run, "already holds a run", "--resume"]);
+    let after: Vec<Vec<u8>> = ["checkpoint.bin", "support.npz", "config.json", "metrics.jsonl"]
+        .iter()
+        .map(|f| std::fs::read(Path::new(&run).join(f)).unwrap())
+        .collect();
+    assert!(before == after, "the existing run was modified");
+}
+
+#[test]
+fn eval_of_a_non_run_dir() {
+    let t = tempdir();
+    let d = t.path().to_string_lossy().into_owned();
+    let r = kip(t.path(), &["eval", &d]);
+    expect_error(&r, 2, &[&d, "not a kip run directory"]);
+}
+
+#[test]
+fn eval_bad_kernel_and_reg() {
+    let t = tempdir();
+    let run = small_run(t.path());
+    expect_error(
+        &kip(t.path(), &["eval", &run, "--kernel", "bogus"]),
+        2,
+        &["--kernel", "bogus"],
+    );
+    expect_error(&kip(t.path(), &["eval", &run, "--reg", "-1"]), 2, &["reg", "-1"]);
+}
+
+#[test]
+fn eval_missing_support_file() {
+    let t = tempdir();
+    let run = small_run(t.path());
+    std::fs::remove_file(Path::new(&run).join("support.npz")).unwrap();
+    let r = kip(t.path(), &["eval", &run]);
+    assert!(matches!(r.code, Some(1) | Some(2)), "{r:?}");
+    expect_error(&r, r.code.unwrap(), &["support.npz"]);
+}
+
+#[test]
+fn transfer_bad_flags() {
+    let t = tempdir();
+    let run = small_run(t.path());
+    let cases: &[(&[&str], &[&str])] = &[
+        (&["--param", "bogus"], &["--param", "bogus", "ntk"]),
+        (&["--seeds", "0"], &["--seeds", "0"]),
+        (&["--width", "0"], &["width", "0"]),
+        (&["--loss", "hinge"], &["loss", "hinge"]),
+        (&["--optimizer", "lbfgs"], &["optimizer", "lbfgs"]),
+        (&["--lr", "-1"], &["lr", "-1"]),
+    ];
+    for (flags, needles) in cases {
+        let mut all = vec!["transfer", &run, "--steps", "2"];
+        all.extend_from_slice(flags);
+        let r = kip(t.path(), &all);
+        expect_error(&r, 2, needles);
+        assert!(!Path::new(&run).join("transfer.json").exists());
+    }
+}
+
+#[test]
+fn transfer_of_a_non_run_dir() {
+    let t = tempdir();
+    let d = t.path().to_string_lossy().into_owned();
+    expect_error(&kip(t.path(), &["transfer", &d]), 2, &[&d, "config.json"]);
+}
+
+#[test]
+fn label_solve_bad_flags() {
+    let t = tempdir();
+    let out = join(t.path(), "ls");
+    let cases: &[(&[&str], &[&str])] = &[
+        (&["--block", "0"], &["--block", "0"]),
+        (&["--reg", "-1"], &["reg", "-1"]),
+        (&["--kernel", "fc1-ntq"], &["--kernel", "fc1-ntq"]),
+        (&["--support", "100000"], &["--support", "100000"]),
+        (&["--preprocess", "bogus"], &["--preprocess", "bogus"]),
+        (&["--dataset", "nosuch"], &["nosuch"]),
+    ];
+    for (flags, needles) in cases {
+        let mut all = vec!["label-solve", "--out", &out];
+        all.extend_from_slice(flags);
+        expect_error(&kip(t.path(), &all), 2, needles);
+        assert!(files_in(Path::new(&out)).is_empty(), "partial output after {flags:?}");
+    }
+}
+
+#[test]
+fn inspect_bad_inputs() {
+    let t = tempdir();
+    expect_error(&kip(t.path(), &["inspect", "--dataset", "nosuch"]), 2, &["nosuch"]);
+    let d = join(t.path(), "nope");
+    expect_error(&kip(t.path(), &["inspect", &d]), 2, &[&d]);
+    let e = t.path().to_string_lossy().into_owned();
+    expect_error(
+        &kip(t.path(), &["inspect", "--dataset", "cifar10", "--data-dir", &e]),
+        2,
+        &["cifar10", "data_batch_1", &e],
+    );
+}
