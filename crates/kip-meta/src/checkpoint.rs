@@ -155,8 +155,14 @@ pub fn load(path: &Path) -> Result<(KipState, CheckpointMeta)> {
 }
 
 fn from_bytes(path: &Path, bytes: &[u8]) -> Result<(KipState, CheckpointMeta)> {
-    if bytes.len() < 24 || &bytes[..8] != MAGIC {
+    if bytes.len() < 8 || &bytes[..8] != MAGIC {
         return Err(bad(path, "not a kip checkpoint (bad magic number)"));
+    }
+    if bytes.len() < 24 {
+        return Err(bad(
+            path,
+            format!("truncated: {} bytes, shorter than the header", bytes.len()),
+        ));
     }
     let (body, tail) = bytes.split_at(bytes.len() - 8);
     if fnv1a(body) != u64::from_le_bytes(tail.try_into().expect("8 bytes")) {

@@ -234,7 +234,17 @@ impl Kip {
             p.reg,
             true,
             &mut self.ws,
-        )?;
+        )
+        .map_err(|e| match e {
+            // Support values whose squares overflow (a diverged run) reach
+            // the kernel as non-finite norms: report the step, not the kernel.
+            MetaError::Kernel(kip_kernels::KernelError::NonFinite { .. })
+            | MetaError::Krr(kip_krr::KrrError::NonFinite { .. }) => MetaError::NonFinite {
+                what: "kernel matrix (support values overflow)",
+                step,
+            },
+            e => e,
+        })?;
         if !stats.loss.is_finite() {
             return Err(MetaError::NonFinite { what: "loss", step });
         }
