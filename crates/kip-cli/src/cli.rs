@@ -204,6 +204,12 @@ pub struct TransferArgs {
     /// Mini-batch size (capped at the support size).
     #[arg(long, default_value_t = 100)]
     pub batch: usize,
+    /// Train the centred network f(x; θ) − f(x; θ₀) (true or false): its
+    /// output is zero at initialisation, so MSE training converges to the NTK
+    /// regression that KIP optimises instead of that plus the random initial
+    /// function, which swamps small training sets (see kip_nn::MlpParams).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub center: bool,
     /// Seeds to average over.
     #[arg(long, default_value_t = 3)]
     pub seeds: usize,

@@ -141,12 +141,17 @@ impl<T: Real> Workspace<T> {
 /// `loss + ½·λ·Σ‖W‖²` into `grads`.
 ///
 /// `x` is `d × b`, `targets` `C × b` (MSE) and `labels` length `b`
-/// (cross-entropy); shapes are the caller's responsibility.
+/// (cross-entropy); shapes are the caller's responsibility. With
+/// `offset = Some(f0)` (`C × b`), the loss is taken at the outputs minus
+/// `f0` (a centred network's initial outputs), which leaves the backward
+/// pass unchanged.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn loss_and_grad<T: Real>(
     model: &Mlp<T>,
     x: DMatrixView<'_, T>,
     targets: DMatrixView<'_, T>,
     labels: &[usize],
+    offset: Option<DMatrixView<'_, T>>,
     weight_decay: T,
     ws: &mut Workspace<T>,
     grads: &mut Grads<T>,
@@ -162,6 +167,9 @@ pub(crate) fn loss_and_grad<T: Real>(
         ..
     } = ws;
     model.forward_cols(x, hs, out);
+    if let Some(f0) = offset {
+        *out -= f0;
+    }
     let inv_b = 1.0 / b as f64;
     let loss = loss_sum(model.loss, out, targets, labels, Some((dout, inv_b))) * inv_b;
 
@@ -236,12 +244,13 @@ mod tests {
     }
 
     /// Largest per-tensor relative error ‖g − g_fd‖ / max(‖g‖, ‖g_fd‖).
-    fn grad_check(param: Parameterization, loss: Loss, wd: f64) -> f64 {
+    fn grad_check(param: Parameterization, loss: Loss, wd: f64, center: bool) -> f64 {
         let p = MlpParams {
             depth: 2,
             width: 7,
             param,
             loss,
+            center,
             ..Default::default()
         }
         .check()
@@ -255,7 +264,17 @@ mod tests {
         let yt = y.transpose();
         let mut ws = Workspace::new();
         let mut g = Grads::zeros_like(&m);
-        let loss = loss_and_grad(&m, xt.as_view(), yt.as_view(), &labels, wd, &mut ws, &mut g);
+        if center {
+            // Move off θ₀ so that the centred output is not identically 0.
+            for (k, v) in m.tensors_mut().flat_map(|t| t.iter_mut()).enumerate() {
+                *v += 0.1 * ((k % 7) as f64 - 3.0);
+            }
+        }
+        let mut f0 = DMatrix::zeros(c, n);
+        let mut hs = vec![DMatrix::zeros(7, n); 2];
+        let offset = m.reference_cols(xt.as_view(), &mut hs, &mut f0).then(|| f0.as_view());
+        assert_eq!(offset.is_some(), center);
+        let loss = loss_and_grad(&m, xt.as_view(), yt.as_view(), &labels, offset, wd, &mut ws, &mut g);
         let reg: f64 = m.layers.iter().map(|l| l.w.norm_squared()).sum();
         let full = objective(&m, &x, &y, &labels, wd);
         assert!((loss + 0.5 * wd * reg - full).abs() < 1e-12 * full.abs().max(1.0));
@@ -290,8 +309,12 @@ mod tests {
         for param in [Parameterization::Ntk, Parameterization::Standard] {
             for loss in [Loss::Mse, Loss::CrossEntropy] {
                 for wd in [0.0, 0.01] {
-                    let worst = grad_check(param, loss, wd);
-                    println!("grad check {param}/{loss}/wd={wd}: worst relative error {worst:.2e}");
+                    for center in [false, true] {
+                        let worst = grad_check(param, loss, wd, center);
+                        println!(
+                            "grad check {param}/{loss}/wd={wd}/centred={center}: worst relative error {worst:.2e}"
+                        );
+                    }
                 }
             }
         }

@@ -14,6 +14,9 @@
 //! - Optimisers: SGD with momentum 0.9 or Adam, both with cosine decay;
 //!   L2 weight decay on the weights; seeded mini-batches; optional early
 //!   stopping on a validation split ([`MlpParams`]).
+//! - Optional centring ([`MlpParams::center`]): train `f(x; θ) − f(x; θ₀)`,
+//!   whose MSE lazy limit is the NTK regression KIP optimises; needed to
+//!   train on small (distilled) sets with MSE.
 //! - Precision: training computes in `f32` by default ([`train`],
 //!   [`Mlp::new`]): twice the GEMM throughput of `f64` and ample for SGD.
 //!   Everything is generic over [`Real`], and `f64` ([`train_in`],

@@ -1,5 +1,7 @@
 //! The network: [`Mlp`], its layers, initialisation and inference.
 
+use std::sync::Arc;
+
 use nalgebra::{DMatrix, DMatrixView, DVector};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -55,9 +57,17 @@ impl<T: Real> Layer<T> {
 ///
 /// Inputs are `n × d` matrices, one sample per row (model-space images);
 /// outputs are `n × C`.
+///
+/// A *centred* network (built with [`MlpParams::center`](crate::MlpParams::center))
+/// keeps a frozen copy of its initial parameters `θ₀` and outputs
+/// `f(x; θ) − f(x; θ₀)`: zero at initialisation, with the same gradients
+/// as the plain network. Everything that runs the network ([`Mlp::forward`],
+/// [`Mlp::predict_labels`], evaluation and training) uses the centred output.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Mlp<T: Real = f32> {
     pub(crate) layers: Vec<Layer<T>>,
+    /// The frozen initial layers of a centred network.
+    pub(crate) reference: Option<Arc<Vec<Layer<T>>>>,
     pub(crate) loss: Loss,
     pub(crate) param: Parameterization,
 }
@@ -110,8 +120,9 @@ impl<T: Real> Mlp<T> {
                     sb: T::of_f64(sb),
                 }
             })
-            .collect();
+            .collect::<Vec<_>>();
         Self {
+            reference: params.center.then(|| Arc::new(layers.clone())),
             layers,
             loss: params.loss,
             param: params.param,
@@ -138,6 +149,10 @@ impl<T: Real> Mlp<T> {
     pub fn parameterization(&self) -> Parameterization {
         self.param
     }
+    /// Whether the network is centred (outputs `f(x; θ) − f(x; θ₀)`).
+    pub fn is_centred(&self) -> bool {
+        self.reference.is_some()
+    }
     /// Number of trainable scalars.
     pub fn num_params(&self) -> usize {
         self.layers.iter().map(|l| l.w.len() + l.b.len()).sum()
@@ -152,17 +167,22 @@ impl<T: Real> Mlp<T> {
 
     /// Hidden activations `hs[l] = relu(z_{l+1})` (each `width × b`) and
     /// outputs `out` (`C × b`) for column-per-sample inputs `x` (`d × b`).
+    /// This is the plain (uncentred) forward pass of the trainable layers.
     pub(crate) fn forward_cols(&self, x: DMatrixView<'_, T>, hs: &mut [DMatrix<T>], out: &mut DMatrix<T>) {
-        let depth = self.layers.len() - 1;
-        debug_assert_eq!(hs.len(), depth);
-        for l in 0..depth {
-            let (done, rest) = hs.split_at_mut(l);
-            let input = if l == 0 { x } else { done[l - 1].as_view() };
-            let z = &mut rest[0];
-            self.layers[l].forward_into(input, z, true);
+        forward_layers(&self.layers, x, hs, out);
+    }
+
+    /// The initial network's outputs `f(x; θ₀)` (`C × b`) for a centred
+    /// network, `hs` being scratch like in [`Mlp::forward_cols`]; `false`
+    /// (and nothing written) for a plain one.
+    pub(crate) fn reference_cols(&self, x: DMatrixView<'_, T>, hs: &mut [DMatrix<T>], out: &mut DMatrix<T>) -> bool {
+        match &self.reference {
+            Some(layers) => {
+                forward_layers(layers, x, hs, out);
+                true
+            }
+            None => false,
         }
-        let input = if depth == 0 { x } else { hs[depth - 1].as_view() };
-        self.layers[depth].forward_into(input, out, false);
     }
 
     /// Calls `f(first_row, outputs)` for consecutive blocks of at most
@@ -180,16 +200,23 @@ impl<T: Real> Mlp<T> {
         let mut hs = hidden(bs);
         let mut xb = DMatrix::<T>::zeros(self.d_in(), bs);
         let mut out = DMatrix::<T>::zeros(self.n_out(), bs);
+        let mut out0 = DMatrix::<T>::zeros(self.n_out(), bs);
         let mut start = 0;
         while start < x.nrows() {
             let rows = bs.min(x.nrows() - start);
             if rows != xb.ncols() {
                 xb = DMatrix::zeros(self.d_in(), rows);
                 out = DMatrix::zeros(self.n_out(), rows);
+                out0 = DMatrix::zeros(self.n_out(), rows);
                 hs = hidden(rows);
             }
             transpose_into(x.rows(start, rows), &mut xb);
-            self.forward_cols(xb.as_view(), &mut hs, &mut out);
+            if self.reference_cols(xb.as_view(), &mut hs, &mut out0) {
+                self.forward_cols(xb.as_view(), &mut hs, &mut out);
+                out -= &out0;
+            } else {
+                self.forward_cols(xb.as_view(), &mut hs, &mut out);
+            }
             f(start, &out);
             start += rows;
         }
@@ -226,6 +253,21 @@ impl<T: Real> Mlp<T> {
         });
         labels
     }
+}
+
+/// Forward pass of `layers` (ReLU between them) on column-per-sample `x`:
+/// hidden activations into `hs`, outputs into `out`.
+fn forward_layers<T: Real>(layers: &[Layer<T>], x: DMatrixView<'_, T>, hs: &mut [DMatrix<T>], out: &mut DMatrix<T>) {
+    let depth = layers.len() - 1;
+    debug_assert_eq!(hs.len(), depth);
+    for l in 0..depth {
+        let (done, rest) = hs.split_at_mut(l);
+        let input = if l == 0 { x } else { done[l - 1].as_view() };
+        let z = &mut rest[0];
+        layers[l].forward_into(input, z, true);
+    }
+    let input = if depth == 0 { x } else { hs[depth - 1].as_view() };
+    layers[depth].forward_into(input, out, false);
 }
 
 /// Index of the largest value (first on ties; NaN never wins).
@@ -346,6 +388,36 @@ mod tests {
         };
         let (a, b) = (var(Parameterization::Ntk), var(Parameterization::Standard));
         assert!((a / b - 1.0).abs() < 0.35, "{a} vs {b}");
+    }
+
+    #[test]
+    fn centred_network_is_zero_at_init_and_a_difference_after() {
+        let p = MlpParams {
+            depth: 2,
+            width: 9,
+            center: true,
+            ..Default::default()
+        }
+        .check()
+        .unwrap();
+        let plain_p = MlpParams {
+            center: false,
+            ..p.params().clone()
+        }
+        .check()
+        .unwrap();
+        let mut m = Mlp::<f64>::init(6, 3, &p, 7);
+        let plain0 = Mlp::<f64>::init(6, 3, &plain_p, 7);
+        assert!(m.is_centred() && !plain0.is_centred());
+        let x = DMatrix::from_fn(1200, 6, |i, j| ((i * 13 + j * 7) % 17) as f64 / 8.0 - 1.0);
+        assert_eq!(m.forward(&x).norm(), 0.0);
+        for t in m.tensors_mut() {
+            t.iter_mut().for_each(|v| *v *= 1.1);
+        }
+        let mut plain = plain0.clone();
+        plain.layers.clone_from(&m.layers);
+        let want = plain.forward(&x) - plain0.forward(&x);
+        assert!((m.forward(&x) - &want).norm() <= 1e-10 * want.norm());
     }
 
     #[test]

@@ -189,7 +189,22 @@ pub fn default_lr(param: Parameterization, optimizer: Optimizer, loss: Loss) -> 
 /// | `weight_decay` | 0 | L2 coefficient λ: adds `½λ‖W‖²` (weights only, not biases) to the objective | finite, ≥ 0 |
 /// | `val_fraction` | 0 | fraction of the training rows held out for early stopping; 0 = none | [0, 1) |
 /// | `patience` | 10 | with a validation split: stop after this many evaluations (one per epoch) without a new best validation loss; 0 = never stop early (the best parameters are still kept) | any |
+/// | `center` | `false` | train and predict with the centred network `f(x; θ) − f(x; θ₀)` (see below) | — |
 /// | `seed` | 0 | seeds initialisation, the validation split and the shuffles | any |
+///
+/// **Centring.** At initialisation a network outputs a random function
+/// `f(·; θ₀)` with `O(1)` entries (root mean square ≈ 1.4 for FC1 on
+/// standardised MNIST), as large as the centred one-hot targets (`0.9` /
+/// `−0.1`). Trained with MSE in the NTK (lazy) regime, the network
+/// converges to `f(·; θ₀) + Θ(·, X)·Θ(X, X)⁻¹·(Y − f(X; θ₀))`: the NTK
+/// regression of `Y` *plus* the random initial function away from the
+/// training points, which swamps the prediction when the training set is
+/// small (100 natural MNIST images, FC1 NTK, SGD at the default rate: 33 %
+/// on the first 2000 test images, against 72 % for NTK regression). With `center = true` the network is
+/// `f(x; θ) − f(x; θ₀)` (θ₀ frozen), which is zero at initialisation, has the
+/// same NTK, and converges to the plain NTK regression that KIP optimises
+/// (71 % there). It costs one extra forward pass of the initial network per
+/// step and per evaluation.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MlpParams {
     /// Number of hidden layers.
@@ -220,6 +235,8 @@ pub struct MlpParams {
     pub patience: usize,
     /// Random seed.
     pub seed: u64,
+    /// Centred network `f(x; θ) − f(x; θ₀)`.
+    pub center: bool,
 }
 
 impl Default for MlpParams {
@@ -239,6 +256,7 @@ impl Default for MlpParams {
             val_fraction: 0.0,
             patience: 10,
             seed: 0,
+            center: false,
         }
     }
 }

@@ -9,7 +9,7 @@ use rand_chacha::ChaCha8Rng;
 use crate::backprop::{loss_and_grad, Grads, Workspace};
 use crate::error::{NnError, Result};
 use crate::eval::{check_labels, evaluate};
-use crate::mlp::Mlp;
+use crate::mlp::{Mlp, EVAL_BLOCK};
 use crate::optim::{cosine_lr, OptimState};
 use crate::params::{Loss, ValidParams};
 use crate::real::Real;
@@ -26,6 +26,10 @@ pub struct Trainer<T: Real = f32> {
     state: OptimState<T>,
     grads: Grads<T>,
     ws: Workspace<T>,
+    /// Hidden activations and outputs of a centred network's initial
+    /// layers on the current batch.
+    ref_hs: Vec<DMatrix<T>>,
+    ref_out: DMatrix<T>,
     weight_decay: T,
     steps_done: usize,
 }
@@ -38,6 +42,8 @@ impl<T: Real> Trainer<T> {
             state: OptimState::new(params.optimizer, &model),
             grads: Grads::zeros_like(&model),
             ws: Workspace::new(),
+            ref_hs: Vec::new(),
+            ref_out: DMatrix::zeros(0, 0),
             weight_decay: T::of_f64(params.weight_decay),
             steps_done: 0,
             model,
@@ -46,7 +52,8 @@ impl<T: Real> Trainer<T> {
 
     /// One forward + backward pass and optimiser update on a batch at
     /// learning rate `lr`; returns the batch's mean data loss (before the
-    /// update, without the weight-decay term).
+    /// update, without the weight-decay term). A centred network also runs
+    /// its initial layers on the batch.
     ///
     /// # Shapes
     ///
@@ -64,6 +71,34 @@ impl<T: Real> Trainer<T> {
         x: DMatrixView<'_, T>,
         targets: DMatrixView<'_, T>,
         labels: &[usize],
+        lr: f64,
+    ) -> Result<f64> {
+        if self.model.is_centred() && x.nrows() == self.model.d_in() {
+            let b = x.ncols();
+            if self.ref_out.ncols() != b || self.ref_out.nrows() != self.model.n_out() {
+                self.ref_out = DMatrix::zeros(self.model.n_out(), b);
+                self.ref_hs = (0..self.model.layers.len() - 1)
+                    .map(|l| DMatrix::zeros(self.model.layers[l].w.nrows(), b))
+                    .collect();
+            }
+            self.model.reference_cols(x, &mut self.ref_hs, &mut self.ref_out);
+            let f0 = std::mem::replace(&mut self.ref_out, DMatrix::zeros(0, 0));
+            let r = self.step_offset(x, targets, labels, Some(f0.as_view()), lr);
+            self.ref_out = f0;
+            r
+        } else {
+            self.step_offset(x, targets, labels, None, lr)
+        }
+    }
+
+    /// [`Trainer::step`] with the initial outputs of a centred network
+    /// given (`C × b`; `None` for a plain network).
+    fn step_offset(
+        &mut self,
+        x: DMatrixView<'_, T>,
+        targets: DMatrixView<'_, T>,
+        labels: &[usize],
+        offset: Option<DMatrixView<'_, T>>,
         lr: f64,
     ) -> Result<f64> {
         let (d, c, b) = (self.model.d_in(), self.model.n_out(), x.ncols());
@@ -99,6 +134,7 @@ impl<T: Real> Trainer<T> {
             x,
             targets,
             labels,
+            offset,
             self.weight_decay,
             &mut self.ws,
             &mut self.grads,
@@ -280,6 +316,20 @@ pub fn train_in<T: Real>(
     });
 
     let model = Mlp::<T>::init(d, c, params, params.seed);
+    // A centred network's initial outputs on the training rows, once.
+    let f0t: Option<DMatrix<T>> = model.is_centred().then(|| {
+        let mut f0 = DMatrix::<T>::zeros(c, nt);
+        let mut start = 0;
+        while start < nt {
+            let rows = EVAL_BLOCK.min(nt - start);
+            let mut hs: Vec<DMatrix<T>> = (0..params.depth).map(|_| DMatrix::zeros(params.width, rows)).collect();
+            let mut out = DMatrix::<T>::zeros(c, rows);
+            model.reference_cols(xt.columns(start, rows), &mut hs, &mut out);
+            f0.columns_mut(start, rows).copy_from(&out);
+            start += rows;
+        }
+        f0
+    });
     let mut trainer = Trainer::new(model, params);
     let b = params.batch.min(nt);
     let full_batch = b == nt;
@@ -287,6 +337,7 @@ pub fn train_in<T: Real>(
     let mut perm: Vec<usize> = (0..nt).collect();
     let mut xb = DMatrix::<T>::zeros(d, b);
     let mut yb = DMatrix::<T>::zeros(c, b);
+    let mut fb = DMatrix::<T>::zeros(c, b);
     let mut lb: Vec<usize> = Vec::with_capacity(b);
     let mut best: Option<(f64, Mlp<T>)> = None;
     let mut since_best = 0;
@@ -296,7 +347,8 @@ pub fn train_in<T: Real>(
         let pos = step % per_epoch;
         let lr = cosine_lr(params.lr(), step, params.steps);
         if full_batch {
-            trainer.step(xt.as_view(), yt.as_view(), &lt, lr)?;
+            let f0 = f0t.as_ref().map(|f| f.as_view());
+            trainer.step_offset(xt.as_view(), yt.as_view(), &lt, f0, lr)?;
         } else {
             if pos == 0 {
                 perm.shuffle(&mut rng);
@@ -305,14 +357,19 @@ pub fn train_in<T: Real>(
             if idx.len() != xb.ncols() {
                 xb = DMatrix::zeros(d, idx.len());
                 yb = DMatrix::zeros(c, idx.len());
+                fb = DMatrix::zeros(c, idx.len());
             }
             lb.clear();
             for (j, &i) in idx.iter().enumerate() {
                 xb.column_mut(j).copy_from(&xt.column(i));
                 yb.column_mut(j).copy_from(&yt.column(i));
+                if let Some(f0) = &f0t {
+                    fb.column_mut(j).copy_from(&f0.column(i));
+                }
                 lb.push(lt[i]);
             }
-            trainer.step(xb.as_view(), yb.as_view(), &lb, lr)?;
+            let f0 = f0t.is_some().then(|| fb.as_view());
+            trainer.step_offset(xb.as_view(), yb.as_view(), &lb, f0, lr)?;
         }
         steps_run = step + 1;
         if let Some((xv, yv, lv)) = &val {
@@ -412,6 +469,47 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn centring_fits_and_step_matches_train() {
+        let (x, labels) = blobs(30, 4);
+        let y = centered_one_hot(&labels, 3);
+        for (batch, loss) in [(30, Loss::Mse), (8, Loss::Mse), (8, Loss::CrossEntropy)] {
+            let p = MlpParams {
+                width: 32,
+                steps: 100,
+                batch,
+                loss,
+                lr: Some(1.0),
+                center: true,
+                ..Default::default()
+            }
+            .check()
+            .unwrap();
+            let r = train(&p, &x, &y, &labels, Some((&x, &labels))).unwrap();
+            assert!(r.model.is_centred());
+            assert_eq!(r.final_train_accuracy, 1.0, "{batch}/{loss}: {r:?}");
+        }
+        // Full batch: `train` (precomputed initial outputs) and `Trainer::step`
+        // (recomputed each step) take the same steps.
+        let p = MlpParams {
+            width: 16,
+            steps: 5,
+            batch: 30,
+            center: true,
+            ..Default::default()
+        }
+        .check()
+        .unwrap();
+        let r = train_in::<f64>(&p, &x, &y, &labels, None).unwrap();
+        let mut t = Trainer::new(Mlp::<f64>::init(6, 3, &p, p.seed), &p);
+        let (xc, yc) = (x.transpose(), y.transpose());
+        for s in 0..5 {
+            t.step(xc.as_view(), yc.as_view(), &labels, cosine_lr(p.lr(), s, 5))
+                .unwrap();
+        }
+        assert!((t.model().forward(&x) - r.model.forward(&x)).norm() < 1e-10);
     }
 
     #[test]

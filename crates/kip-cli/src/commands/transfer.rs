@@ -38,6 +38,7 @@ pub fn run(a: TransferArgs) -> Result<i32> {
         lr: a.lr,
         steps: a.steps,
         batch: a.batch,
+        center: a.center,
         ..MlpParams::default()
     };
     base.clone().check()?;
@@ -78,7 +79,7 @@ pub fn run(a: TransferArgs) -> Result<i32> {
     let out = json!({
         "settings": {
             "depth": a.depth, "width": a.width, "param": a.param, "loss": a.loss, "optimizer": a.optimizer,
-            "lr": base.clone().check()?.lr(), "steps": a.steps, "batch": a.batch, "seeds": a.seeds,
+            "lr": base.clone().check()?.lr(), "steps": a.steps, "batch": a.batch, "center": a.center, "seeds": a.seeds,
             "support": n, "test_size": prep.test.len(),
         },
         "kip": { "test_acc": kip_acc, "mean": km, "std": ks },
@@ -89,8 +90,18 @@ pub fn run(a: TransferArgs) -> Result<i32> {
         println!("{out}");
     } else {
         println!(
-            "FC{} width {} ({}, {}), {} images, {} seeds: KIP {:.4} ± {:.4}   natural {:.4} ± {:.4}",
-            a.depth, a.width, a.param, a.loss, n, a.seeds, km, ks, nm, ns
+            "FC{} width {} ({}, {}{}), {} images, {} seeds: KIP {:.4} ± {:.4}   natural {:.4} ± {:.4}",
+            a.depth,
+            a.width,
+            a.param,
+            a.loss,
+            if a.center { ", centred" } else { "" },
+            n,
+            a.seeds,
+            km,
+            ks,
+            nm,
+            ns
         );
     }
     Ok(0)
