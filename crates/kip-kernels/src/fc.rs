@@ -68,12 +68,13 @@ const CH: usize = 64;
 const INV_2PI: f64 = 1.0 / (2.0 * PI);
 const INV_4PI: f64 = 1.0 / (4.0 * PI);
 
-/// ReLU layer at one entry: `(F, Ḟ, cos, sin, √(qₐq_b), snapped)`.
+/// ReLU layer at one entry, from the cross term `q` and the cached per-point
+/// `√q` and `1/√q` of both sides: `(F, Ḟ, cos θ, sin θ, √(qₐq_b))`.
 #[inline(always)]
-fn relu_angle(q: f64, qa: f64, qb: f64) -> (f64, f64, f64, f64, f64) {
-    let r = (qa * qb).sqrt();
-    let c0 = if r > 0.0 { q / r } else { 0.0 };
-    let c1 = c0.clamp(-1.0, 1.0);
+fn relu_angle(q: f64, sqa: f64, isqa: f64, sqb: f64, isqb: f64) -> (f64, f64, f64, f64, f64) {
+    let r = sqa * sqb;
+    // A zero vector without bias (1/√q cached as 0) gives cosine 0.
+    let c1 = (q * isqa * isqb).clamp(-1.0, 1.0);
     let one_m = 1.0 - c1 * c1;
     let snap = one_m <= COLLINEAR_TOL;
     let c = if snap { 1.0f64.copysign(c1) } else { c1 };
@@ -84,14 +85,41 @@ fn relu_angle(q: f64, qa: f64, qb: f64) -> (f64, f64, f64, f64, f64) {
     (f, fd, c, sin, r)
 }
 
-/// Erf layer at one entry: `(F, Ḟ, D)` with `D = (1+2qₐ)(1+2q_b) − 4q²`.
+/// Erf layer at one entry, with the cached `1/√(1+2q)` of both sides:
+/// `(F, Ḟ, D)` with `D = (1+2qₐ)(1+2q_b) − 4q²`.
 #[inline(always)]
-fn erf_cross(q: f64, qa: f64, qb: f64) -> (f64, f64, f64) {
+fn erf_cross(q: f64, qa: f64, isa: f64, qb: f64, isb: f64) -> (f64, f64, f64) {
     let ab = (1.0 + 2.0 * qa) * (1.0 + 2.0 * qb);
-    let z = (2.0 * q / ab.sqrt()).clamp(-1.0, 1.0);
+    let z = (2.0 * q * isa * isb).clamp(-1.0, 1.0);
     let (asin, _) = asin_acos(z);
     let dd = (ab - 4.0 * q * q).max(f64::MIN_POSITIVE);
     (2.0 / PI * asin, 4.0 / PI / dd.sqrt(), dd)
+}
+
+/// The per-point chain of one side, cached per layer: the diagonal `q` of the
+/// activation's input, its derivative with respect to `n = ‖x‖²/d`, and
+/// `1/√q` (ReLU) or `1/√(1+2q)` (Erf) — so the entries need no per-point
+/// square roots or divisions.
+#[inline(always)]
+fn point_chain(p: &FcParams, n: f64, mut out: impl FnMut(usize, f64, f64, f64)) {
+    let (w2, b2) = (p.w_std * p.w_std, p.b_std * p.b_std);
+    let (mut q, mut qn) = (w2 * n + b2, w2);
+    for l in 0..p.depth {
+        let is = match p.act {
+            Activation::Relu => {
+                if q > 0.0 {
+                    1.0 / q.sqrt()
+                } else {
+                    0.0
+                }
+            }
+            Activation::Erf => 1.0 / (1.0 + 2.0 * q).sqrt(),
+        };
+        out(l, q, qn, is);
+        let (f, df, _, _) = diag_layer(p.act, q);
+        qn *= w2 * df;
+        q = w2 * f + b2;
+    }
 }
 
 /// Diagonal layer map: `(F(qₐ), dF/dqₐ, Ḟ(qₐ), dḞ/dqₐ)`.
@@ -134,50 +162,78 @@ impl FcParams {
     }
 }
 
+/// Row caches of one chunk of rows: `[layer][field][row]`, fields q, dq/dn, 1/√·.
+fn row_cache(p: &FcParams, na: &[f64], cache: &mut Vec<f64>) {
+    let m = na.len();
+    cache.clear();
+    cache.resize(p.depth * 3 * CH, 0.0);
+    for (i, &n) in na.iter().enumerate() {
+        point_chain(p, n, |l, q, qn, is| {
+            cache[(3 * l) * CH + i] = q;
+            cache[(3 * l + 1) * CH + i] = qn;
+            cache[(3 * l + 2) * CH + i] = is;
+        });
+    }
+    debug_assert!(m <= CH);
+}
+
 #[inline(always)]
-fn values_impl(p: &FcParams, s: &mut [f64], na: &[f64], nb: f64) {
+fn values_impl(p: &FcParams, s: &mut [f64], na: &[f64], nb: &[f64]) {
     let (w2, b2) = (p.w_std * p.w_std, p.b_std * p.b_std);
     let ntk = p.kind == FcKind::Ntk;
-    for (sc, nac) in s.chunks_mut(CH).zip(na.chunks(CH)) {
-        let m = sc.len();
-        let mut q = [0.0f64; CH];
-        let mut qa = [0.0f64; CH];
-        let mut t = [0.0f64; CH];
-        for i in 0..m {
-            q[i] = w2 * sc[i] + b2;
-            qa[i] = w2 * nac[i] + b2;
-            t[i] = q[i];
-        }
-        let mut qb = w2 * nb + b2;
-        for _ in 0..p.depth {
-            match p.act {
-                Activation::Relu => {
-                    for i in 0..m {
-                        let (f, fd, _, _, _) = relu_angle(q[i], qa[i], qb);
-                        q[i] = w2 * f + b2;
-                        t[i] = q[i] + w2 * t[i] * fd;
-                        qa[i] = w2 * 0.5 * qa[i] + b2;
+    let n1 = na.len();
+    let mut rc = Vec::new();
+    let mut colc = vec![0.0; 3 * p.depth.max(1)];
+    for i0 in (0..n1).step_by(CH) {
+        let m = CH.min(n1 - i0);
+        row_cache(p, &na[i0..i0 + m], &mut rc);
+        for (j, &nbj) in nb.iter().enumerate() {
+            point_chain(p, nbj, |l, q, qn, is| {
+                colc[3 * l] = q;
+                colc[3 * l + 1] = qn;
+                colc[3 * l + 2] = is;
+            });
+            let sc = &mut s[j * n1 + i0..j * n1 + i0 + m];
+            let mut q = [0.0f64; CH];
+            let mut t = [0.0f64; CH];
+            for i in 0..m {
+                q[i] = w2 * sc[i] + b2;
+                t[i] = q[i];
+            }
+            for l in 0..p.depth {
+                let (qa, isa) = (
+                    &rc[(3 * l) * CH..(3 * l) * CH + m],
+                    &rc[(3 * l + 2) * CH..(3 * l + 2) * CH + m],
+                );
+                let (qb, isb) = (colc[3 * l], colc[3 * l + 2]);
+                match p.act {
+                    Activation::Relu => {
+                        let sqb = qb * isb;
+                        for i in 0..m {
+                            let (f, fd, _, _, _) = relu_angle(q[i], qa[i] * isa[i], isa[i], sqb, isb);
+                            q[i] = w2 * f + b2;
+                            t[i] = q[i] + w2 * t[i] * fd;
+                        }
                     }
-                }
-                Activation::Erf => {
-                    for i in 0..m {
-                        let (f, fd, _) = erf_cross(q[i], qa[i], qb);
-                        q[i] = w2 * f + b2;
-                        t[i] = q[i] + w2 * t[i] * fd;
-                        qa[i] = w2 * diag_layer(Activation::Erf, qa[i]).0 + b2;
+                    Activation::Erf => {
+                        for i in 0..m {
+                            let (f, fd, _) = erf_cross(q[i], qa[i], isa[i], qb, isb);
+                            q[i] = w2 * f + b2;
+                            t[i] = q[i] + w2 * t[i] * fd;
+                        }
                     }
                 }
             }
-            qb = w2 * diag_layer(p.act, qb).0 + b2;
+            let out = if ntk { &t } else { &q };
+            sc.copy_from_slice(&out[..m]);
         }
-        let out = if ntk { &t } else { &q };
-        sc.copy_from_slice(&out[..m]);
     }
 }
 
 multiversion! {
-    /// `s[i] ← K(s[i], na[i], nb)` over one column of a Gram matrix.
-    pub(crate) fn fc_values(p: &FcParams, s: &mut [f64], na: &[f64], nb: f64) => values_impl
+    /// `s[i,j] ← K(s[i,j], na[i], nb[j])` over a block of whole columns
+    /// (column-major, `na.len()` rows).
+    pub(crate) fn fc_values(p: &FcParams, s: &mut [f64], na: &[f64], nb: &[f64]) => values_impl
 }
 
 /// Output slices of a partials evaluation (all the same length).
@@ -194,114 +250,113 @@ pub struct PartialsMut<'a> {
 }
 
 #[inline(always)]
-fn partials_impl(p: &FcParams, s: &[f64], na: &[f64], nb: f64, out: PartialsMut<'_>) {
+fn partials_impl(p: &FcParams, s: &[f64], na: &[f64], nb: &[f64], out: PartialsMut<'_>) {
     let (w2, b2) = (p.w_std * p.w_std, p.b_std * p.b_std);
     let ntk = p.kind == FcKind::Ntk;
-    let n = s.len();
-    let mut base = 0;
-    while base < n {
-        let m = CH.min(n - base);
-        let mut q = [0.0f64; CH];
-        let mut q_s = [0.0f64; CH];
-        let mut q_a = [0.0f64; CH];
-        let mut q_b = [0.0f64; CH];
-        let mut t = [0.0f64; CH];
-        let mut t_s = [0.0f64; CH];
-        let mut t_a = [0.0f64; CH];
-        let mut t_b = [0.0f64; CH];
-        let mut qa = [0.0f64; CH];
-        let mut qa_n = [0.0f64; CH];
-        for i in 0..m {
-            q[i] = w2 * s[base + i] + b2;
-            q_s[i] = w2;
-            t[i] = q[i];
-            t_s[i] = w2;
-            qa[i] = w2 * na[base + i] + b2;
-            qa_n[i] = w2;
-        }
-        let mut qb = w2 * nb + b2;
-        let mut qb_n = w2;
-        for _ in 0..p.depth {
+    let n1 = na.len();
+    let mut rc = Vec::new();
+    let mut colc = vec![0.0; 3 * p.depth.max(1)];
+    for i0 in (0..n1).step_by(CH) {
+        let m = CH.min(n1 - i0);
+        row_cache(p, &na[i0..i0 + m], &mut rc);
+        for (j, &nbj) in nb.iter().enumerate() {
+            point_chain(p, nbj, |l, q, qn, is| {
+                colc[3 * l] = q;
+                colc[3 * l + 1] = qn;
+                colc[3 * l + 2] = is;
+            });
+            let base = j * n1 + i0;
+            let mut q = [0.0f64; CH];
+            let mut q_s = [0.0f64; CH];
+            let mut q_a = [0.0f64; CH];
+            let mut q_b = [0.0f64; CH];
+            let mut t = [0.0f64; CH];
+            let mut t_s = [0.0f64; CH];
+            let mut t_a = [0.0f64; CH];
+            let mut t_b = [0.0f64; CH];
             for i in 0..m {
-                // Layer maps and their partials with respect to (q, qa, qb).
-                let (f, fd, f_q, f_qa, f_qb, fd_q, fd_qa, fd_qb, fa, fa_d) = match p.act {
-                    Activation::Relu => {
-                        let (f, fd, c, sin, r) = relu_angle(q[i], qa[i], qb);
-                        let inv_qa = if qa[i] > 0.0 { 1.0 / qa[i] } else { 0.0 };
-                        let inv_qb = if qb > 0.0 { 1.0 / qb } else { 0.0 };
-                        let rs = r * sin;
-                        // 1/(r sinθ), zero at the snapped (collinear) points.
-                        let inv = if rs > 0.0 { 1.0 / rs } else { 0.0 };
-                        (
-                            f,
-                            fd,
-                            fd,
-                            sin * r * inv_qa * INV_4PI,
-                            sin * r * inv_qb * INV_4PI,
-                            inv * INV_2PI,
-                            -c * r * inv * inv_qa * INV_4PI,
-                            -c * r * inv * inv_qb * INV_4PI,
-                            0.5 * qa[i],
-                            0.5,
-                        )
-                    }
-                    Activation::Erf => {
-                        let (f, fd, dd) = erf_cross(q[i], qa[i], qb);
-                        let a = 1.0 + 2.0 * qa[i];
-                        let b = 1.0 + 2.0 * qb;
-                        let rd = 1.0 / dd.sqrt();
-                        let rd3 = rd * rd * rd;
-                        let (fa, fa_d, _, _) = diag_layer(Activation::Erf, qa[i]);
-                        (
-                            f,
-                            fd,
-                            fd,
-                            -4.0 / PI * q[i] / a * rd,
-                            -4.0 / PI * q[i] / b * rd,
-                            16.0 / PI * q[i] * rd3,
-                            -4.0 / PI * b * rd3,
-                            -4.0 / PI * a * rd3,
-                            fa,
-                            fa_d,
-                        )
-                    }
-                };
-                let nq_s = w2 * f_q * q_s[i];
-                let nq_a = w2 * (f_q * q_a[i] + f_qa * qa_n[i]);
-                let nq_b = w2 * (f_q * q_b[i] + f_qb * qb_n);
-                let nq = w2 * f + b2;
-                let dfd_s = fd_q * q_s[i];
-                let dfd_a = fd_q * q_a[i] + fd_qa * qa_n[i];
-                let dfd_b = fd_q * q_b[i] + fd_qb * qb_n;
-                t_s[i] = nq_s + w2 * (t_s[i] * fd + t[i] * dfd_s);
-                t_a[i] = nq_a + w2 * (t_a[i] * fd + t[i] * dfd_a);
-                t_b[i] = nq_b + w2 * (t_b[i] * fd + t[i] * dfd_b);
-                t[i] = nq + w2 * t[i] * fd;
-                q[i] = nq;
-                q_s[i] = nq_s;
-                q_a[i] = nq_a;
-                q_b[i] = nq_b;
-                qa_n[i] *= w2 * fa_d;
-                qa[i] = w2 * fa + b2;
+                q[i] = w2 * s[base + i] + b2;
+                q_s[i] = w2;
+                t[i] = q[i];
+                t_s[i] = w2;
             }
-            let (fb, fb_d, _, _) = diag_layer(p.act, qb);
-            qb_n *= w2 * fb_d;
-            qb = w2 * fb + b2;
+            for l in 0..p.depth {
+                let qa = &rc[(3 * l) * CH..(3 * l) * CH + m];
+                let qa_n = &rc[(3 * l + 1) * CH..(3 * l + 1) * CH + m];
+                let isa = &rc[(3 * l + 2) * CH..(3 * l + 2) * CH + m];
+                let (qb, qb_n, isb) = (colc[3 * l], colc[3 * l + 1], colc[3 * l + 2]);
+                for i in 0..m {
+                    // Layer maps and their partials with respect to (q, qa, qb).
+                    let (f, fd, f_q, f_qa, f_qb, fd_q, fd_qa, fd_qb) = match p.act {
+                        Activation::Relu => {
+                            let (f, fd, c, sin, r) = relu_angle(q[i], qa[i] * isa[i], isa[i], qb * isb, isb);
+                            let inv_qa = isa[i] * isa[i];
+                            let inv_qb = isb * isb;
+                            let rs = r * sin;
+                            // 1/(r sinθ), zero at the snapped (collinear) points.
+                            let inv = if rs > 0.0 { 1.0 / rs } else { 0.0 };
+                            (
+                                f,
+                                fd,
+                                fd,
+                                sin * r * inv_qa * INV_4PI,
+                                sin * r * inv_qb * INV_4PI,
+                                inv * INV_2PI,
+                                -c * r * inv * inv_qa * INV_4PI,
+                                -c * r * inv * inv_qb * INV_4PI,
+                            )
+                        }
+                        Activation::Erf => {
+                            let (f, fd, dd) = erf_cross(q[i], qa[i], isa[i], qb, isb);
+                            let a = 1.0 + 2.0 * qa[i];
+                            let b = 1.0 + 2.0 * qb;
+                            let rd = fd * (PI / 4.0);
+                            let rd3 = rd * rd * rd;
+                            let _ = dd;
+                            (
+                                f,
+                                fd,
+                                fd,
+                                -4.0 / PI * q[i] / a * rd,
+                                -4.0 / PI * q[i] / b * rd,
+                                16.0 / PI * q[i] * rd3,
+                                -4.0 / PI * b * rd3,
+                                -4.0 / PI * a * rd3,
+                            )
+                        }
+                    };
+                    let nq_s = w2 * f_q * q_s[i];
+                    let nq_a = w2 * (f_q * q_a[i] + f_qa * qa_n[i]);
+                    let nq_b = w2 * (f_q * q_b[i] + f_qb * qb_n);
+                    let nq = w2 * f + b2;
+                    let dfd_s = fd_q * q_s[i];
+                    let dfd_a = fd_q * q_a[i] + fd_qa * qa_n[i];
+                    let dfd_b = fd_q * q_b[i] + fd_qb * qb_n;
+                    t_s[i] = nq_s + w2 * (t_s[i] * fd + t[i] * dfd_s);
+                    t_a[i] = nq_a + w2 * (t_a[i] * fd + t[i] * dfd_a);
+                    t_b[i] = nq_b + w2 * (t_b[i] * fd + t[i] * dfd_b);
+                    t[i] = nq + w2 * t[i] * fd;
+                    q[i] = nq;
+                    q_s[i] = nq_s;
+                    q_a[i] = nq_a;
+                    q_b[i] = nq_b;
+                }
+            }
+            let (k, ks, ka, kb) = if ntk {
+                (&t, &t_s, &t_a, &t_b)
+            } else {
+                (&q, &q_s, &q_a, &q_b)
+            };
+            out.k[base..base + m].copy_from_slice(&k[..m]);
+            out.ks[base..base + m].copy_from_slice(&ks[..m]);
+            out.ka[base..base + m].copy_from_slice(&ka[..m]);
+            out.kb[base..base + m].copy_from_slice(&kb[..m]);
         }
-        let (k, ks, ka, kb) = if ntk {
-            (&t, &t_s, &t_a, &t_b)
-        } else {
-            (&q, &q_s, &q_a, &q_b)
-        };
-        out.k[base..base + m].copy_from_slice(&k[..m]);
-        out.ks[base..base + m].copy_from_slice(&ks[..m]);
-        out.ka[base..base + m].copy_from_slice(&ka[..m]);
-        out.kb[base..base + m].copy_from_slice(&kb[..m]);
-        base += m;
     }
 }
 
 multiversion! {
-    /// `K` and its partials with respect to `(s, na, nb)` over one column.
-    pub(crate) fn fc_partials(p: &FcParams, s: &[f64], na: &[f64], nb: f64, out: PartialsMut<'_>) => partials_impl
+    /// `K` and its partials with respect to `(s, na, nb)` over a block of
+    /// whole columns (column-major, `na.len()` rows).
+    pub(crate) fn fc_partials(p: &FcParams, s: &[f64], na: &[f64], nb: &[f64], out: PartialsMut<'_>) => partials_impl
 }

@@ -34,11 +34,14 @@ pub trait Kernel: Send + Sync + fmt::Debug {
     /// The spec that names this kernel.
     fn spec(&self) -> KernelSpec;
 
-    /// In place over one column: `s[i] ← f(s[i], na[i], nb)`.
-    fn map_values(&self, s: &mut [f64], na: &[f64], nb: f64);
+    /// In place over a block of whole columns (column-major, `na.len()` rows,
+    /// `nb.len()` columns): `s[i,j] ← f(s[i,j], na[i], nb[j])`. Blocks let a
+    /// kernel compute per-point quantities once per row and column.
+    fn map_values(&self, s: &mut [f64], na: &[f64], nb: &[f64]);
 
-    /// Over one column: `f` and `∂f/∂s`, `∂f/∂n`, `∂f/∂n'` at `(s[i], na[i], nb)`.
-    fn map_partials(&self, s: &[f64], na: &[f64], nb: f64, out: PartialsMut<'_>);
+    /// Over a block as in [`Kernel::map_values`]: `f` and `∂f/∂s`, `∂f/∂n`,
+    /// `∂f/∂n'` at `(s[i,j], na[i], nb[j])`.
+    fn map_partials(&self, s: &[f64], na: &[f64], nb: &[f64], out: PartialsMut<'_>);
 
     /// `K(x, x) = f(n, n, n)` and its total derivative `d/dn`, `n = ‖x‖²/d`.
     fn diag(&self, n: f64) -> (f64, f64);
@@ -62,7 +65,7 @@ pub trait Kernel: Send + Sync + fmt::Debug {
         let (mut na, mut nb) = (Vec::new(), Vec::new());
         checked_pair(&a, &b, &mut na, &mut nb)?;
         inner_products(&a, &b, out);
-        map_columns(out, |col, rows, j| self.map_values(col, &na[rows], nb[j]));
+        map_columns(out, |blk, rows, cols| self.map_values(blk, &na[rows], &nb[cols]));
         Ok(())
     }
 
@@ -84,7 +87,7 @@ pub trait Kernel: Send + Sync + fmt::Debug {
     fn gram_sym_into(&self, a: PointsView<'_>, out: &mut DMatrix<f64>) -> Result<()> {
         let na = checked_norms("a", &a)?;
         inner_products(&a, &a, out);
-        map_columns(out, |col, rows, j| self.map_values(col, &na[rows], na[j]));
+        map_columns(out, |blk, rows, cols| self.map_values(blk, &na[rows], &na[cols]));
         let n = na.len();
         for (j, &nj) in na.iter().enumerate() {
             out[(j, j)] = self.diag(nj).0;
@@ -219,15 +222,18 @@ impl Linearization {
         }
         let (na, nb) = (&self.na, &self.nb);
         let s = self.p.as_slice();
+        let w = n1 * col_group(n2);
         self.k
             .as_mut_slice()
-            .par_chunks_mut(n1)
-            .zip(self.ks.as_mut_slice().par_chunks_mut(n1))
-            .zip(self.ka.as_mut_slice().par_chunks_mut(n1))
-            .zip(self.kb.as_mut_slice().par_chunks_mut(n1))
+            .par_chunks_mut(w)
+            .zip(self.ks.as_mut_slice().par_chunks_mut(w))
+            .zip(self.ka.as_mut_slice().par_chunks_mut(w))
+            .zip(self.kb.as_mut_slice().par_chunks_mut(w))
             .enumerate()
-            .for_each(|(j, (((k, ks), ka), kb))| {
-                kernel.map_partials(&s[j * n1..(j + 1) * n1], na, nb[j], PartialsMut { k, ks, ka, kb });
+            .for_each(|(b, (((k, ks), ka), kb))| {
+                let j0 = b * w / n1;
+                let cols = j0..j0 + k.len() / n1;
+                kernel.map_partials(&s[j0 * n1..cols.end * n1], na, &nb[cols], PartialsMut { k, ks, ka, kb });
             });
     }
 
@@ -473,19 +479,36 @@ fn inner_products(a: &PointsView<'_>, b: &PointsView<'_>, out: &mut DMatrix<f64>
     );
 }
 
-/// Run `f(column piece, row range, column index)` over every column of `m`,
-/// in parallel over columns and row blocks.
-fn map_columns(m: &mut DMatrix<f64>, f: impl Fn(&mut [f64], std::ops::Range<usize>, usize) + Sync) {
-    let n1 = m.nrows();
-    if n1 == 0 {
+/// Columns per parallel task so that there are a few tasks per thread.
+fn col_group(n2: usize) -> usize {
+    (n2 / (4 * rayon::current_num_threads())).clamp(1, 16)
+}
+
+/// Run `f(block, row range, column range)` over `m` in parallel: blocks of
+/// whole columns when there are enough columns, otherwise pieces of single
+/// columns (so tall, narrow matrices still use every thread).
+fn map_columns(m: &mut DMatrix<f64>, f: impl Fn(&mut [f64], std::ops::Range<usize>, std::ops::Range<usize>) + Sync) {
+    let (n1, n2) = m.shape();
+    if n1 == 0 || n2 == 0 {
         return;
     }
-    m.as_mut_slice().par_chunks_mut(n1).enumerate().for_each(|(j, col)| {
-        col.par_chunks_mut(ROW_BLOCK).enumerate().for_each(|(blk, piece)| {
-            let i0 = blk * ROW_BLOCK;
-            f(piece, i0..i0 + piece.len(), j);
+    if n2 >= 2 * rayon::current_num_threads() {
+        let g = col_group(n2);
+        m.as_mut_slice()
+            .par_chunks_mut(n1 * g)
+            .enumerate()
+            .for_each(|(b, blk)| {
+                let j0 = b * g;
+                f(blk, 0..n1, j0..j0 + blk.len() / n1);
+            });
+    } else {
+        m.as_mut_slice().par_chunks_mut(n1).enumerate().for_each(|(j, col)| {
+            col.par_chunks_mut(ROW_BLOCK).enumerate().for_each(|(blk, piece)| {
+                let i0 = blk * ROW_BLOCK;
+                f(piece, i0..i0 + piece.len(), j..j + 1);
+            });
         });
-    });
+    }
 }
 
 /// `‖x_i‖²/d` for every row into `out`, checking the points on the way: an
@@ -593,25 +616,28 @@ impl Kernel for AnyKernel {
         self.spec
     }
 
-    fn map_values(&self, s: &mut [f64], na: &[f64], nb: f64) {
+    fn map_values(&self, s: &mut [f64], na: &[f64], nb: &[f64]) {
         match &self.spec {
             KernelSpec::Fc(p) => fc_values(p, s, na, nb),
             KernelSpec::Rbf { gamma } => {
-                for (v, a) in s.iter_mut().zip(na) {
-                    *v = (-gamma * (a + nb - 2.0 * *v).max(0.0)).exp();
+                for (col, &nbj) in s.chunks_mut(na.len()).zip(nb) {
+                    for (v, a) in col.iter_mut().zip(na) {
+                        *v = (-gamma * (a + nbj - 2.0 * *v).max(0.0)).exp();
+                    }
                 }
             }
             KernelSpec::Linear => {}
         }
     }
 
-    fn map_partials(&self, s: &[f64], na: &[f64], nb: f64, out: PartialsMut<'_>) {
+    fn map_partials(&self, s: &[f64], na: &[f64], nb: &[f64], out: PartialsMut<'_>) {
         match &self.spec {
             KernelSpec::Fc(p) => fc_partials(p, s, na, nb, out),
             KernelSpec::Rbf { gamma } => {
+                let n1 = na.len();
                 for i in 0..s.len() {
                     // The distance is clamped at 0 against rounding.
-                    let k = (-gamma * (na[i] + nb - 2.0 * s[i]).max(0.0)).exp();
+                    let k = (-gamma * (na[i % n1] + nb[i / n1] - 2.0 * s[i]).max(0.0)).exp();
                     out.k[i] = k;
                     out.ks[i] = 2.0 * gamma * k;
                     out.ka[i] = -gamma * k;
