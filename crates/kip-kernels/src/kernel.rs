@@ -481,7 +481,7 @@ fn inner_products(a: &PointsView<'_>, b: &PointsView<'_>, out: &mut DMatrix<f64>
 
 /// Columns per parallel task so that there are a few tasks per thread.
 fn col_group(n2: usize) -> usize {
-    (n2 / (4 * rayon::current_num_threads())).clamp(1, 16)
+    (n2 / (8 * rayon::current_num_threads())).clamp(1, 16)
 }
 
 /// Run `f(block, row range, column range)` over `m` in parallel: blocks of
