@@ -177,6 +177,15 @@ fn row_cache(p: &FcParams, na: &[f64], cache: &mut Vec<f64>) {
     debug_assert!(m <= CH);
 }
 
+/// Column cache of one point: `[layer][field]`, fields as [`row_cache`].
+fn col_cache(p: &FcParams, n: f64, cache: &mut [f64]) {
+    point_chain(p, n, |l, q, qn, is| {
+        cache[3 * l] = q;
+        cache[3 * l + 1] = qn;
+        cache[3 * l + 2] = is;
+    });
+}
+
 #[inline(always)]
 fn values_impl(p: &FcParams, s: &mut [f64], na: &[f64], nb: &[f64]) {
     let (w2, b2) = (p.w_std * p.w_std, p.b_std * p.b_std);
@@ -188,11 +197,7 @@ fn values_impl(p: &FcParams, s: &mut [f64], na: &[f64], nb: &[f64]) {
         let m = CH.min(n1 - i0);
         row_cache(p, &na[i0..i0 + m], &mut rc);
         for (j, &nbj) in nb.iter().enumerate() {
-            point_chain(p, nbj, |l, q, qn, is| {
-                colc[3 * l] = q;
-                colc[3 * l + 1] = qn;
-                colc[3 * l + 2] = is;
-            });
+            col_cache(p, nbj, &mut colc);
             let sc = &mut s[j * n1 + i0..j * n1 + i0 + m];
             let mut q = [0.0f64; CH];
             let mut t = [0.0f64; CH];
@@ -260,11 +265,7 @@ fn partials_impl(p: &FcParams, s: &[f64], na: &[f64], nb: &[f64], out: PartialsM
         let m = CH.min(n1 - i0);
         row_cache(p, &na[i0..i0 + m], &mut rc);
         for (j, &nbj) in nb.iter().enumerate() {
-            point_chain(p, nbj, |l, q, qn, is| {
-                colc[3 * l] = q;
-                colc[3 * l + 1] = qn;
-                colc[3 * l + 2] = is;
-            });
+            col_cache(p, nbj, &mut colc);
             let base = j * n1 + i0;
             let mut q = [0.0f64; CH];
             let mut q_s = [0.0f64; CH];
