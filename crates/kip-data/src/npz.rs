@@ -134,6 +134,9 @@ fn to_c_order<T: Copy + Default>(data: Vec<T>, shape: &[usize], order: Order) ->
 }
 
 /// Reads array `name`; `Ok(None)` when absent.
+/// Largest expansion of a deflate stream (1032:1), rounded up.
+const MAX_DEFLATE_RATIO: u64 = 1100;
+
 pub(crate) fn read_array<R: std::io::Read + std::io::Seek>(
     ar: &mut NpzArchive<R>,
     path: &Path,
@@ -184,6 +187,11 @@ pub(crate) fn read_array<R: std::io::Read + std::io::Seek>(
         .iter()
         .try_fold(1u64, |a, &s| a.checked_mul(s))
         .and_then(|e| e.checked_mul(size));
+    // The zip entry's declared size is itself untrusted: deflate cannot expand
+    // more than ~1032:1, so no array can be larger than that many times the
+    // whole file (this bounds the allocation by the file length).
+    let file_len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(u64::MAX);
+    let entry_size = entry_size.min(file_len.saturating_mul(MAX_DEFLATE_RATIO));
     match elems {
         Some(bytes) if bytes <= entry_size => {}
         _ => {

@@ -299,3 +299,17 @@ fn partial_cifar_folder_loads_with_note() {
     assert_eq!(s.train.class_names()[9], "j");
     assert!(s.notes[0].contains("2 records") && s.notes[0].contains("test_batch_first2.bin"));
 }
+
+/// Found by the npz fuzz target: a zip entry that declares a ~4 GB
+/// uncompressed size and an npy header that fits it made the reader allocate
+/// 3.6 GB. The declared size is now capped by the file length times the
+/// largest deflate ratio.
+#[test]
+fn npz_entry_claiming_gigabytes_is_an_error_not_an_allocation() {
+    let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/npz_huge_zip_size.npz"));
+    for layout in [NpzLayout::Nhwc, NpzLayout::Nchw] {
+        let e = load_npz(path, layout).unwrap_err().to_string();
+        assert!(e.contains("npz_huge_zip_size.npz"), "{e}");
+    }
+    assert!(kip_data::SupportSet::read_npz(path).is_err());
+}
