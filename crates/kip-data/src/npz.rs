@@ -324,8 +324,26 @@ fn labels(path: &Path, name: &str, a: Array, n: usize) -> Result<(Vec<usize>, us
         out.push(x as usize);
     }
     let c = out.iter().max().map_or(1, |m| m + 1);
+    // Class ids name classes that get a name and a target column each: more
+    // classes than MAX_CLASSES (or than items, when there are more items) is
+    // a corrupt label array, not a dataset (the npz fuzz target found a label
+    // of 1.5e9 allocating 15 GB of class names).
+    if c > MAX_CLASSES.max(out.len()) {
+        return Err(npz_err(
+            path,
+            Some(name),
+            format!(
+                "largest label {} implies {c} classes, more than {MAX_CLASSES} and than the {} items",
+                c - 1,
+                out.len()
+            ),
+        ));
+    }
     Ok((out, c))
 }
+
+/// Most classes an integer label array may imply when it has fewer items.
+const MAX_CLASSES: usize = 1 << 16;
 
 fn read_class_names<R: std::io::Read + std::io::Seek>(
     ar: &mut NpzArchive<R>,

@@ -313,3 +313,12 @@ fn npz_entry_claiming_gigabytes_is_an_error_not_an_allocation() {
     }
     assert!(kip_data::SupportSet::read_npz(path).is_err());
 }
+
+/// Found by the npz fuzz target: one huge integer label made the loader
+/// allocate a class name for every id up to it (15 GB).
+#[test]
+fn npz_label_implying_too_many_classes_is_an_error() {
+    let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/npz_huge_label.npz"));
+    let e = load_npz(path, NpzLayout::Nhwc).unwrap_err().to_string();
+    assert!(e.contains("npz_huge_label.npz"), "{e}");
+}
