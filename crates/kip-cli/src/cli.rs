@@ -73,6 +73,11 @@ pub struct DistillArgs {
     /// Adam learning rate.
     #[arg(long, allow_negative_numbers = true, default_value_t = 0.01)]
     pub lr: f64,
+    /// Learning-rate schedule over --steps: constant, cosine (decay to 0)
+    /// or cosine:M (decay to M·lr). A resumed run keeps the trajectory only
+    /// with the same --steps.
+    #[arg(long, default_value = "constant")]
+    pub lr_schedule: String,
     /// Adam bias-correction index of the first step: 1 as the authors'
     /// notebook, 0 for textbook Adam.
     #[arg(long, default_value_t = 1)]

@@ -88,6 +88,15 @@ fn lr_nan() {
 }
 
 #[test]
+fn lr_schedule_unknown() {
+    distill_fails(
+        &["--lr-schedule", "linear"],
+        2,
+        &["--lr-schedule", "linear", "cosine:M"],
+    );
+}
+
+#[test]
 fn lr_not_a_number() {
     distill_fails(&["--lr", "fast"], 2, &["--lr", "fast"]);
 }

@@ -133,10 +133,32 @@ fn to_c_order<T: Copy + Default>(data: Vec<T>, shape: &[usize], order: Order) ->
     }
 }
 
-/// Reads array `name`; `Ok(None)` when absent.
 /// Largest expansion of a deflate stream (1032:1), rounded up.
 const MAX_DEFLATE_RATIO: u64 = 1100;
 
+/// Largest npy header accepted (numpy itself refuses headers over 10,000
+/// bytes by default; version 2/3 headers declare their length in 4 bytes).
+const MAX_NPY_HEADER: u64 = 1 << 20;
+
+/// The header length an npy stream declares, from its first 12 bytes
+/// (`\x93NUMPY`, major, minor, then u16 (version 1) or u32 length);
+/// `None` when the stream is too short or not npy (the npy reader then
+/// reports that).
+fn declared_header_len(r: &mut impl std::io::Read) -> std::io::Result<Option<u64>> {
+    use std::io::Read as _;
+    let mut head = Vec::with_capacity(12);
+    r.take(12).read_to_end(&mut head)?;
+    if head.len() < 10 || !head.starts_with(b"\x93NUMPY") {
+        return Ok(None);
+    }
+    Ok(match head[6] {
+        1 => Some(u16::from_le_bytes([head[8], head[9]]) as u64),
+        _ if head.len() == 12 => Some(u32::from_le_bytes([head[8], head[9], head[10], head[11]]) as u64),
+        _ => None,
+    })
+}
+
+/// Reads array `name`; `Ok(None)` when absent.
 pub(crate) fn read_array<R: std::io::Read + std::io::Seek>(
     ar: &mut NpzArchive<R>,
     path: &Path,
@@ -144,7 +166,21 @@ pub(crate) fn read_array<R: std::io::Read + std::io::Seek>(
 ) -> Result<Option<Array>> {
     let entry = npyz::npz::file_name_from_array_name(name);
     let entry_size = match ar.zip_archive().by_name(&entry) {
-        Ok(f) => f.size(),
+        Ok(mut f) => {
+            // The npy reader allocates the header length it reads before
+            // checking anything: refuse an absurd one here.
+            let size = f.size();
+            let header = declared_header_len(&mut f)
+                .map_err(|e| npz_err(path, Some(name), format!("cannot read entry {entry}: {e}")))?;
+            if let Some(h) = header.filter(|&h| h > MAX_NPY_HEADER.min(size)) {
+                return Err(npz_err(
+                    path,
+                    Some(name),
+                    format!("npy header claims {h} bytes (entry holds {size}, limit {MAX_NPY_HEADER})"),
+                ));
+            }
+            size
+        }
         Err(npyz::zip::result::ZipError::FileNotFound) => return Ok(None),
         Err(e) => return Err(npz_err(path, Some(name), format!("cannot open entry {entry}: {e}"))),
     };

@@ -314,6 +314,15 @@ fn npz_entry_claiming_gigabytes_is_an_error_not_an_allocation() {
     assert!(kip_data::SupportSet::read_npz(path).is_err());
 }
 
+/// Found by the npz fuzz target: an npy version-2 header declaring a 3.6 GB
+/// header length made the npy reader allocate it before any check.
+#[test]
+fn npz_header_claiming_gigabytes_is_an_error_not_an_allocation() {
+    let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/npz_huge_header.npz"));
+    let e = load_npz(path, NpzLayout::Nhwc).unwrap_err().to_string();
+    assert!(e.contains("npz_huge_header.npz") && e.contains("header claims"), "{e}");
+}
+
 /// Found by the npz fuzz target: one huge integer label made the loader
 /// allocate a class name for every id up to it (15 GB).
 #[test]

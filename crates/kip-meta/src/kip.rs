@@ -8,7 +8,7 @@ use nalgebra::DMatrix;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::adam::AdamState;
+use crate::adam::{AdamParams, AdamState};
 use crate::error::{MetaError, Result};
 use crate::loss::{kip_loss_grad, KipWorkspace, LossStats};
 use crate::params::{Init, ValidKipParams};
@@ -261,11 +261,15 @@ impl Kip {
         }
         // Labels first (checked, unchanged on failure), then images: either
         // both updates are applied or neither.
+        let adam = AdamParams {
+            lr: p.adam.lr * p.lr_schedule.factor(step, p.steps),
+            ..p.adam
+        };
         let st = &mut self.state;
         if p.learn_labels {
             let mut trial = st.adam_y.clone();
             let mut y = st.y_s.clone();
-            if !trial.try_update(&p.adam, step, y.as_mut_slice(), self.ws.grad_y.as_slice()) {
+            if !trial.try_update(&adam, step, y.as_mut_slice(), self.ws.grad_y.as_slice()) {
                 return Err(MetaError::NonFinite {
                     what: "label update",
                     step,
@@ -273,7 +277,7 @@ impl Kip {
             }
             if !st
                 .adam_x
-                .try_update(&p.adam, step, st.x_s.as_mut_slice(), self.ws.grad_x.as_slice())
+                .try_update(&adam, step, st.x_s.as_mut_slice(), self.ws.grad_x.as_slice())
             {
                 return Err(MetaError::NonFinite {
                     what: "support update",
@@ -283,7 +287,7 @@ impl Kip {
             (st.y_s, st.adam_y) = (y, trial);
         } else if !st
             .adam_x
-            .try_update(&p.adam, step, st.x_s.as_mut_slice(), self.ws.grad_x.as_slice())
+            .try_update(&adam, step, st.x_s.as_mut_slice(), self.ws.grad_x.as_slice())
         {
             return Err(MetaError::NonFinite {
                 what: "support update",

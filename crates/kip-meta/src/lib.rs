@@ -39,4 +39,4 @@ pub use adam::{AdamParams, AdamState};
 pub use error::{MetaError, Result};
 pub use kip::{Kip, KipState, StepInfo};
 pub use loss::{kip_loss_grad, KipWorkspace, LossStats};
-pub use params::{Init, KipParams, ValidKipParams};
+pub use params::{Init, KipParams, LrSchedule, ValidKipParams};

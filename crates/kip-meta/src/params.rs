@@ -18,6 +18,55 @@ pub enum Init {
     },
 }
 
+/// How the learning rate changes over the run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub enum LrSchedule {
+    /// `lr` at every step (the reference).
+    #[default]
+    Constant,
+    /// Cosine decay from `lr` at step 0 to `min_factor · lr` at the last
+    /// step: `lr · (m + (1 − m) · ½(1 + cos(π t / T)))`, `T` = total steps.
+    Cosine {
+        /// Final fraction of the learning rate, in [0, 1].
+        min_factor: f64,
+    },
+}
+
+impl LrSchedule {
+    /// The learning-rate multiplier at 0-based `step` of `steps`.
+    pub fn factor(&self, step: usize, steps: usize) -> f64 {
+        match *self {
+            LrSchedule::Constant => 1.0,
+            LrSchedule::Cosine { min_factor } => {
+                let t = if steps > 1 {
+                    (step as f64 / (steps - 1) as f64).min(1.0)
+                } else {
+                    0.0
+                };
+                min_factor + (1.0 - min_factor) * 0.5 * (1.0 + (std::f64::consts::PI * t).cos())
+            }
+        }
+    }
+}
+
+impl std::str::FromStr for LrSchedule {
+    type Err = String;
+
+    /// `constant`, `cosine` (decay to 0) or `cosine:M` (decay to `M · lr`).
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        let expected = "expected constant, cosine or cosine:M with M in [0, 1]";
+        match s.split_once(':') {
+            None if s == "constant" => Ok(LrSchedule::Constant),
+            None if s == "cosine" => Ok(LrSchedule::Cosine { min_factor: 0.0 }),
+            Some(("cosine", m)) => match m.parse::<f64>() {
+                Ok(m) if (0.0..=1.0).contains(&m) => Ok(LrSchedule::Cosine { min_factor: m }),
+                _ => Err(format!("`{s}`: {expected}")),
+            },
+            _ => Err(format!("`{s}`: {expected}")),
+        }
+    }
+}
+
 /// KIP parameters. Defaults are the reference's.
 ///
 /// | name | default | meaning | range |
@@ -27,6 +76,7 @@ pub enum Init {
 /// | `n_target` | 5000 | target images drawn (class-balanced) each step | ≥ number of classes, ≤ training size per class |
 /// | `steps` | 1000 | Adam steps | ≥ 1 |
 /// | `adam.lr` | 0.01 | learning rate | finite, > 0 |
+/// | `lr_schedule` | `Constant` | learning-rate decay over `steps` | cosine floor in [0, 1] |
 /// | `adam.b1`, `adam.b2` | 0.9, 0.999 | moment decays | [0, 1) |
 /// | `adam.eps` | 1e-8 | Adam ε | finite, > 0 |
 /// | `adam.first_step_index` | 1 | bias-correction index of the first step (notebook: 1, textbook: 0) | 0 or 1 |
@@ -47,6 +97,10 @@ pub struct KipParams {
     pub steps: usize,
     /// Adam settings (learning rate included).
     pub adam: AdamParams,
+    /// Learning-rate schedule over `steps` (absent in older run
+    /// configurations: constant).
+    #[serde(default)]
+    pub lr_schedule: LrSchedule,
     /// Relative ridge.
     pub reg: f64,
     /// Learn the labels too.
@@ -67,6 +121,7 @@ impl Default for KipParams {
             n_target: 5000,
             steps: 1000,
             adam: AdamParams::default(),
+            lr_schedule: LrSchedule::Constant,
             reg: 1e-6,
             learn_labels: false,
             init: Init::Real,
@@ -146,6 +201,11 @@ impl KipParams {
                 "0 (textbook) or 1 (reference notebook)",
             ));
         }
+        if let LrSchedule::Cosine { min_factor } = self.lr_schedule {
+            if !(0.0..=1.0).contains(&min_factor) {
+                return Err(bad("lr-schedule", min_factor, "a cosine floor in [0, 1]"));
+            }
+        }
         if !(self.reg.is_finite() && self.reg >= 0.0) {
             return Err(bad("reg", self.reg, "a finite number >= 0"));
         }
@@ -164,6 +224,29 @@ impl KipParams {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cosine_schedule_runs_from_one_to_its_floor() {
+        let c: LrSchedule = "cosine:0.1".parse().unwrap();
+        assert_eq!(c.factor(0, 101), 1.0);
+        assert!((c.factor(50, 101) - 0.55).abs() < 1e-12);
+        assert!((c.factor(100, 101) - 0.1).abs() < 1e-12);
+        assert!(
+            (c.factor(500, 101) - 0.1).abs() < 1e-12,
+            "past the end it stays at the floor"
+        );
+        assert_eq!(
+            "cosine".parse::<LrSchedule>().unwrap(),
+            LrSchedule::Cosine { min_factor: 0.0 }
+        );
+        assert_eq!("constant".parse::<LrSchedule>().unwrap().factor(7, 10), 1.0);
+        for bad in ["linear", "cosine:2", "cosine:x", "constant:1", ""] {
+            assert!(
+                bad.parse::<LrSchedule>().unwrap_err().contains("expected constant"),
+                "{bad}"
+            );
+        }
+    }
 
     #[test]
     fn defaults_are_valid_and_each_check_trips() {
@@ -263,6 +346,13 @@ mod tests {
                     ..Default::default()
                 },
                 "adam-first-step",
+            ),
+            (
+                KipParams {
+                    lr_schedule: LrSchedule::Cosine { min_factor: 1.5 },
+                    ..Default::default()
+                },
+                "lr-schedule",
             ),
             (
                 KipParams {

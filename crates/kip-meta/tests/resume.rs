@@ -12,6 +12,7 @@ fn setup() -> (KipParams, kip_data::Dataset) {
         n_target: 300,
         steps: 20,
         learn_labels: true,
+        lr_schedule: kip_meta::LrSchedule::Cosine { min_factor: 0.1 },
         corrupt: 0.1,
         seed: 11,
         ..KipParams::default()

@@ -37,6 +37,10 @@ fn kip_params(a: &DistillArgs, target: usize) -> Result<KipParams> {
             first_step_index: a.adam_first_step,
             ..AdamParams::default()
         },
+        lr_schedule: a
+            .lr_schedule
+            .parse()
+            .map_err(|e| CliError::Usage(format!("--lr-schedule {e}")))?,
         reg: a.reg,
         learn_labels: a.learn_labels,
         init,
