@@ -12,6 +12,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use kip_benches::slow_group;
 use kip_kernels::{Kernel, KernelSpec};
 use kip_krr::{Cholesky, Ridge};
 use nalgebra::DMatrix;
@@ -33,11 +34,7 @@ fn factor_solve(k: &DMatrix<f64>, ridge: f64, rhs: &mut DMatrix<f64>) {
 }
 
 fn bench(c: &mut Criterion) {
-    let mut group = c.benchmark_group("cholesky_solve");
-    group
-        .sample_size(10)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(8));
+    let mut group = slow_group(c, "cholesky_solve", Duration::from_secs(8));
     for n in [1000, 4000] {
         let (k, ridge) = spd(n);
         let b = DMatrix::from_fn(n, RHS, |i, j| ((i + j) % 7) as f64 - 3.0);

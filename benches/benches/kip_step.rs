@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use kip_benches::{gemm_secs, median_secs};
+use kip_benches::{gemm_secs, median_secs, slow_group};
 use kip_data::{Dataset, ImageShape};
 use kip_meta::{Kip, KipParams};
 use rand::{Rng, SeedableRng};
@@ -35,11 +35,7 @@ fn kip(n_s: usize, n_t: usize, train: Dataset) -> Kip {
 }
 
 fn bench(c: &mut Criterion) {
-    let mut group = c.benchmark_group("kip_step");
-    group
-        .sample_size(10)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(5));
+    let mut group = slow_group(c, "kip_step", Duration::from_secs(5));
     for &(n_s, n_t, d) in SHAPES {
         let train = dataset(d);
         let mut k = kip(n_s, n_t, train.clone());

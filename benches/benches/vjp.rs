@@ -9,20 +9,14 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use kip_benches::{gemm_secs, gflops, median_secs, random};
+use kip_benches::{gemm_secs, gflops, kernel_inputs, median_secs, random, slow_group, KERNEL_SHAPES};
 use kip_kernels::{points, Kernel, KernelSpec, Linearization};
 use nalgebra::DMatrix;
 
-const SHAPES: &[(usize, usize, usize)] = &[(5000, 100, 784), (5000, 1000, 784), (5000, 1000, 3072)];
-
 fn bench(c: &mut Criterion) {
-    let mut group = c.benchmark_group("vjp");
-    group
-        .sample_size(10)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3));
-    for &(n1, n2, d) in SHAPES {
-        let (a, b) = (random(n1, d, 1), random(n2, d, 2));
+    let mut group = slow_group(c, "vjp", Duration::from_secs(3));
+    for &(n1, n2, d) in KERNEL_SHAPES {
+        let (a, b) = kernel_inputs(n1, n2, d);
         let g = random(n1, n2, 3);
         let gemm_flops = 2.0 * (n1 * n2 * d) as f64;
         let floor = gemm_secs(n1, n2, d, 7);

@@ -1,9 +1,12 @@
 //! Shared fixtures for the kip benches: random inputs of the paper's shapes,
-//! a bare-GEMM timer (the "GEMM floor"), medians and GFLOP/s.
+//! the criterion group settings, a bare-GEMM timer (the "GEMM floor"),
+//! medians and GFLOP/s.
 
 use std::hint::black_box;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, Criterion};
 use kip_kernels::{gemm, MatMut, MatRef};
 use nalgebra::DMatrix;
 use rand::{Rng, SeedableRng};
@@ -12,6 +15,27 @@ use rand::{Rng, SeedableRng};
 pub fn random(n: usize, d: usize, seed: u64) -> DMatrix<f64> {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     DMatrix::from_fn(n, d, |_, _| rng.random_range(-1.0..1.0))
+}
+
+/// The paper's Gram/VJP shapes `(n1, n2, d)`: 5,000 points against 100 or
+/// 1,000, of MNIST (784) or CIFAR-10 (3,072) dimensions.
+pub const KERNEL_SHAPES: &[(usize, usize, usize)] = &[(5000, 100, 784), (5000, 1000, 784), (5000, 1000, 3072)];
+
+/// The two point sets of a kernel shape: `a` (`n1 × d`, seed 1) and `b`
+/// (`n2 × d`, seed 2).
+pub fn kernel_inputs(n1: usize, n2: usize, d: usize) -> (DMatrix<f64>, DMatrix<f64>) {
+    (random(n1, d, 1), random(n2, d, 2))
+}
+
+/// A criterion group for iterations of milliseconds to seconds: 10 samples
+/// after 1 s of warm-up, `measurement` of measuring.
+pub fn slow_group<'a>(c: &'a mut Criterion, name: &str, measurement: Duration) -> BenchmarkGroup<'a, WallTime> {
+    let mut group = c.benchmark_group(name);
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(measurement);
+    group
 }
 
 /// Median wall time in seconds of `reps` calls of `f` (after one warm-up).
@@ -31,8 +55,7 @@ pub fn median_secs(reps: usize, mut f: impl FnMut()) -> f64 {
 /// Median time of a bare GEMM `(m × k)·(k × n)`, the products kip's hot
 /// paths run (same engine, same layouts as `A Bᵀ`).
 pub fn gemm_secs(m: usize, n: usize, k: usize, reps: usize) -> f64 {
-    let a = random(m, k, 1);
-    let b = random(n, k, 2);
+    let (a, b) = kernel_inputs(m, n, k);
     let mut c = DMatrix::zeros(m, n);
     median_secs(reps, || {
         gemm(

@@ -258,31 +258,15 @@ impl Linearization {
         da: Option<&mut DMatrix<f64>>,
         db: Option<&mut DMatrix<f64>>,
     ) -> Result<()> {
-        let (n1, n2) = self.k.shape();
-        assert_eq!(
-            (a.nrows(), b.nrows()),
-            (n1, n2),
-            "Linearization::vjp_into: points changed"
-        );
+        let (n1, n2) = self.checked_shape(&a, &b, "vjp_into");
         check_g(g, n1, n2)?;
-        let inv_d = 1.0 / a.ncols() as f64;
         if let Some(da) = da {
             fill_p(&mut self.p, &mut self.r, g, &self.ks, &self.ka, true);
-            write_side(da, &a, &self.r, |out| {
-                gemm(out, inv_d, MatRef::from_dmatrix(&self.p), MatRef::from_points(&b), 1.0)
-            });
+            self.write_da(da, &a, &b);
         }
         if let Some(db) = db {
             fill_p(&mut self.p, &mut self.r, g, &self.ks, &self.kb, false);
-            write_side(db, &b, &self.r, |out| {
-                gemm(
-                    out,
-                    inv_d,
-                    MatRef::from_dmatrix(&self.p).t(),
-                    MatRef::from_points(&a),
-                    1.0,
-                )
-            });
+            self.write_db(db, &a, &b);
         }
         Ok(())
     }
@@ -305,12 +289,7 @@ impl Linearization {
         v: &DMatrix<f64>,
         db: &mut DMatrix<f64>,
     ) -> Result<()> {
-        let (n1, n2) = self.k.shape();
-        assert_eq!(
-            (a.nrows(), b.nrows()),
-            (n1, n2),
-            "Linearization::vjp_b_lowrank_into: points changed"
-        );
+        let (n1, n2) = self.checked_shape(&a, &b, "vjp_b_lowrank_into");
         check_g(u, n1, v.ncols())?;
         check_g(v, n2, u.ncols())?;
         if self.p.shape() != (n1, n2) {
@@ -346,16 +325,7 @@ impl Linearization {
                 }
                 *rj = acc;
             });
-        let inv_d = 1.0 / a.ncols() as f64;
-        write_side(db, &b, &self.r, |out| {
-            gemm(
-                out,
-                inv_d,
-                MatRef::from_dmatrix(&self.p).t(),
-                MatRef::from_points(&a),
-                1.0,
-            )
-        });
+        self.write_db(db, &a, &b);
         Ok(())
     }
 
@@ -396,11 +366,45 @@ impl Linearization {
         for (k, r) in self.r.iter_mut().enumerate() {
             *r += g[(k, k)] * kernel.diag(self.na[k]).1;
         }
-        let inv_d = 1.0 / a.ncols() as f64;
-        write_side(da, &a, &self.r, |out| {
-            gemm(out, inv_d, MatRef::from_dmatrix(&self.p), MatRef::from_points(&a), 1.0)
-        });
+        self.write_da(da, &a, &a);
         Ok(())
+    }
+
+    /// `(n1, n2)` of the last `compute`.
+    ///
+    /// # Panics
+    /// If `a`/`b` do not have that many points (the message names `method`).
+    fn checked_shape(&self, a: &PointsView<'_>, b: &PointsView<'_>, method: &str) -> (usize, usize) {
+        let (n1, n2) = self.k.shape();
+        assert_eq!(
+            (a.nrows(), b.nrows()),
+            (n1, n2),
+            "Linearization::{method}: points changed"
+        );
+        (n1, n2)
+    }
+
+    /// `da ← diag(2r/d)·a + P·b/d` from the `P` and `r` of a side-a pass
+    /// (`b` = `a` for the symmetric gradient).
+    fn write_da(&self, da: &mut DMatrix<f64>, a: &PointsView<'_>, b: &PointsView<'_>) {
+        let inv_d = 1.0 / a.ncols() as f64;
+        write_side(da, a, &self.r, |out| {
+            gemm(out, inv_d, MatRef::from_dmatrix(&self.p), MatRef::from_points(b), 1.0)
+        });
+    }
+
+    /// `db ← diag(2r/d)·b + Pᵀ·a/d` from the `P` and `r` of a side-b pass.
+    fn write_db(&self, db: &mut DMatrix<f64>, a: &PointsView<'_>, b: &PointsView<'_>) {
+        let inv_d = 1.0 / a.ncols() as f64;
+        write_side(db, b, &self.r, |out| {
+            gemm(
+                out,
+                inv_d,
+                MatRef::from_dmatrix(&self.p).t(),
+                MatRef::from_points(a),
+                1.0,
+            )
+        });
     }
 }
 

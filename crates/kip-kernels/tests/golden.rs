@@ -3,38 +3,12 @@
 //! symmetric blocks (≤ 1e-7: the reference computes the angle of a point
 //! with itself from a rounded cosine, see the file's `conventions`).
 
-use kip_kernels::{Activation, FcKind, FcParams, Kernel, KernelSpec};
+#[path = "support/golden_json.rs"]
+mod golden_json;
+
+use golden_json::{arch_params, golden, mat};
+use kip_kernels::{FcKind, Kernel, KernelSpec};
 use nalgebra::DMatrix;
-use serde_json::Value;
-
-fn golden() -> Value {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/fc_kernels.json");
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
-fn mat(v: &Value) -> DMatrix<f64> {
-    let rows: Vec<Vec<f64>> = v
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect())
-        .collect();
-    DMatrix::from_fn(rows.len(), rows[0].len(), |i, j| rows[i][j])
-}
-
-fn arch_params(arch: &Value, kind: FcKind) -> FcParams {
-    let act = match arch["activation"].as_str() {
-        Some("erf") => Activation::Erf,
-        _ => Activation::Relu,
-    };
-    FcParams {
-        depth: arch["depth"].as_u64().unwrap() as usize,
-        kind,
-        act,
-        w_std: arch["W_std"].as_f64().unwrap(),
-        b_std: arch["b_std"].as_f64().unwrap(),
-    }
-}
 
 /// max |got − want| / max(|want|, 1e-3·max|want|), split into diagonal and
 /// off-diagonal entries.

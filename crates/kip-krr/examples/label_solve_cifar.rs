@@ -20,14 +20,17 @@
 //! ```
 //! `DATA_DIR` defaults to `$KIP_DATA_DIR` (the folder holding `cifar10/`).
 
+#[path = "../tests/support/real_krr.rs"]
+mod real_krr;
+
 use std::path::PathBuf;
 use std::time::Instant;
 
-use kip_data::{class_balanced, one_hot, Dataset, Preprocess};
+use kip_data::{one_hot, Dataset, Preprocess};
 use kip_kernels::{points, points_row_major, Kernel, KernelSpec};
-use kip_krr::{evaluate, LabelSolveAccumulator, Ridge};
+use kip_krr::{LabelSolveAccumulator, Ridge};
 use nalgebra::DMatrix;
-use rand::SeedableRng;
+use real_krr::{balanced_support, TestSet};
 
 const N_SUPPORT: usize = 500;
 const BLOCK: usize = 5000;
@@ -42,24 +45,9 @@ fn run(label: &str, pool: &Dataset, test: &Dataset, seed: u64) -> Result<(), Any
     let c = pool.n_classes();
     let d = pool.dim();
 
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-    let idx = class_balanced(&pool.indices_by_class(), N_SUPPORT, &mut rng)?;
-    let support = pool.subset(&idx);
-    let x_s = support.to_matrix();
-    let y_s = one_hot(support.labels(), c, true);
-    let x_test = test.to_matrix();
-    let y_test = one_hot(test.labels(), c, true);
-
-    let before = evaluate(
-        &kernel,
-        points(&x_s),
-        &y_s,
-        ridge,
-        points(&x_test),
-        test.labels(),
-        Some(&y_test),
-        BLOCK,
-    )?;
+    let (x_s, y_s) = balanced_support(pool, N_SUPPORT, seed)?;
+    let test_set = TestSet::new(test, c);
+    let before = test_set.evaluate(&kernel, &x_s, &y_s, ridge, BLOCK)?;
 
     // Label Solve over the whole pool, BLOCK targets at a time.
     let t_ls = Instant::now();
@@ -84,16 +72,7 @@ fn run(label: &str, pool: &Dataset, test: &Dataset, seed: u64) -> Result<(), Any
     let y_ls = acc.finish(&k_ss, ridge)?;
     let ls_secs = t_ls.elapsed().as_secs_f64();
 
-    let after = evaluate(
-        &kernel,
-        points(&x_s),
-        &y_ls,
-        ridge,
-        points(&x_test),
-        test.labels(),
-        Some(&y_test),
-        BLOCK,
-    )?;
+    let after = test_set.evaluate(&kernel, &x_s, &y_ls, ridge, BLOCK)?;
     println!(
         "{label}: support {N_SUPPORT} (seed {seed}), {n_target} LS targets, {} test images: \
          accuracy {:.2}% -> {:.2}% after Label Solve (test loss {:.5} -> {:.5}); LS {ls_secs:.1} s, total {:.1} s",

@@ -19,57 +19,22 @@
 //!    (`loss_numpy_exact_diagonal`) is the right reference for that path,
 //!    and ours matches it to 1e-9.
 
-use kip_kernels::{Activation, FcKind, FcParams, Kernel, KernelSpec};
+#[path = "../../kip-kernels/tests/support/golden_json.rs"]
+mod golden_json;
+
+use golden_json::{case_kernel, golden, mat};
+use kip_kernels::Kernel;
 use kip_krr::{fit, mse_loss, predict, Ridge};
 use nalgebra::DMatrix;
-use serde_json::Value;
-
-fn load() -> Value {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../kip-kernels/tests/data/fc_kernels.json");
-    serde_json::from_str(&std::fs::read_to_string(path).expect("golden file")).expect("golden json")
-}
-
-fn mat(v: &Value) -> DMatrix<f64> {
-    let rows: Vec<Vec<f64>> = v
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect())
-        .collect();
-    let (n, d) = (rows.len(), rows[0].len());
-    DMatrix::from_fn(n, d, |i, j| rows[i][j])
-}
 
 fn rel(a: &DMatrix<f64>, b: &DMatrix<f64>) -> f64 {
     assert_eq!(a.shape(), b.shape());
     (a - b).abs().max() / b.abs().max()
 }
 
-fn kernel_of(case: &Value) -> kip_kernels::AnyKernel {
-    let arch = &case["arch"];
-    let act = match arch["activation"].as_str().unwrap() {
-        "relu" => Activation::Relu,
-        "erf" => Activation::Erf,
-        other => panic!("unknown activation {other}"),
-    };
-    let kind = match case["kernel"].as_str().unwrap() {
-        "ntk" => FcKind::Ntk,
-        "nngp" => FcKind::Nngp,
-        other => panic!("unknown kernel {other}"),
-    };
-    KernelSpec::Fc(FcParams {
-        depth: arch["depth"].as_u64().unwrap() as usize,
-        kind,
-        act,
-        w_std: arch["W_std"].as_f64().unwrap(),
-        b_std: arch["b_std"].as_f64().unwrap(),
-    })
-    .build()
-}
-
 #[test]
 fn kip_cases_from_reference_kernels() {
-    let g = load();
+    let g = golden();
     let cases = g["kip"].as_array().unwrap();
     assert_eq!(cases.len(), 5);
     for case in cases {
@@ -95,11 +60,11 @@ fn kip_cases_from_reference_kernels() {
 
 #[test]
 fn kip_cases_end_to_end_from_points() {
-    let g = load();
+    let g = golden();
     for case in g["kip"].as_array().unwrap() {
         let name = case["name"].as_str().unwrap();
         let reg = case["reg"].as_f64().unwrap();
-        let kernel = kernel_of(case);
+        let kernel = case_kernel(case);
         let (x_s, x_t) = (mat(&case["x_support"]), mat(&case["x_target"]));
         let (y_s, y_t) = (mat(&case["y_support"]), mat(&case["y_target"]));
         let k_ss = kernel.gram_sym(&x_s).unwrap();

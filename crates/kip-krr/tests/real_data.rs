@@ -12,10 +12,13 @@
 
 use std::path::PathBuf;
 
-use kip_data::{class_balanced, one_hot, Preprocess};
+#[path = "support/real_krr.rs"]
+mod real_krr;
+
+use kip_data::{one_hot, Preprocess};
 use kip_kernels::{points, KernelSpec};
-use kip_krr::{evaluate, label_solve_streaming, Ridge};
-use rand::SeedableRng;
+use kip_krr::{label_solve_streaming, Ridge};
+use real_krr::{balanced_support, TestSet};
 
 /// The data folder, or `None` (with the reason printed) when the test should
 /// skip.
@@ -46,47 +49,21 @@ fn mnist_krr_accuracy_and_label_solve_improves_it() {
     let test = transform.apply(&split.test);
     let c = train.n_classes();
 
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
-    let idx = class_balanced(&train.indices_by_class(), 500, &mut rng).unwrap();
-    let support = train.subset(&idx);
-    let x_s = support.to_matrix();
-    let y_s = one_hot(support.labels(), c, true);
-
+    let (x_s, y_s) = balanced_support(&train, 500, 0).unwrap();
     let test_idx: Vec<usize> = (0..2000).collect();
     let test = test.subset(&test_idx);
-    let x_test = test.to_matrix();
-    let y_test = one_hot(test.labels(), c, true);
+    let test_set = TestSet::new(&test, c);
 
     let kernel = KernelSpec::fc_ntk(1).build();
     let ridge = Ridge::default();
-    let before = evaluate(
-        &kernel,
-        points(&x_s),
-        &y_s,
-        ridge,
-        points(&x_test),
-        test.labels(),
-        Some(&y_test),
-        1000,
-    )
-    .unwrap();
+    let before = test_set.evaluate(&kernel, &x_s, &y_s, ridge, 1000).unwrap();
 
     let target_idx: Vec<usize> = (0..10_000).collect();
     let targets = train.subset(&target_idx);
     let x_t = targets.to_matrix();
     let y_t = one_hot(targets.labels(), c, true);
     let y_ls = label_solve_streaming(&kernel, points(&x_s), points(&x_t), &y_t, ridge, 2500).unwrap();
-    let after = evaluate(
-        &kernel,
-        points(&x_s),
-        &y_ls,
-        ridge,
-        points(&x_test),
-        test.labels(),
-        Some(&y_test),
-        1000,
-    )
-    .unwrap();
+    let after = test_set.evaluate(&kernel, &x_s, &y_ls, ridge, 1000).unwrap();
     println!(
         "MNIST, FC1 NTK, 500 support, 2000 test: accuracy {:.4} (loss {:.5}) -> after Label Solve on 10k targets \
          {:.4} (loss {:.5}); {:.1} s",

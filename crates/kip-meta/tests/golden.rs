@@ -2,25 +2,14 @@
 //! respect to support images and labels, one Adam step (both step-index
 //! conventions) and a 5-step Adam trajectory.
 
-use kip_kernels::{points, Activation, FcKind, FcParams, KernelSpec};
+#[path = "../../kip-kernels/tests/support/golden_json.rs"]
+mod golden_json;
+
+use golden_json::{case_kernel, golden, mat};
+use kip_kernels::points;
 use kip_meta::{kip_loss_grad, AdamParams, AdamState, KipWorkspace};
 use nalgebra::DMatrix;
 use serde_json::Value;
-
-fn golden() -> Value {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../kip-kernels/tests/data/fc_kernels.json");
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
-fn mat(v: &Value) -> DMatrix<f64> {
-    let rows: Vec<Vec<f64>> = v
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect())
-        .collect();
-    DMatrix::from_fn(rows.len(), rows[0].len(), |i, j| rows[i][j])
-}
 
 fn rel(got: &DMatrix<f64>, want: &DMatrix<f64>) -> f64 {
     (got - want).abs().max() / want.abs().max()
@@ -42,33 +31,15 @@ fn cases() -> Vec<Case> {
         .as_array()
         .unwrap()
         .iter()
-        .map(|c| {
-            let a = &c["arch"];
-            let p = FcParams {
-                depth: a["depth"].as_u64().unwrap() as usize,
-                kind: if c["kernel"] == "ntk" {
-                    FcKind::Ntk
-                } else {
-                    FcKind::Nngp
-                },
-                act: if a["activation"] == "erf" {
-                    Activation::Erf
-                } else {
-                    Activation::Relu
-                },
-                w_std: a["W_std"].as_f64().unwrap(),
-                b_std: a["b_std"].as_f64().unwrap(),
-            };
-            Case {
-                name: c["name"].as_str().unwrap().to_string(),
-                kernel: KernelSpec::Fc(p).build(),
-                reg: c["reg"].as_f64().unwrap(),
-                x_s: mat(&c["x_support"]),
-                y_s: mat(&c["y_support"]),
-                x_t: mat(&c["x_target"]),
-                y_t: mat(&c["y_target"]),
-                v: c.clone(),
-            }
+        .map(|c| Case {
+            name: c["name"].as_str().unwrap().to_string(),
+            kernel: case_kernel(c),
+            reg: c["reg"].as_f64().unwrap(),
+            x_s: mat(&c["x_support"]),
+            y_s: mat(&c["y_support"]),
+            x_t: mat(&c["x_target"]),
+            y_t: mat(&c["y_target"]),
+            v: c.clone(),
         })
         .collect()
 }
