@@ -1,15 +1,17 @@
 //! One full KIP step through the public API (`Kip::step`: sample the
 //! class-balanced target batch, gather and convert it, K_ss and K_ts, solve,
 //! loss, full gradient, Adam on images and labels), FC1 NTK, float64,
-//! labels learned, at the shapes. Prints, from the same run, the
-//! GEMM floor (the bare GEMMs the step needs) and the 1- vs 2-thread speedup.
+//! labels learned, at the shapes, in both precisions (`f64`, and
+//! `f32`: the two big products in single precision). Prints, from the same
+//! run, the GEMM floor (the bare GEMMs the step needs, in the step's
+//! precisions) and the 1- vs 2-thread speedup.
 
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use kip_benches::{gemm_secs, median_secs, slow_group};
+use kip_benches::{gemm_secs, gemm_secs_in, median_secs, slow_group};
 use kip_data::{Dataset, ImageShape};
-use kip_meta::{Kip, KipParams};
+use kip_meta::{Kip, KipParams, Precision};
 use rand::{Rng, SeedableRng};
 
 const SHAPES: &[(usize, usize, usize)] = &[(100, 5000, 784), (1000, 5000, 784), (100, 5000, 3072)];
@@ -23,12 +25,13 @@ fn dataset(d: usize) -> Dataset {
     Dataset::new(ImageShape { h: 1, w: d, c: 1 }, pixels, labels, names).unwrap()
 }
 
-fn kip(n_s: usize, n_t: usize, train: Dataset) -> Kip {
+fn kip(n_s: usize, n_t: usize, precision: Precision, train: Dataset) -> Kip {
     let p = KipParams {
         n_support: n_s,
         n_target: n_t,
         steps: usize::MAX,
         learn_labels: true,
+        precision,
         ..KipParams::default()
     };
     Kip::new(p.check().unwrap(), train).unwrap()
@@ -38,30 +41,37 @@ fn bench(c: &mut Criterion) {
     let mut group = slow_group(c, "kip_step", Duration::from_secs(5));
     for &(n_s, n_t, d) in SHAPES {
         let train = dataset(d);
-        let mut k = kip(n_s, n_t, train.clone());
         let reps = if n_s >= 1000 { 5 } else { 15 };
-        let t = median_secs(reps, || {
-            k.step().unwrap();
-        });
-        let floor = gemm_secs(n_t, n_s, d, reps) + gemm_secs(n_s, d, n_t, reps) + 3.0 * gemm_secs(n_s, n_s, d, reps);
-        let pool1 = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
-        let t1 = pool1.install(|| {
-            let mut k1 = kip(n_s, n_t, train.clone());
-            median_secs(reps.min(5), || {
-                k1.step().unwrap();
-            })
-        });
-        println!(
-            "kip_step f64 fc1-ntk support {n_s}, targets {n_t}, d {d}: {:.2} ms/step; GEMM floor {:.2} ms; ratio {:.2}; 1 thread {:.2} ms (speedup {:.2}x)",
-            t * 1e3,
-            floor * 1e3,
-            t / floor,
-            t1 * 1e3,
-            t1 / t
-        );
-        group.bench_function(BenchmarkId::new("f64-fc1-ntk", format!("{n_s}x{n_t}x{d}")), |b| {
-            b.iter(|| k.step().unwrap())
-        });
+        for precision in [Precision::F64, Precision::F32] {
+            let mut k = kip(n_s, n_t, precision, train.clone());
+            let t = median_secs(reps, || {
+                k.step().unwrap();
+            });
+            let big = match precision {
+                Precision::F64 => gemm_secs(n_t, n_s, d, reps) + gemm_secs(n_s, d, n_t, reps),
+                Precision::F32 => gemm_secs_in::<f32>(n_t, n_s, d, reps) + gemm_secs_in::<f32>(n_s, d, n_t, reps),
+            };
+            let floor = big + 3.0 * gemm_secs(n_s, n_s, d, reps);
+            let pool1 = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+            let t1 = pool1.install(|| {
+                let mut k1 = kip(n_s, n_t, precision, train.clone());
+                median_secs(reps.min(5), || {
+                    k1.step().unwrap();
+                })
+            });
+            println!(
+                "kip_step {precision} fc1-ntk support {n_s}, targets {n_t}, d {d}: {:.2} ms/step; GEMM floor {:.2} ms; ratio {:.2}; 1 thread {:.2} ms (speedup {:.2}x)",
+                t * 1e3,
+                floor * 1e3,
+                t / floor,
+                t1 * 1e3,
+                t1 / t
+            );
+            group.bench_function(
+                BenchmarkId::new(format!("{precision}-fc1-ntk"), format!("{n_s}x{n_t}x{d}")),
+                |b| b.iter(|| k.step().unwrap()),
+            );
+        }
     }
     group.finish();
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion};
-use kip_kernels::{gemm, MatMut, MatRef};
+use kip_kernels::{gemm, MatMut, MatRef, Scalar};
 use nalgebra::DMatrix;
 use rand::{Rng, SeedableRng};
 
@@ -55,15 +55,23 @@ pub fn median_secs(reps: usize, mut f: impl FnMut()) -> f64 {
 /// Median time of a bare GEMM `(m × k)·(k × n)`, the products kip's hot
 /// paths run (same engine, same layouts as `A Bᵀ`).
 pub fn gemm_secs(m: usize, n: usize, k: usize, reps: usize) -> f64 {
+    gemm_secs_in::<f64>(m, n, k, reps)
+}
+
+/// [`gemm_secs`] in the element type `T` (`f32` for the single-precision
+/// floors).
+pub fn gemm_secs_in<T: Scalar + nalgebra::Scalar>(m: usize, n: usize, k: usize, reps: usize) -> f64 {
     let (a, b) = kernel_inputs(m, n, k);
-    let mut c = DMatrix::zeros(m, n);
+    let (a, b) = (a.map(T::from_f64), b.map(T::from_f64));
+    let mut c = DMatrix::from_element(m, n, T::ZERO);
+    let one = T::from_f64(1.0);
     median_secs(reps, || {
         gemm(
             MatMut::from_dmatrix(&mut c),
-            1.0,
+            one,
             MatRef::from_dmatrix(&a),
             MatRef::from_dmatrix(&b).t(),
-            0.0,
+            T::ZERO,
         );
         black_box(&c);
     })

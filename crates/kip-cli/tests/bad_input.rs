@@ -97,6 +97,11 @@ fn lr_schedule_unknown() {
 }
 
 #[test]
+fn precision_unknown() {
+    distill_fails(&["--precision", "f16"], 2, &["--precision", "f16", "f64 or f32"]);
+}
+
+#[test]
 fn lr_not_a_number() {
     distill_fails(&["--lr", "fast"], 2, &["--lr", "fast"]);
 }

@@ -123,8 +123,13 @@ fn distill_defaults_then_eval_inspect_label_solve_transfer() {
 }
 
 fn distill_to(cwd: &Path, name: &str, extra: &[&str]) -> String {
+    distill_with(cwd, name, extra, &[])
+}
+
+/// `kip [global] distill --out cwd/name ... [sub]`, 30 steps, seed 7.
+fn distill_with(cwd: &Path, name: &str, global: &[&str], sub: &[&str]) -> String {
     let out = join(cwd, name);
-    let mut args: Vec<&str> = extra.to_vec();
+    let mut args: Vec<&str> = global.to_vec();
     args.extend_from_slice(&[
         "distill",
         "--out",
@@ -139,6 +144,7 @@ fn distill_to(cwd: &Path, name: &str, extra: &[&str]) -> String {
         "0",
         "--quiet",
     ]);
+    args.extend_from_slice(sub);
     kip_ok(cwd, &args);
     out
 }
@@ -182,4 +188,29 @@ fn results_do_not_depend_on_threads() {
     let s1 = Path::new(&one).join("support.npz");
     assert_same_support(&s1, &Path::new(&two).join("support.npz"));
     assert_same_support(&s1, &Path::new(&four).join("support.npz"));
+}
+
+/// Final test accuracy of a run (the last line of metrics.jsonl).
+fn final_acc(run: &str) -> f64 {
+    let m = std::fs::read_to_string(Path::new(run).join("metrics.jsonl")).unwrap();
+    json(m.lines().last().unwrap())["test_acc"].as_f64().unwrap()
+}
+
+#[test]
+fn f32_precision_is_deterministic_and_close_to_f64() {
+    let t = tempdir();
+    let f64_run = distill_with(t.path(), "f64", &[], &[]);
+    let one = distill_with(t.path(), "f32-1", &["--threads", "1"], &["--precision", "f32"]);
+    let two = distill_with(t.path(), "f32-2", &["--threads", "2"], &["--precision", "f32"]);
+    let s1 = Path::new(&one).join("support.npz");
+    assert_same_support(&s1, &Path::new(&two).join("support.npz"));
+    let cfg = read_json(&Path::new(&one).join("config.json"));
+    assert_eq!(cfg["kip"]["precision"], "F32", "{cfg}");
+    // Not the f64 trajectory bit for bit, but the same result to within a
+    // few test images.
+    let a = kip_data::SupportSet::read_npz(&s1).unwrap();
+    let b = kip_data::SupportSet::read_npz(&Path::new(&f64_run).join("support.npz")).unwrap();
+    assert_ne!(a.x_model, b.x_model);
+    let (acc32, acc64) = (final_acc(&one), final_acc(&f64_run));
+    assert!((acc32 - acc64).abs() <= 0.01, "f32 {acc32} vs f64 {acc64}");
 }

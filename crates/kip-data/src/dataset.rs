@@ -186,13 +186,13 @@ impl Dataset {
         DMatrix::from_fn(self.len(), d, |i, j| self.pixels[i * d + j] as f64)
     }
 
-    /// Writes the images `idx` as `f64` into `out`, row-major
-    /// `idx.len() × d` (row `r` = image `idx[r]`). Parallel (rayon) when the
-    /// request exceeds 64 Ki values. Allocation-free.
+    /// Writes the images `idx` as `f64` (or as stored, `f32`) into `out`,
+    /// row-major `idx.len() × d` (row `r` = image `idx[r]`). Parallel (rayon)
+    /// when the request exceeds 64 Ki values. Allocation-free.
     ///
     /// # Panics
     /// If `out.len() != idx.len() · d` or an index is `>= len()`.
-    pub fn gather_into(&self, idx: &[usize], out: &mut [f64]) {
+    pub fn gather_into<T: From<f32> + Send>(&self, idx: &[usize], out: &mut [T]) {
         let d = self.dim();
         assert_eq!(
             out.len(),
@@ -203,11 +203,11 @@ impl Dataset {
             d
         );
         let n = self.len();
-        let copy = |(row, &i): (&mut [f64], &usize)| {
+        let copy = |(row, &i): (&mut [T], &usize)| {
             assert!(i < n, "gather_into: index {i} out of range for {n} images");
             let src = &self.pixels[i * d..(i + 1) * d];
             for (o, &s) in row.iter_mut().zip(src) {
-                *o = s as f64;
+                *o = T::from(s);
             }
         };
         if idx.len() * d >= 1 << 16 {

@@ -18,7 +18,7 @@ use rayon::prelude::*;
 
 use crate::error::{KernelError, Result};
 use crate::fc::{fc_partials, fc_values, FcParams, PartialsMut};
-use crate::linalg::{gemm, points, MatMut, MatRef, PointsView};
+use crate::linalg::{dot, gemm, points, MatMut, MatRef, PointsF32, PointsView, Scalar};
 use crate::spec::KernelSpec;
 
 /// Rows per parallel task of the elementwise passes.
@@ -175,6 +175,11 @@ pub struct Linearization {
     p: DMatrix<f64>,
     g2: DMatrix<f64>,
     r: Vec<f64>,
+    /// Single-precision buffers of the `_f32` methods: `b` rounded
+    /// (row-major), the `n1 × n2` product (S, then P), the `n2 × d` product.
+    b32: Vec<f32>,
+    p32: Vec<f32>,
+    out32: Vec<f32>,
 }
 
 impl Linearization {
@@ -185,6 +190,44 @@ impl Linearization {
     pub fn compute<K: Kernel + ?Sized>(&mut self, kernel: &K, a: PointsView<'_>, b: PointsView<'_>) -> Result<()> {
         checked_pair(&a, &b, &mut self.na, &mut self.nb)?;
         inner_products(&a, &b, &mut self.p);
+        self.fill_partials(kernel);
+        self.sym = false;
+        Ok(())
+    }
+
+    /// [`Linearization::compute`] with the inner products `⟨a_i, b_j⟩` from a
+    /// single-precision GEMM: `a` is already `f32`, `b` is rounded to `f32`
+    /// for the product; norms, the kernel recursion and its partials stay in
+    /// `f64`. The inner products then carry a relative error of about
+    /// `1e-7·√d` (f32 accumulation), which is what an f32 network sees; use
+    /// it where the caller's tolerance allows (the KIP step's targets).
+    ///
+    /// # Errors
+    /// As [`Kernel::gram`]; also `b` entries beyond the `f32` range.
+    pub fn compute_f32<K: Kernel + ?Sized>(&mut self, kernel: &K, a: PointsF32<'_>, b: PointsView<'_>) -> Result<()> {
+        norms_f32_into("a", &a, &mut self.na)?;
+        norms_into("b", &b, &mut self.nb)?;
+        let (n1, n2, d) = (a.nrows(), b.nrows(), a.ncols());
+        if b.ncols() != d {
+            return Err(KernelError::Shape {
+                what: "b",
+                expected: format!("{d} columns (as a)"),
+                got: format!("{} columns", b.ncols()),
+            });
+        }
+        round_rows_f32("b", &b, &mut self.b32)?;
+        self.p32.resize(n1 * n2, 0.0);
+        gemm(
+            MatMut::new(&mut self.p32, n1, n2, 1, n1),
+            1.0 / d as f32,
+            a.mat(),
+            MatRef::row_major(&self.b32, n2, d).t(),
+            0.0,
+        );
+        if self.p.shape() != (n1, n2) {
+            self.p = DMatrix::zeros(n1, n2);
+        }
+        widen(&self.p32, self.p.as_mut_slice());
         self.fill_partials(kernel);
         self.sym = false;
         Ok(())
@@ -289,43 +332,49 @@ impl Linearization {
         v: &DMatrix<f64>,
         db: &mut DMatrix<f64>,
     ) -> Result<()> {
-        let (n1, n2) = self.checked_shape(&a, &b, "vjp_b_lowrank_into");
-        check_g(u, n1, v.ncols())?;
-        check_g(v, n2, u.ncols())?;
+        let (n1, n2) = self.checked_lowrank((a.nrows(), b.nrows()), u, v, "vjp_b_lowrank_into")?;
         if self.p.shape() != (n1, n2) {
             self.p = DMatrix::zeros(n1, n2);
         }
-        let rank = u.ncols();
-        let (us, vs, kss, kbs) = (u.as_slice(), v.as_slice(), self.ks.as_slice(), self.kb.as_slice());
-        self.r.clear();
-        self.r.resize(n2, 0.0);
-        self.p
-            .as_mut_slice()
-            .par_chunks_mut(n1)
-            .zip(self.r.par_iter_mut())
-            .enumerate()
-            .for_each(|(j, (pc, rj))| {
-                let o = j * n1;
-                let mut acc = 0.0;
-                let mut g = [0.0f64; 256];
-                for i0 in (0..n1).step_by(256) {
-                    let m = 256.min(n1 - i0);
-                    let g = &mut g[..m];
-                    g.fill(0.0);
-                    for c in 0..rank {
-                        let vc = vs[c * n2 + j];
-                        for (gi, ui) in g.iter_mut().zip(&us[c * n1 + i0..c * n1 + i0 + m]) {
-                            *gi += ui * vc;
-                        }
-                    }
-                    for (ii, gi) in g.iter().enumerate() {
-                        pc[i0 + ii] = gi * kss[o + i0 + ii];
-                        acc += gi * kbs[o + i0 + ii];
-                    }
-                }
-                *rj = acc;
-            });
+        lowrank_pass(self.p.as_mut_slice(), &mut self.r, u, v, &self.ks, &self.kb);
         self.write_db(db, &a, &b);
+        Ok(())
+    }
+
+    /// [`Linearization::vjp_b_lowrank_into`] after
+    /// [`Linearization::compute_f32`]: the fused pass stays in `f64`, the
+    /// GEMM `Pᵀ a` runs in single precision (P rounded to `f32`).
+    ///
+    /// # Errors
+    /// As [`Linearization::vjp_b_lowrank_into`].
+    ///
+    /// # Panics
+    /// If `a`/`b` do not have the shapes of the last `compute_f32`.
+    pub fn vjp_b_lowrank_into_f32(
+        &mut self,
+        a: PointsF32<'_>,
+        b: PointsView<'_>,
+        u: &DMatrix<f64>,
+        v: &DMatrix<f64>,
+        db: &mut DMatrix<f64>,
+    ) -> Result<()> {
+        let (n1, n2) = self.checked_lowrank((a.nrows(), b.nrows()), u, v, "vjp_b_lowrank_into_f32")?;
+        let d = a.ncols();
+        self.p32.resize(n1 * n2, 0.0);
+        lowrank_pass(&mut self.p32, &mut self.r, u, v, &self.ks, &self.kb);
+        self.out32.resize(n2 * d, 0.0);
+        gemm(
+            MatMut::new(&mut self.out32, n2, d, 1, n2),
+            1.0,
+            MatRef::new(&self.p32, n1, n2, 1, n1).t(),
+            a.mat(),
+            0.0,
+        );
+        let inv_d = 1.0 / d as f64;
+        let out32 = &self.out32;
+        write_side(db, &b, &self.r, |out| {
+            for_each_mut(out, |k, o| *o += inv_d * f64::from(out32[k]));
+        });
         Ok(())
     }
 
@@ -368,6 +417,28 @@ impl Linearization {
         }
         self.write_da(da, &a, &a);
         Ok(())
+    }
+
+    /// `(n1, n2)` of the last `compute`, checked against the point counts
+    /// and the low-rank factors `u` (`n1 × r`) and `v` (`n2 × r`).
+    ///
+    /// # Errors
+    /// `u`/`v` of the wrong shape or non-finite.
+    ///
+    /// # Panics
+    /// If the point counts differ from the last `compute`.
+    fn checked_lowrank(
+        &self,
+        points: (usize, usize),
+        u: &DMatrix<f64>,
+        v: &DMatrix<f64>,
+        method: &str,
+    ) -> Result<(usize, usize)> {
+        let (n1, n2) = self.k.shape();
+        assert_eq!(points, (n1, n2), "Linearization::{method}: points changed");
+        check_g(u, n1, v.ncols())?;
+        check_g(v, n2, u.ncols())?;
+        Ok((n1, n2))
     }
 
     /// `(n1, n2)` of the last `compute`.
@@ -446,9 +517,92 @@ fn fill_p(
         r.resize(n2, 0.0);
         r.par_iter_mut().enumerate().for_each(|(j, r)| {
             let o = j * n1;
-            *r = (0..n1).map(|i| gs[o + i] * kns[o + i]).sum();
+            *r = dot(&gs[o..o + n1], &kns[o..o + n1]);
         });
     }
+}
+
+/// The fused pass of the rank-`r` VJP (`g = u vᵀ`, `u`: `n1 × r`, `v`:
+/// `n2 × r`): `P = g ∘ ks` into `p` (f64, or f32 for the single-precision
+/// GEMM) and the column sums of `g ∘ kb` into `r`. Fixed summation order.
+fn lowrank_pass<T: Scalar>(
+    p: &mut [T],
+    r: &mut Vec<f64>,
+    u: &DMatrix<f64>,
+    v: &DMatrix<f64>,
+    ks: &DMatrix<f64>,
+    kb: &DMatrix<f64>,
+) {
+    let (n1, n2) = ks.shape();
+    let rank = u.ncols();
+    let (us, vs, kss, kbs) = (u.as_slice(), v.as_slice(), ks.as_slice(), kb.as_slice());
+    r.clear();
+    r.resize(n2, 0.0);
+    p.par_chunks_mut(n1)
+        .zip(r.par_iter_mut())
+        .enumerate()
+        .for_each(|(j, (pc, rj))| {
+            let o = j * n1;
+            let mut acc = 0.0;
+            let mut g = [0.0f64; 256];
+            for i0 in (0..n1).step_by(256) {
+                let m = 256.min(n1 - i0);
+                let g = &mut g[..m];
+                g.fill(0.0);
+                for c in 0..rank {
+                    let vc = vs[c * n2 + j];
+                    for (gi, ui) in g.iter_mut().zip(&us[c * n1 + i0..c * n1 + i0 + m]) {
+                        *gi += ui * vc;
+                    }
+                }
+                for (ii, gi) in g.iter().enumerate() {
+                    pc[i0 + ii] = T::from_f64(gi * kss[o + i0 + ii]);
+                }
+                acc += dot(g, &kbs[o + i0..o + i0 + m]);
+            }
+            *rj = acc;
+        });
+}
+
+/// `f(k, &mut out[k])` over a column-major matrix in parallel (`k` is the
+/// column-major index).
+fn for_each_mut(out: MatMut<'_>, f: impl Fn(usize, &mut f64) + Sync) {
+    let data = out.into_slice();
+    data.par_chunks_mut(ROW_BLOCK).enumerate().for_each(|(blk, chunk)| {
+        for (ii, o) in chunk.iter_mut().enumerate() {
+            f(blk * ROW_BLOCK + ii, o);
+        }
+    });
+}
+
+/// `out[k] = src[k]` widened, in parallel.
+fn widen(src: &[f32], out: &mut [f64]) {
+    out.par_chunks_mut(ROW_BLOCK)
+        .zip(src.par_chunks(ROW_BLOCK))
+        .for_each(|(o, s)| {
+            for (o, &s) in o.iter_mut().zip(s) {
+                *o = f64::from(s);
+            }
+        });
+}
+
+/// The points `x` rounded to `f32`, row-major, into `out`; an entry beyond
+/// the `f32` range is an error naming it.
+fn round_rows_f32(what: &'static str, x: &PointsView<'_>, out: &mut Vec<f32>) -> Result<()> {
+    let (n, d) = x.shape();
+    out.clear();
+    out.resize(n * d, 0.0);
+    let xr = MatRef::from_points(x);
+    for i in 0..n {
+        for j in 0..d {
+            let v = xr.at(i, j) as f32;
+            if !v.is_finite() {
+                return Err(KernelError::NonFinite { what, row: i, col: j });
+            }
+            out[i * d + j] = v;
+        }
+    }
+    Ok(())
 }
 
 /// `out ← diag(2 r/d) x` then `f(out)` accumulates the GEMM part.
@@ -530,7 +684,8 @@ fn norms_into(what: &'static str, x: &PointsView<'_>, out: &mut Vec<f64>) -> Res
     out.resize(n, 0.0);
     if cs == 1 {
         out.par_iter_mut().enumerate().with_min_len(64).for_each(|(i, o)| {
-            *o = data[i * rs..i * rs + d].iter().map(|v| v * v).sum::<f64>();
+            let row = &data[i * rs..i * rs + d];
+            *o = dot(row, row);
         });
     } else if rs == 1 {
         out.par_chunks_mut(ROW_BLOCK).enumerate().for_each(|(blk, oc)| {
@@ -547,6 +702,29 @@ fn norms_into(what: &'static str, x: &PointsView<'_>, out: &mut Vec<f64>) -> Res
             .enumerate()
             .for_each(|(i, o)| *o = (0..d).map(|j| xr.at(i, j) * xr.at(i, j)).sum());
     }
+    scale_checked(what, out, d, |row, j| xr.at(row, j).is_finite())
+}
+
+/// `‖x_i‖²/d` (accumulated in f64) of single-precision points, checked as
+/// [`norms_into`].
+fn norms_f32_into(what: &'static str, x: &PointsF32<'_>, out: &mut Vec<f64>) -> Result<()> {
+    let (n, d) = (x.nrows(), x.ncols());
+    if n == 0 || d == 0 {
+        return Err(KernelError::Empty { what, rows: n, cols: d });
+    }
+    let data = x.data();
+    out.clear();
+    out.resize(n, 0.0);
+    out.par_iter_mut().enumerate().with_min_len(64).for_each(|(i, o)| {
+        let row = &data[i * d..(i + 1) * d];
+        *o = dot(row, row);
+    });
+    scale_checked(what, out, d, |row, j| data[row * d + j].is_finite())
+}
+
+/// Divide the squared norms by `d`; a non-finite one is an error naming the
+/// first bad row and (via `finite(row, col)`) its first bad column.
+fn scale_checked(what: &'static str, out: &mut [f64], d: usize, finite: impl Fn(usize, usize) -> bool) -> Result<()> {
     let inv_d = 1.0 / d as f64;
     let mut bad = None;
     for (i, o) in out.iter_mut().enumerate() {
@@ -556,7 +734,7 @@ fn norms_into(what: &'static str, x: &PointsView<'_>, out: &mut Vec<f64>) -> Res
         *o *= inv_d;
     }
     if let Some(row) = bad {
-        let col = (0..d).position(|j| !xr.at(row, j).is_finite()).unwrap_or(0);
+        let col = (0..d).position(|j| !finite(row, j)).unwrap_or(0);
         return Err(KernelError::NonFinite { what, row, col });
     }
     Ok(())

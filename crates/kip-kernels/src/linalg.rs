@@ -37,22 +37,94 @@ pub fn points_row_major(data: &[f64], n: usize, d: usize) -> PointsView<'_> {
     PointsView::from_slice_with_strides_generic(data, Dyn(n), Dyn(d), Dyn(rs), Dyn(cs))
 }
 
+/// An element type [`gemm`] multiplies: `f64` (everything by default) or
+/// `f32` (the optional single-precision products of the KIP step).
+pub trait Scalar: Copy + PartialEq + Send + Sync + std::fmt::Debug + std::ops::Mul<Output = Self> + 'static {
+    /// Zero.
+    const ZERO: Self;
+    /// The nearest value of this type (`as` semantics: overflow gives ±∞).
+    fn from_f64(v: f64) -> Self;
+    /// Widen (exact for both types).
+    fn to_f64(self) -> f64;
+}
+
+impl Scalar for f64 {
+    const ZERO: Self = 0.0;
+    #[inline(always)]
+    fn from_f64(v: f64) -> Self {
+        v
+    }
+    #[inline(always)]
+    fn to_f64(self) -> f64 {
+        self
+    }
+}
+
+impl Scalar for f32 {
+    const ZERO: Self = 0.0;
+    #[inline(always)]
+    fn from_f64(v: f64) -> Self {
+        v as f32
+    }
+    #[inline(always)]
+    fn to_f64(self) -> f64 {
+        f64::from(self)
+    }
+}
+
+/// `n × d` points stored row-major in `f32` (each point contiguous): the
+/// operand of the single-precision products of
+/// [`Linearization::compute_f32`](crate::Linearization::compute_f32).
+#[derive(Clone, Copy, Debug)]
+pub struct PointsF32<'a> {
+    data: &'a [f32],
+    n: usize,
+    d: usize,
+}
+
+impl<'a> PointsF32<'a> {
+    /// View a row-major `n × d` buffer.
+    ///
+    /// # Panics
+    /// If `data.len() != n * d`.
+    pub fn new(data: &'a [f32], n: usize, d: usize) -> Self {
+        assert_eq!(data.len(), n * d, "PointsF32: buffer length");
+        Self { data, n, d }
+    }
+    /// Number of points.
+    pub fn nrows(&self) -> usize {
+        self.n
+    }
+    /// Dimension.
+    pub fn ncols(&self) -> usize {
+        self.d
+    }
+    /// The row-major values.
+    pub fn data(&self) -> &'a [f32] {
+        self.data
+    }
+    /// As a [`gemm`] operand.
+    pub fn mat(&self) -> MatRef<'a, f32> {
+        MatRef::new(self.data, self.n, self.d, self.d, 1)
+    }
+}
+
 /// A read-only strided matrix, the operand type of [`gemm`].
 #[derive(Clone, Copy, Debug)]
-pub struct MatRef<'a> {
-    pub(crate) data: &'a [f64],
+pub struct MatRef<'a, T: Scalar = f64> {
+    pub(crate) data: &'a [T],
     rows: usize,
     cols: usize,
     pub(crate) rs: usize,
     pub(crate) cs: usize,
 }
 
-impl<'a> MatRef<'a> {
+impl<'a, T: Scalar> MatRef<'a, T> {
     /// A strided view over `data`: element `(i, j)` is `data[i*rs + j*cs]`.
     ///
     /// # Panics
     /// If the last element lies outside `data`.
-    pub fn new(data: &'a [f64], rows: usize, cols: usize, rs: usize, cs: usize) -> Self {
+    pub fn new(data: &'a [T], rows: usize, cols: usize, rs: usize, cs: usize) -> Self {
         if rows > 0 && cols > 0 {
             assert!((rows - 1) * rs + (cols - 1) * cs < data.len(), "MatRef out of bounds");
         }
@@ -65,27 +137,11 @@ impl<'a> MatRef<'a> {
         }
     }
     /// A column-major nalgebra matrix.
-    pub fn from_dmatrix(m: &'a DMatrix<f64>) -> Self {
+    pub fn from_dmatrix(m: &'a DMatrix<T>) -> Self {
         Self::new(m.as_slice(), m.nrows(), m.ncols(), 1, m.nrows())
     }
-    /// A points view (any strides).
-    pub fn from_points(v: &PointsView<'a>) -> Self {
-        let (rs, cs) = v.strides();
-        let (rows, cols) = v.shape();
-        // Safety of the slice: the view was built from a slice covering all
-        // its elements; rebuild that slice from its data pointer.
-        let len = if rows == 0 || cols == 0 {
-            0
-        } else {
-            (rows - 1) * rs + (cols - 1) * cs + 1
-        };
-        // SAFETY: nalgebra guarantees the view's elements lie within one
-        // allocation starting at `as_ptr()`; `len` covers exactly them.
-        let data = unsafe { std::slice::from_raw_parts(v.as_ptr(), len) };
-        Self::new(data, rows, cols, rs, cs)
-    }
     /// A row-major `rows × cols` buffer.
-    pub fn row_major(data: &'a [f64], rows: usize, cols: usize) -> Self {
+    pub fn row_major(data: &'a [T], rows: usize, cols: usize) -> Self {
         Self::new(data, rows, cols, cols, 1)
     }
     /// The transpose (free: swaps the strides).
@@ -108,28 +164,47 @@ impl<'a> MatRef<'a> {
     }
     /// Element `(i, j)`.
     #[inline]
-    pub fn at(&self, i: usize, j: usize) -> f64 {
+    pub fn at(&self, i: usize, j: usize) -> T {
         self.data[i * self.rs + j * self.cs]
+    }
+}
+
+impl<'a> MatRef<'a, f64> {
+    /// A points view (any strides).
+    pub fn from_points(v: &PointsView<'a>) -> Self {
+        let (rs, cs) = v.strides();
+        let (rows, cols) = v.shape();
+        // Safety of the slice: the view was built from a slice covering all
+        // its elements; rebuild that slice from its data pointer.
+        let len = if rows == 0 || cols == 0 {
+            0
+        } else {
+            (rows - 1) * rs + (cols - 1) * cs + 1
+        };
+        // SAFETY: nalgebra guarantees the view's elements lie within one
+        // allocation starting at `as_ptr()`; `len` covers exactly them.
+        let data = unsafe { std::slice::from_raw_parts(v.as_ptr(), len) };
+        Self::new(data, rows, cols, rs, cs)
     }
 }
 
 /// A mutable strided matrix, the destination of [`gemm`].
 #[derive(Debug)]
-pub struct MatMut<'a> {
-    data: &'a mut [f64],
+pub struct MatMut<'a, T: Scalar = f64> {
+    data: &'a mut [T],
     rows: usize,
     cols: usize,
     rs: usize,
     cs: usize,
 }
 
-impl<'a> MatMut<'a> {
+impl<'a, T: Scalar> MatMut<'a, T> {
     /// A strided mutable view over `data`.
     ///
     /// # Panics
     /// If the last element lies outside `data`. Strides must not make two
     /// elements alias (the constructors below never do).
-    pub fn new(data: &'a mut [f64], rows: usize, cols: usize, rs: usize, cs: usize) -> Self {
+    pub fn new(data: &'a mut [T], rows: usize, cols: usize, rs: usize, cs: usize) -> Self {
         if rows > 0 && cols > 0 {
             assert!((rows - 1) * rs + (cols - 1) * cs < data.len(), "MatMut out of bounds");
         }
@@ -142,12 +217,16 @@ impl<'a> MatMut<'a> {
         }
     }
     /// A column-major nalgebra matrix.
-    pub fn from_dmatrix(m: &'a mut DMatrix<f64>) -> Self {
+    pub fn from_dmatrix(m: &'a mut DMatrix<T>) -> Self {
         let (r, c) = m.shape();
         Self::new(m.as_mut_slice(), r, c, 1, r)
     }
+    /// The underlying buffer (all of it, whatever the strides).
+    pub(crate) fn into_slice(self) -> &'a mut [T] {
+        self.data
+    }
     /// A row-major `rows × cols` buffer.
-    pub fn row_major(data: &'a mut [f64], rows: usize, cols: usize) -> Self {
+    pub fn row_major(data: &'a mut [T], rows: usize, cols: usize) -> Self {
         Self::new(data, rows, cols, cols, 1)
     }
     /// The transpose (free).
@@ -162,6 +241,30 @@ impl<'a> MatMut<'a> {
     }
 }
 
+/// `Σ a_i b_i` in f64 with eight independent accumulators, so that the loop
+/// vectorises instead of waiting on one add chain (a fixed order: the
+/// result depends on the inputs only, never on threads).
+///
+/// # Panics
+/// If the lengths differ.
+#[inline]
+pub fn dot<T: Copy + Into<f64>>(a: &[T], b: &[T]) -> f64 {
+    assert_eq!(a.len(), b.len(), "dot: lengths");
+    let mut acc = [0.0f64; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for k in 0..8 {
+            acc[k] += x[k].into() * y[k].into();
+        }
+    }
+    let mut tail = 0.0;
+    for (&x, &y) in ra.iter().zip(rb) {
+        tail += x.into() * y.into();
+    }
+    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
+}
+
 /// Flop count above which [`gemm`] runs on the rayon pool.
 const PARALLEL_FLOPS: usize = 1 << 20;
 
@@ -174,7 +277,7 @@ const PARALLEL_FLOPS: usize = 1 << 20;
 ///
 /// # Panics
 /// If the shapes do not agree.
-pub fn gemm(c: MatMut<'_>, alpha: f64, a: MatRef<'_>, b: MatRef<'_>, beta: f64) {
+pub fn gemm<T: Scalar>(c: MatMut<'_, T>, alpha: T, a: MatRef<'_, T>, b: MatRef<'_, T>, beta: T) {
     assert_eq!(a.cols, b.rows, "gemm: inner dimensions");
     assert_eq!((c.rows, c.cols), (a.rows, b.cols), "gemm: output shape");
     let (m, n, k) = (c.rows, c.cols, a.cols);
@@ -185,7 +288,7 @@ pub fn gemm(c: MatMut<'_>, alpha: f64, a: MatRef<'_>, b: MatRef<'_>, beta: f64) 
         for i in 0..m {
             for j in 0..n {
                 let x = &mut c.data[i * c.rs + j * c.cs];
-                *x = if beta == 0.0 { 0.0 } else { beta * *x };
+                *x = if beta == T::ZERO { T::ZERO } else { beta * *x };
             }
         }
         return;
@@ -207,7 +310,7 @@ pub fn gemm(c: MatMut<'_>, alpha: f64, a: MatRef<'_>, b: MatRef<'_>, beta: f64) 
             c.data.as_mut_ptr(),
             c.cs as isize,
             c.rs as isize,
-            beta != 0.0,
+            beta != T::ZERO,
             a.data.as_ptr(),
             a.cs as isize,
             a.rs as isize,
@@ -242,6 +345,19 @@ mod tests {
         );
         let want = DMatrix::from_element(37, 23, 0.5) + 2.0 * &a * b.transpose();
         assert!((c - want).abs().max() < 1e-12);
+    }
+
+    #[test]
+    fn dot_matches_the_plain_sum() {
+        for n in [0usize, 1, 7, 8, 9, 63, 784] {
+            let a: Vec<f64> = (0..n).map(|i| (i as f64 * 0.37).sin()).collect();
+            let b: Vec<f32> = (0..n).map(|i| (i as f32 * 0.11).cos()).collect();
+            let want: f64 = a.iter().zip(&b).map(|(x, &y)| x * f64::from(y)).sum();
+            let b64: Vec<f64> = b.iter().map(|&y| f64::from(y)).collect();
+            assert!((dot(&a, &b64) - want).abs() <= 1e-12 * (1.0 + want.abs()), "{n}");
+            let sq: f64 = b.iter().map(|&y| f64::from(y) * f64::from(y)).sum();
+            assert!((dot(&b, &b) - sq).abs() <= 1e-12 * (1.0 + sq), "{n}");
+        }
     }
 
     #[test]

@@ -244,3 +244,62 @@ fn low_rank_vjp_equals_the_dense_one() {
         assert!(rel(&low, &dense) < 1e-12, "{s}: {}", rel(&low, &dense));
     }
 }
+
+/// The single-precision products: K and the low-rank VJP equal the f64 ones
+/// to f32 accuracy (inner products of 64 dims accumulated in f32; the
+/// kernels amplify their error by at most a small factor away from
+/// collinear pairs), and the f32 path reports bad input as the f64 one.
+#[test]
+fn f32_products_match_f64_to_single_precision() {
+    use kip_kernels::{points, Linearization, PointsF32};
+    let d = 64;
+    let a = DMatrix::from_fn(301, d, |i, j| (((i * 7 + j * 3) % 23) as f32 / 11.0 - 1.0) as f64);
+    let b = DMatrix::from_fn(17, d, |i, j| ((i * 5 + j) % 13) as f64 / 6.3 - 1.0);
+    let a32: Vec<f32> = (0..a.nrows())
+        .flat_map(|i| (0..d).map(move |j| (i, j)))
+        .map(|(i, j)| a[(i, j)] as f32)
+        .collect();
+    let u = DMatrix::from_fn(301, 3, |i, j| ((i + 2 * j) % 5) as f64 - 2.0);
+    let v = DMatrix::from_fn(17, 3, |i, j| ((3 * i + j) % 7) as f64 / 3.0 - 1.0);
+    for s in SPECS {
+        let k = s.parse::<KernelSpec>().unwrap().build();
+        let mut lin = Linearization::default();
+        lin.compute(&k, points(&a), points(&b)).unwrap();
+        let mut want = DMatrix::zeros(0, 0);
+        lin.vjp_b_lowrank_into(points(&a), points(&b), &u, &v, &mut want)
+            .unwrap();
+        let k64 = lin.k().clone();
+        let mut lin32 = Linearization::default();
+        let pa = PointsF32::new(&a32, a.nrows(), d);
+        lin32.compute_f32(&k, pa, points(&b)).unwrap();
+        let mut got = DMatrix::zeros(0, 0);
+        lin32.vjp_b_lowrank_into_f32(pa, points(&b), &u, &v, &mut got).unwrap();
+        let ek = (lin32.k() - &k64).abs().max() / k64.abs().max();
+        let eg = (&got - &want).abs().max() / want.abs().max();
+        // ek > 0: the product really ran in single precision.
+        assert!(ek > 0.0 && ek < 1e-6, "{s}: K rel {ek}");
+        println!("{s}: K rel {ek:.1e}, VJP rel {eg:.1e}");
+        assert!(eg < 1e-5, "{s}: VJP rel {eg}");
+    }
+    let k = "fc1-ntk".parse::<KernelSpec>().unwrap().build();
+    let mut lin = Linearization::default();
+    let mut bad = a32.clone();
+    bad[3 * d + 5] = f32::NAN;
+    let e = lin
+        .compute_f32(&k, PointsF32::new(&bad, a.nrows(), d), points(&b))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("non-finite value in a at row 3, column 5"), "{e}");
+    let mut big = b.clone();
+    big[(2, 7)] = 1e300;
+    let e = lin
+        .compute_f32(&k, PointsF32::new(&a32, a.nrows(), d), points(&big))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("row 2"), "{e}");
+    let e = lin
+        .compute_f32(&k, PointsF32::new(&a32[..301 * 8], 301, 8), points(&b))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("columns"), "{e}");
+}

@@ -2,7 +2,7 @@
 //! its gradient, take an Adam step on the support images (and labels).
 
 use kip_data::{class_balanced, gaussian_images, one_hot, one_hot_into, Dataset, PixelMask};
-use kip_kernels::{points, points_row_major, AnyKernel, Kernel, PointsView};
+use kip_kernels::{points, points_row_major, AnyKernel, Kernel, PointsF32, PointsView};
 use kip_krr::{Eval, Ridge};
 use nalgebra::DMatrix;
 use rand::{Rng, SeedableRng};
@@ -10,8 +10,8 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::adam::{AdamParams, AdamState};
 use crate::error::{MetaError, Result};
-use crate::loss::{kip_loss_grad, KipWorkspace, LossStats};
-use crate::params::{Init, ValidKipParams};
+use crate::loss::{kip_loss_grad, kip_loss_grad_f32, KipWorkspace, LossStats};
+use crate::params::{Init, Precision, ValidKipParams};
 
 /// Everything that evolves during a run; a checkpoint is exactly this.
 #[derive(Clone, Debug, PartialEq)]
@@ -58,7 +58,9 @@ pub struct Kip {
     ws: KipWorkspace,
     t_idx: Vec<usize>,
     t_labels: Vec<usize>,
+    /// The target batch, row-major, in the step's precision (one is empty).
     x_t: Vec<f64>,
+    x_t32: Vec<f32>,
     y_t_rm: Vec<f64>,
     y_t: DMatrix<f64>,
 }
@@ -168,6 +170,7 @@ impl Kip {
         }
         let kernels = params.kernels().iter().map(|s| s.build()).collect();
         let n_t = p.n_target;
+        let f32_targets = p.precision == Precision::F32;
         Ok(Self {
             kernels,
             by_class,
@@ -175,7 +178,8 @@ impl Kip {
             ws: KipWorkspace::default(),
             t_idx: Vec::with_capacity(n_t),
             t_labels: Vec::with_capacity(n_t),
-            x_t: vec![0.0; n_t * d],
+            x_t: if f32_targets { Vec::new() } else { vec![0.0; n_t * d] },
+            x_t32: if f32_targets { vec![0.0; n_t * d] } else { Vec::new() },
             y_t_rm: vec![0.0; n_t * c],
             y_t: DMatrix::zeros(n_t, c),
             train,
@@ -217,7 +221,10 @@ impl Kip {
         self.t_idx = class_balanced(&self.by_class, p.n_target, &mut rng)?;
         self.t_labels.clear();
         self.t_labels.extend(self.t_idx.iter().map(|&i| self.train.labels()[i]));
-        self.train.gather_into(&self.t_idx, &mut self.x_t);
+        match p.precision {
+            Precision::F64 => self.train.gather_into(&self.t_idx, &mut self.x_t),
+            Precision::F32 => self.train.gather_into(&self.t_idx, &mut self.x_t32),
+        }
         one_hot_into(&self.t_labels, c, true, &mut self.y_t_rm);
         let n_t = self.t_idx.len();
         for i in 0..n_t {
@@ -225,16 +232,29 @@ impl Kip {
                 self.y_t[(i, j)] = self.y_t_rm[i * c + j];
             }
         }
-        let stats = kip_loss_grad(
-            &self.kernels[which],
-            points(&self.state.x_s),
-            &self.state.y_s,
-            points_row_major(&self.x_t, n_t, d),
-            &self.y_t,
-            p.reg,
-            true,
-            &mut self.ws,
-        )
+        let (kernel, x_s) = (&self.kernels[which], points(&self.state.x_s));
+        let stats = match p.precision {
+            Precision::F64 => kip_loss_grad(
+                kernel,
+                x_s,
+                &self.state.y_s,
+                points_row_major(&self.x_t, n_t, d),
+                &self.y_t,
+                p.reg,
+                true,
+                &mut self.ws,
+            ),
+            Precision::F32 => kip_loss_grad_f32(
+                kernel,
+                x_s,
+                &self.state.y_s,
+                PointsF32::new(&self.x_t32, n_t, d),
+                &self.y_t,
+                p.reg,
+                true,
+                &mut self.ws,
+            ),
+        }
         .map_err(|e| match e {
             // Support values whose squares overflow (a diverged run) reach
             // the kernel as non-finite norms: report the step, not the kernel.

@@ -41,6 +41,10 @@ fn kip_params(a: &DistillArgs, target: usize) -> Result<KipParams> {
             .lr_schedule
             .parse()
             .map_err(|e| CliError::Usage(format!("--lr-schedule {e}")))?,
+        precision: a
+            .precision
+            .parse()
+            .map_err(|e| CliError::Usage(format!("--precision {e}")))?,
         reg: a.reg,
         learn_labels: a.learn_labels,
         init,
