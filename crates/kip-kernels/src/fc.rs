@@ -254,6 +254,53 @@ pub struct PartialsMut<'a> {
     pub kb: &'a mut [f64],
 }
 
+/// A layer map and its partials at one entry, with respect to (q, qa, qb):
+/// `(F, Ḟ, ∂F/∂q, ∂F/∂qa, ∂F/∂qb, ∂Ḟ/∂q, ∂Ḟ/∂qa, ∂Ḟ/∂qb)`.
+type LayerPartials = (f64, f64, f64, f64, f64, f64, f64, f64);
+
+/// [`LayerPartials`] of the ReLU layer, from the cross term `q`, the row
+/// point's `qa` and `1/√qa`, and the column point's `qb` and `1/√qb`.
+#[inline(always)]
+fn relu_partials(q: f64, qa: f64, isa: f64, qb: f64, isb: f64) -> LayerPartials {
+    let (f, fd, c, sin, r) = relu_angle(q, qa * isa, isa, qb * isb, isb);
+    let inv_qa = isa * isa;
+    let inv_qb = isb * isb;
+    let rs = r * sin;
+    // 1/(r sinθ), zero at the snapped (collinear) points.
+    let inv = if rs > 0.0 { 1.0 / rs } else { 0.0 };
+    (
+        f,
+        fd,
+        fd,
+        sin * r * inv_qa * INV_4PI,
+        sin * r * inv_qb * INV_4PI,
+        inv * INV_2PI,
+        -c * r * inv * inv_qa * INV_4PI,
+        -c * r * inv * inv_qb * INV_4PI,
+    )
+}
+
+/// [`LayerPartials`] of the Erf layer, with the cached `1/√(1+2q)` of both
+/// points.
+#[inline(always)]
+fn erf_partials(q: f64, qa: f64, isa: f64, qb: f64, isb: f64) -> LayerPartials {
+    let (f, fd, _) = erf_cross(q, qa, isa, qb, isb);
+    let a = 1.0 + 2.0 * qa;
+    let b = 1.0 + 2.0 * qb;
+    let rd = fd * (PI / 4.0);
+    let rd3 = rd * rd * rd;
+    (
+        f,
+        fd,
+        fd,
+        -4.0 / PI * q / a * rd,
+        -4.0 / PI * q / b * rd,
+        16.0 / PI * q * rd3,
+        -4.0 / PI * b * rd3,
+        -4.0 / PI * a * rd3,
+    )
+}
+
 #[inline(always)]
 fn partials_impl(p: &FcParams, s: &[f64], na: &[f64], nb: &[f64], out: PartialsMut<'_>) {
     let (w2, b2) = (p.w_std * p.w_std, p.b_std * p.b_std);
@@ -275,6 +322,30 @@ fn partials_impl(p: &FcParams, s: &[f64], na: &[f64], nb: &[f64], out: PartialsM
             let mut t_s = [0.0f64; CH];
             let mut t_a = [0.0f64; CH];
             let mut t_b = [0.0f64; CH];
+            // One layer of the forward-mode chain at entry `i`, from the layer
+            // map's partials with respect to (q, qa, qb) and the row/column
+            // points' dq/dn.
+            macro_rules! chain {
+                ($i:expr, $parts:expr, $qa_n:expr, $qb_n:expr) => {{
+                    let i = $i;
+                    let (f, fd, f_q, f_qa, f_qb, fd_q, fd_qa, fd_qb) = $parts;
+                    let nq_s = w2 * f_q * q_s[i];
+                    let nq_a = w2 * (f_q * q_a[i] + f_qa * $qa_n);
+                    let nq_b = w2 * (f_q * q_b[i] + f_qb * $qb_n);
+                    let nq = w2 * f + b2;
+                    let dfd_s = fd_q * q_s[i];
+                    let dfd_a = fd_q * q_a[i] + fd_qa * $qa_n;
+                    let dfd_b = fd_q * q_b[i] + fd_qb * $qb_n;
+                    t_s[i] = nq_s + w2 * (t_s[i] * fd + t[i] * dfd_s);
+                    t_a[i] = nq_a + w2 * (t_a[i] * fd + t[i] * dfd_a);
+                    t_b[i] = nq_b + w2 * (t_b[i] * fd + t[i] * dfd_b);
+                    t[i] = nq + w2 * t[i] * fd;
+                    q[i] = nq;
+                    q_s[i] = nq_s;
+                    q_a[i] = nq_a;
+                    q_b[i] = nq_b;
+                }};
+            }
             for i in 0..m {
                 q[i] = w2 * s[base + i] + b2;
                 q_s[i] = w2;
@@ -286,61 +357,19 @@ fn partials_impl(p: &FcParams, s: &[f64], na: &[f64], nb: &[f64], out: PartialsM
                 let qa_n = &rc[(3 * l + 1) * CH..(3 * l + 1) * CH + m];
                 let isa = &rc[(3 * l + 2) * CH..(3 * l + 2) * CH + m];
                 let (qb, qb_n, isb) = (colc[3 * l], colc[3 * l + 1], colc[3 * l + 2]);
-                for i in 0..m {
-                    // Layer maps and their partials with respect to (q, qa, qb).
-                    let (f, fd, f_q, f_qa, f_qb, fd_q, fd_qa, fd_qb) = match p.act {
-                        Activation::Relu => {
-                            let (f, fd, c, sin, r) = relu_angle(q[i], qa[i] * isa[i], isa[i], qb * isb, isb);
-                            let inv_qa = isa[i] * isa[i];
-                            let inv_qb = isb * isb;
-                            let rs = r * sin;
-                            // 1/(r sinθ), zero at the snapped (collinear) points.
-                            let inv = if rs > 0.0 { 1.0 / rs } else { 0.0 };
-                            (
-                                f,
-                                fd,
-                                fd,
-                                sin * r * inv_qa * INV_4PI,
-                                sin * r * inv_qb * INV_4PI,
-                                inv * INV_2PI,
-                                -c * r * inv * inv_qa * INV_4PI,
-                                -c * r * inv * inv_qb * INV_4PI,
-                            )
+                // The activation is matched once per column block, not per
+                // entry, so each loop vectorises one branch only.
+                match p.act {
+                    Activation::Relu => {
+                        for i in 0..m {
+                            chain!(i, relu_partials(q[i], qa[i], isa[i], qb, isb), qa_n[i], qb_n);
                         }
-                        Activation::Erf => {
-                            let (f, fd, dd) = erf_cross(q[i], qa[i], isa[i], qb, isb);
-                            let a = 1.0 + 2.0 * qa[i];
-                            let b = 1.0 + 2.0 * qb;
-                            let rd = fd * (PI / 4.0);
-                            let rd3 = rd * rd * rd;
-                            let _ = dd;
-                            (
-                                f,
-                                fd,
-                                fd,
-                                -4.0 / PI * q[i] / a * rd,
-                                -4.0 / PI * q[i] / b * rd,
-                                16.0 / PI * q[i] * rd3,
-                                -4.0 / PI * b * rd3,
-                                -4.0 / PI * a * rd3,
-                            )
+                    }
+                    Activation::Erf => {
+                        for i in 0..m {
+                            chain!(i, erf_partials(q[i], qa[i], isa[i], qb, isb), qa_n[i], qb_n);
                         }
-                    };
-                    let nq_s = w2 * f_q * q_s[i];
-                    let nq_a = w2 * (f_q * q_a[i] + f_qa * qa_n[i]);
-                    let nq_b = w2 * (f_q * q_b[i] + f_qb * qb_n);
-                    let nq = w2 * f + b2;
-                    let dfd_s = fd_q * q_s[i];
-                    let dfd_a = fd_q * q_a[i] + fd_qa * qa_n[i];
-                    let dfd_b = fd_q * q_b[i] + fd_qb * qb_n;
-                    t_s[i] = nq_s + w2 * (t_s[i] * fd + t[i] * dfd_s);
-                    t_a[i] = nq_a + w2 * (t_a[i] * fd + t[i] * dfd_a);
-                    t_b[i] = nq_b + w2 * (t_b[i] * fd + t[i] * dfd_b);
-                    t[i] = nq + w2 * t[i] * fd;
-                    q[i] = nq;
-                    q_s[i] = nq_s;
-                    q_a[i] = nq_a;
-                    q_b[i] = nq_b;
+                    }
                 }
             }
             let (k, ks, ka, kb) = if ntk {
