@@ -129,9 +129,7 @@ pub trait Kernel: Send + Sync + fmt::Debug {
         da: Option<&mut DMatrix<f64>>,
         db: Option<&mut DMatrix<f64>>,
     ) -> Result<()> {
-        let mut lin = Linearization::default();
-        lin.compute(self, a, b)?;
-        lin.vjp_into(a, b, g, da, db)
+        fused_vjp(self, a, b, g, da, db)
     }
 
     /// Vector-Jacobian product of `K(a, a)` (as [`Kernel::gram_sym`]) with
@@ -520,6 +518,76 @@ fn fill_p(
             *r = dot(&gs[o..o + n1], &kns[o..o + n1]);
         });
     }
+}
+
+/// Columns per task of [`fused_vjp`]: fixed, not derived from the thread
+/// count, so that its row sums add up in the same order on any pool.
+const VJP_COLS: usize = 8;
+
+/// One-shot VJP of `K(a, b)` without keeping the partials: the inner
+/// products, then one parallel pass over blocks of [`VJP_COLS`] columns that
+/// evaluates the partials into per-worker scratch and leaves
+/// `P = g ∘ ∂f/∂s` in place of the inner products, with the row sums of
+/// `g ∘ ∂f/∂n` and the column sums of `g ∘ ∂f/∂n'`; then one GEMM per side.
+/// One `n1 × n2` buffer instead of five, and `P` built once for both sides.
+fn fused_vjp<K: Kernel + ?Sized>(
+    kernel: &K,
+    a: PointsView<'_>,
+    b: PointsView<'_>,
+    g: &DMatrix<f64>,
+    da: Option<&mut DMatrix<f64>>,
+    db: Option<&mut DMatrix<f64>>,
+) -> Result<()> {
+    let (mut na, mut nb) = (Vec::new(), Vec::new());
+    checked_pair(&a, &b, &mut na, &mut nb)?;
+    let (n1, n2) = (na.len(), nb.len());
+    check_g(g, n1, n2)?;
+    let mut p = DMatrix::zeros(0, 0);
+    inner_products(&a, &b, &mut p);
+    let mut rb = vec![0.0; n2];
+    let gs = g.as_slice();
+    let row_parts: Vec<Vec<f64>> = p
+        .as_mut_slice()
+        .par_chunks_mut(n1 * VJP_COLS)
+        .zip(rb.par_chunks_mut(VJP_COLS))
+        .enumerate()
+        .map_init(<[Vec<f64>; 4]>::default, |scratch, (blk, (pc, rbc))| {
+            let (j0, len) = (blk * VJP_COLS, pc.len());
+            for v in scratch.iter_mut() {
+                v.resize(len, 0.0);
+            }
+            let [k, ks, ka, kb] = scratch;
+            kernel.map_partials(pc, &na, &nb[j0..j0 + rbc.len()], PartialsMut { k, ks, ka, kb });
+            let gb = &gs[j0 * n1..j0 * n1 + len];
+            let mut ra = vec![0.0; n1];
+            for (c, rbj) in rbc.iter_mut().enumerate() {
+                let o = c * n1;
+                *rbj = dot(&gb[o..o + n1], &kb[o..o + n1]);
+                for (i, r) in ra.iter_mut().enumerate() {
+                    *r += gb[o + i] * ka[o + i];
+                    pc[o + i] = gb[o + i] * ks[o + i];
+                }
+            }
+            ra
+        })
+        .collect();
+    let mut ra = vec![0.0; n1];
+    for part in &row_parts {
+        for (r, v) in ra.iter_mut().zip(part) {
+            *r += v;
+        }
+    }
+    let inv_d = 1.0 / a.ncols() as f64;
+    let pm = MatRef::from_dmatrix(&p);
+    if let Some(da) = da {
+        write_side(da, &a, &ra, |out| gemm(out, inv_d, pm, MatRef::from_points(&b), 1.0));
+    }
+    if let Some(db) = db {
+        write_side(db, &b, &rb, |out| {
+            gemm(out, inv_d, pm.t(), MatRef::from_points(&a), 1.0)
+        });
+    }
+    Ok(())
 }
 
 /// The fused pass of the rank-`r` VJP (`g = u vᵀ`, `u`: `n1 × r`, `v`:
