@@ -18,7 +18,7 @@ use rayon::prelude::*;
 
 use crate::error::{KernelError, Result};
 use crate::fc::{fc_partials, fc_values, FcParams, PartialsMut};
-use crate::linalg::{dot, gemm, points, MatMut, MatRef, PointsF32, PointsView, Scalar};
+use crate::linalg::{dot, gemm, points, AnyPoints, MatMut, MatRef, PointsF32, PointsView, Scalar};
 use crate::spec::KernelSpec;
 
 /// Rows per parallel task of the elementwise passes.
@@ -119,6 +119,13 @@ pub trait Kernel: Send + Sync + fmt::Debug {
     /// [`Kernel::vjp`] into caller-owned buffers; pass `None` for a side that
     /// is not needed (it saves a GEMM).
     ///
+    /// Without keeping the partials: the inner products, then one parallel
+    /// pass over blocks of 8 columns that evaluates the partials
+    /// into per-worker scratch and leaves `P = g ∘ ∂f/∂s` in place of the
+    /// inner products, with the row sums of `g ∘ ∂f/∂n` and the column sums
+    /// of `g ∘ ∂f/∂n'`; then one GEMM per side (one `n1 × n2` buffer, `P`
+    /// built once for both sides).
+    ///
     /// # Errors
     /// As [`Kernel::vjp`].
     fn vjp_into(
@@ -129,7 +136,56 @@ pub trait Kernel: Send + Sync + fmt::Debug {
         da: Option<&mut DMatrix<f64>>,
         db: Option<&mut DMatrix<f64>>,
     ) -> Result<()> {
-        fused_vjp(self, a, b, g, da, db)
+        let (mut na, mut nb) = (Vec::new(), Vec::new());
+        checked_pair(&a, &b, &mut na, &mut nb)?;
+        let (n1, n2) = (na.len(), nb.len());
+        check_g(g, n1, n2)?;
+        let mut p = DMatrix::zeros(0, 0);
+        inner_products(&a, &b, &mut p);
+        let mut rb = vec![0.0; n2];
+        let gs = g.as_slice();
+        let row_parts: Vec<Vec<f64>> = p
+            .as_mut_slice()
+            .par_chunks_mut(n1 * VJP_COLS)
+            .zip(rb.par_chunks_mut(VJP_COLS))
+            .enumerate()
+            .map_init(<[Vec<f64>; 4]>::default, |scratch, (blk, (pc, rbc))| {
+                let (j0, len) = (blk * VJP_COLS, pc.len());
+                for v in scratch.iter_mut() {
+                    v.resize(len, 0.0);
+                }
+                let [k, ks, ka, kb] = scratch;
+                self.map_partials(pc, &na, &nb[j0..j0 + rbc.len()], PartialsMut { k, ks, ka, kb });
+                let gb = &gs[j0 * n1..j0 * n1 + len];
+                let mut ra = vec![0.0; n1];
+                for (c, rbj) in rbc.iter_mut().enumerate() {
+                    let o = c * n1;
+                    *rbj = dot(&gb[o..o + n1], &kb[o..o + n1]);
+                    for (i, r) in ra.iter_mut().enumerate() {
+                        *r += gb[o + i] * ka[o + i];
+                        pc[o + i] = gb[o + i] * ks[o + i];
+                    }
+                }
+                ra
+            })
+            .collect();
+        let mut ra = vec![0.0; n1];
+        for part in &row_parts {
+            for (r, v) in ra.iter_mut().zip(part) {
+                *r += v;
+            }
+        }
+        let inv_d = 1.0 / a.ncols() as f64;
+        let pm = MatRef::from_dmatrix(&p);
+        if let Some(da) = da {
+            write_side(da, &a, &ra, |out| gemm(out, inv_d, pm, MatRef::from_points(&b), 1.0));
+        }
+        if let Some(db) = db {
+            write_side(db, &b, &rb, |out| {
+                gemm(out, inv_d, pm.t(), MatRef::from_points(&a), 1.0)
+            });
+        }
+        Ok(())
     }
 
     /// Vector-Jacobian product of `K(a, a)` (as [`Kernel::gram_sym`]) with
@@ -183,26 +239,36 @@ pub struct Linearization {
 impl Linearization {
     /// Evaluate `K(a, b)` and its partials.
     ///
+    /// `a` in `f64` ([`PointsView`]) gives the exact path. `a` in `f32`
+    /// ([`PointsF32`]) computes the inner products `⟨a_i, b_j⟩` with a
+    /// single-precision GEMM (`b` rounded to `f32` for the product); norms,
+    /// the kernel recursion and its partials stay `f64`. The inner products
+    /// then carry a relative error of about `1e-7·√d` (f32 accumulation):
+    /// use it where the caller's tolerance allows (the KIP step's targets).
+    ///
     /// # Errors
-    /// As [`Kernel::gram`].
-    pub fn compute<K: Kernel + ?Sized>(&mut self, kernel: &K, a: PointsView<'_>, b: PointsView<'_>) -> Result<()> {
-        checked_pair(&a, &b, &mut self.na, &mut self.nb)?;
-        inner_products(&a, &b, &mut self.p);
+    /// As [`Kernel::gram`]; with `f32` points also `b` entries beyond the
+    /// `f32` range.
+    pub fn compute<'a, K: Kernel + ?Sized>(
+        &mut self,
+        kernel: &K,
+        a: impl Into<AnyPoints<'a>>,
+        b: PointsView<'_>,
+    ) -> Result<()> {
+        match a.into() {
+            AnyPoints::F64(a) => {
+                checked_pair(&a, &b, &mut self.na, &mut self.nb)?;
+                inner_products(&a, &b, &mut self.p);
+            }
+            AnyPoints::F32(a) => self.inner_products_f32(a, b)?,
+        }
         self.fill_partials(kernel);
         self.sym = false;
         Ok(())
     }
 
-    /// [`Linearization::compute`] with the inner products `⟨a_i, b_j⟩` from a
-    /// single-precision GEMM: `a` is already `f32`, `b` is rounded to `f32`
-    /// for the product; norms, the kernel recursion and its partials stay in
-    /// `f64`. The inner products then carry a relative error of about
-    /// `1e-7·√d` (f32 accumulation), which is what an f32 network sees; use
-    /// it where the caller's tolerance allows (the KIP step's targets).
-    ///
-    /// # Errors
-    /// As [`Kernel::gram`]; also `b` entries beyond the `f32` range.
-    pub fn compute_f32<K: Kernel + ?Sized>(&mut self, kernel: &K, a: PointsF32<'_>, b: PointsView<'_>) -> Result<()> {
+    /// Checked norms and `S = a bᵀ/d` into `p` through an f32 GEMM.
+    fn inner_products_f32(&mut self, a: PointsF32<'_>, b: PointsView<'_>) -> Result<()> {
         norms_f32_into("a", &a, &mut self.na)?;
         norms_into("b", &b, &mut self.nb)?;
         let (n1, n2, d) = (a.nrows(), b.nrows(), a.ncols());
@@ -226,8 +292,6 @@ impl Linearization {
             self.p = DMatrix::zeros(n1, n2);
         }
         widen(&self.p32, self.p.as_mut_slice());
-        self.fill_partials(kernel);
-        self.sym = false;
         Ok(())
     }
 
@@ -315,64 +379,52 @@ impl Linearization {
     /// `dL/db` for a low-rank upstream gradient `g = u vᵀ` (`u`: `n1 × r`,
     /// `v`: `n2 × r`) without forming `g`: one fused pass builds
     /// `P = (u vᵀ) ∘ ∂f/∂s` and the column sums of `(u vᵀ) ∘ ∂f/∂n'`, then one
-    /// GEMM. This is the KIP case, where `dL/dK_ts = R αᵀ` has rank C.
+    /// GEMM. This is the KIP case, where `dL/dK_ts = R αᵀ` has rank C. With
+    /// `f32` points (as given to [`Linearization::compute`]) the GEMM `Pᵀ a`
+    /// runs in single precision (P rounded to `f32`); the pass stays `f64`.
     ///
     /// # Errors
     /// `u`/`v` of the wrong shape or non-finite.
     ///
     /// # Panics
     /// If `a`/`b` do not have the shapes of the last `compute`.
-    pub fn vjp_b_lowrank_into(
+    pub fn vjp_b_lowrank_into<'a>(
         &mut self,
-        a: PointsView<'_>,
+        a: impl Into<AnyPoints<'a>>,
         b: PointsView<'_>,
         u: &DMatrix<f64>,
         v: &DMatrix<f64>,
         db: &mut DMatrix<f64>,
     ) -> Result<()> {
+        let a = a.into();
         let (n1, n2) = self.checked_lowrank((a.nrows(), b.nrows()), u, v, "vjp_b_lowrank_into")?;
-        if self.p.shape() != (n1, n2) {
-            self.p = DMatrix::zeros(n1, n2);
+        match a {
+            AnyPoints::F64(a) => {
+                if self.p.shape() != (n1, n2) {
+                    self.p = DMatrix::zeros(n1, n2);
+                }
+                lowrank_pass(self.p.as_mut_slice(), &mut self.r, u, v, &self.ks, &self.kb);
+                self.write_db(db, &a, &b);
+            }
+            AnyPoints::F32(a) => {
+                let d = a.ncols();
+                self.p32.resize(n1 * n2, 0.0);
+                lowrank_pass(&mut self.p32, &mut self.r, u, v, &self.ks, &self.kb);
+                self.out32.resize(n2 * d, 0.0);
+                gemm(
+                    MatMut::new(&mut self.out32, n2, d, 1, n2),
+                    1.0,
+                    MatRef::new(&self.p32, n1, n2, 1, n1).t(),
+                    a.mat(),
+                    0.0,
+                );
+                let inv_d = 1.0 / d as f64;
+                let out32 = &self.out32;
+                write_side(db, &b, &self.r, |out| {
+                    for_each_mut(out, |k, o| *o += inv_d * f64::from(out32[k]));
+                });
+            }
         }
-        lowrank_pass(self.p.as_mut_slice(), &mut self.r, u, v, &self.ks, &self.kb);
-        self.write_db(db, &a, &b);
-        Ok(())
-    }
-
-    /// [`Linearization::vjp_b_lowrank_into`] after
-    /// [`Linearization::compute_f32`]: the fused pass stays in `f64`, the
-    /// GEMM `Pᵀ a` runs in single precision (P rounded to `f32`).
-    ///
-    /// # Errors
-    /// As [`Linearization::vjp_b_lowrank_into`].
-    ///
-    /// # Panics
-    /// If `a`/`b` do not have the shapes of the last `compute_f32`.
-    pub fn vjp_b_lowrank_into_f32(
-        &mut self,
-        a: PointsF32<'_>,
-        b: PointsView<'_>,
-        u: &DMatrix<f64>,
-        v: &DMatrix<f64>,
-        db: &mut DMatrix<f64>,
-    ) -> Result<()> {
-        let (n1, n2) = self.checked_lowrank((a.nrows(), b.nrows()), u, v, "vjp_b_lowrank_into_f32")?;
-        let d = a.ncols();
-        self.p32.resize(n1 * n2, 0.0);
-        lowrank_pass(&mut self.p32, &mut self.r, u, v, &self.ks, &self.kb);
-        self.out32.resize(n2 * d, 0.0);
-        gemm(
-            MatMut::new(&mut self.out32, n2, d, 1, n2),
-            1.0,
-            MatRef::new(&self.p32, n1, n2, 1, n1).t(),
-            a.mat(),
-            0.0,
-        );
-        let inv_d = 1.0 / d as f64;
-        let out32 = &self.out32;
-        write_side(db, &b, &self.r, |out| {
-            for_each_mut(out, |k, o| *o += inv_d * f64::from(out32[k]));
-        });
         Ok(())
     }
 
@@ -520,75 +572,9 @@ fn fill_p(
     }
 }
 
-/// Columns per task of [`fused_vjp`]: fixed, not derived from the thread
+/// Columns per task of the one-shot [`Kernel::vjp_into`]: fixed, not derived from the thread
 /// count, so that its row sums add up in the same order on any pool.
 const VJP_COLS: usize = 8;
-
-/// One-shot VJP of `K(a, b)` without keeping the partials: the inner
-/// products, then one parallel pass over blocks of [`VJP_COLS`] columns that
-/// evaluates the partials into per-worker scratch and leaves
-/// `P = g ∘ ∂f/∂s` in place of the inner products, with the row sums of
-/// `g ∘ ∂f/∂n` and the column sums of `g ∘ ∂f/∂n'`; then one GEMM per side.
-/// One `n1 × n2` buffer instead of five, and `P` built once for both sides.
-fn fused_vjp<K: Kernel + ?Sized>(
-    kernel: &K,
-    a: PointsView<'_>,
-    b: PointsView<'_>,
-    g: &DMatrix<f64>,
-    da: Option<&mut DMatrix<f64>>,
-    db: Option<&mut DMatrix<f64>>,
-) -> Result<()> {
-    let (mut na, mut nb) = (Vec::new(), Vec::new());
-    checked_pair(&a, &b, &mut na, &mut nb)?;
-    let (n1, n2) = (na.len(), nb.len());
-    check_g(g, n1, n2)?;
-    let mut p = DMatrix::zeros(0, 0);
-    inner_products(&a, &b, &mut p);
-    let mut rb = vec![0.0; n2];
-    let gs = g.as_slice();
-    let row_parts: Vec<Vec<f64>> = p
-        .as_mut_slice()
-        .par_chunks_mut(n1 * VJP_COLS)
-        .zip(rb.par_chunks_mut(VJP_COLS))
-        .enumerate()
-        .map_init(<[Vec<f64>; 4]>::default, |scratch, (blk, (pc, rbc))| {
-            let (j0, len) = (blk * VJP_COLS, pc.len());
-            for v in scratch.iter_mut() {
-                v.resize(len, 0.0);
-            }
-            let [k, ks, ka, kb] = scratch;
-            kernel.map_partials(pc, &na, &nb[j0..j0 + rbc.len()], PartialsMut { k, ks, ka, kb });
-            let gb = &gs[j0 * n1..j0 * n1 + len];
-            let mut ra = vec![0.0; n1];
-            for (c, rbj) in rbc.iter_mut().enumerate() {
-                let o = c * n1;
-                *rbj = dot(&gb[o..o + n1], &kb[o..o + n1]);
-                for (i, r) in ra.iter_mut().enumerate() {
-                    *r += gb[o + i] * ka[o + i];
-                    pc[o + i] = gb[o + i] * ks[o + i];
-                }
-            }
-            ra
-        })
-        .collect();
-    let mut ra = vec![0.0; n1];
-    for part in &row_parts {
-        for (r, v) in ra.iter_mut().zip(part) {
-            *r += v;
-        }
-    }
-    let inv_d = 1.0 / a.ncols() as f64;
-    let pm = MatRef::from_dmatrix(&p);
-    if let Some(da) = da {
-        write_side(da, &a, &ra, |out| gemm(out, inv_d, pm, MatRef::from_points(&b), 1.0));
-    }
-    if let Some(db) = db {
-        write_side(db, &b, &rb, |out| {
-            gemm(out, inv_d, pm.t(), MatRef::from_points(&a), 1.0)
-        });
-    }
-    Ok(())
-}
 
 /// The fused pass of the rank-`r` VJP (`g = u vᵀ`, `u`: `n1 × r`, `v`:
 /// `n2 × r`): `P = g ∘ ks` into `p` (f64, or f32 for the single-precision

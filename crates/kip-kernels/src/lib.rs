@@ -39,5 +39,5 @@ pub mod spec;
 pub use error::{KernelError, Result};
 pub use fc::{Activation, FcKind, FcParams, PartialsMut};
 pub use kernel::{kernel_from_str, AnyKernel, Kernel, Linearization};
-pub use linalg::{dot, gemm, points, points_row_major, MatMut, MatRef, PointsF32, PointsView, Scalar};
+pub use linalg::{dot, gemm, points, points_row_major, AnyPoints, MatMut, MatRef, PointsF32, PointsView, Scalar};
 pub use spec::KernelSpec;

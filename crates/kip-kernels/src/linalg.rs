@@ -37,7 +37,7 @@ pub fn points_row_major(data: &[f64], n: usize, d: usize) -> PointsView<'_> {
     PointsView::from_slice_with_strides_generic(data, Dyn(n), Dyn(d), Dyn(rs), Dyn(cs))
 }
 
-/// An element type [`gemm`] multiplies: `f64` (everything by default) or
+/// An element type [`gemm()`] multiplies: `f64` (everything by default) or
 /// `f32` (the optional single-precision products of the KIP step).
 pub trait Scalar: Copy + PartialEq + Send + Sync + std::fmt::Debug + std::ops::Mul<Output = Self> + 'static {
     /// Zero.
@@ -74,7 +74,7 @@ impl Scalar for f32 {
 
 /// `n × d` points stored row-major in `f32` (each point contiguous): the
 /// operand of the single-precision products of
-/// [`Linearization::compute_f32`](crate::Linearization::compute_f32).
+/// [`Linearization::compute`](crate::Linearization::compute).
 #[derive(Clone, Copy, Debug)]
 pub struct PointsF32<'a> {
     data: &'a [f32],
@@ -103,13 +103,46 @@ impl<'a> PointsF32<'a> {
     pub fn data(&self) -> &'a [f32] {
         self.data
     }
-    /// As a [`gemm`] operand.
+    /// As a [`gemm()`] operand.
     pub fn mat(&self) -> MatRef<'a, f32> {
         MatRef::new(self.data, self.n, self.d, self.d, 1)
     }
 }
 
-/// A read-only strided matrix, the operand type of [`gemm`].
+/// Points in either precision: what selects the exact (`f64`) or the
+/// single-precision-GEMM path of
+/// [`Linearization::compute`](crate::Linearization::compute).
+#[derive(Clone, Copy, Debug)]
+pub enum AnyPoints<'a> {
+    /// Exact: any strides, `f64`.
+    F64(PointsView<'a>),
+    /// Row-major `f32`: the inner products run as an f32 GEMM.
+    F32(PointsF32<'a>),
+}
+
+impl AnyPoints<'_> {
+    /// Number of points.
+    pub fn nrows(&self) -> usize {
+        match self {
+            AnyPoints::F64(p) => p.nrows(),
+            AnyPoints::F32(p) => p.nrows(),
+        }
+    }
+}
+
+impl<'a> From<PointsView<'a>> for AnyPoints<'a> {
+    fn from(p: PointsView<'a>) -> Self {
+        AnyPoints::F64(p)
+    }
+}
+
+impl<'a> From<PointsF32<'a>> for AnyPoints<'a> {
+    fn from(p: PointsF32<'a>) -> Self {
+        AnyPoints::F32(p)
+    }
+}
+
+/// A read-only strided matrix, the operand type of [`gemm()`].
 #[derive(Clone, Copy, Debug)]
 pub struct MatRef<'a, T: Scalar = f64> {
     pub(crate) data: &'a [T],
@@ -188,7 +221,7 @@ impl<'a> MatRef<'a, f64> {
     }
 }
 
-/// A mutable strided matrix, the destination of [`gemm`].
+/// A mutable strided matrix, the destination of [`gemm()`].
 #[derive(Debug)]
 pub struct MatMut<'a, T: Scalar = f64> {
     data: &'a mut [T],
@@ -265,7 +298,7 @@ pub fn dot<T: Copy + Into<f64>>(a: &[T], b: &[T]) -> f64 {
     ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
 }
 
-/// Flop count above which [`gemm`] runs on the rayon pool.
+/// Flop count above which [`gemm()`] runs on the rayon pool.
 const PARALLEL_FLOPS: usize = 1 << 20;
 
 /// `c ← beta·c + alpha·a·b` (BLAS semantics; `beta = 0` never reads `c`, so

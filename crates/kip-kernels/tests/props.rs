@@ -271,9 +271,9 @@ fn f32_products_match_f64_to_single_precision() {
         let k64 = lin.k().clone();
         let mut lin32 = Linearization::default();
         let pa = PointsF32::new(&a32, a.nrows(), d);
-        lin32.compute_f32(&k, pa, points(&b)).unwrap();
+        lin32.compute(&k, pa, points(&b)).unwrap();
         let mut got = DMatrix::zeros(0, 0);
-        lin32.vjp_b_lowrank_into_f32(pa, points(&b), &u, &v, &mut got).unwrap();
+        lin32.vjp_b_lowrank_into(pa, points(&b), &u, &v, &mut got).unwrap();
         let ek = (lin32.k() - &k64).abs().max() / k64.abs().max();
         let eg = (&got - &want).abs().max() / want.abs().max();
         // ek > 0: the product really ran in single precision.
@@ -286,19 +286,19 @@ fn f32_products_match_f64_to_single_precision() {
     let mut bad = a32.clone();
     bad[3 * d + 5] = f32::NAN;
     let e = lin
-        .compute_f32(&k, PointsF32::new(&bad, a.nrows(), d), points(&b))
+        .compute(&k, PointsF32::new(&bad, a.nrows(), d), points(&b))
         .unwrap_err()
         .to_string();
     assert!(e.contains("non-finite value in a at row 3, column 5"), "{e}");
     let mut big = b.clone();
     big[(2, 7)] = 1e300;
     let e = lin
-        .compute_f32(&k, PointsF32::new(&a32, a.nrows(), d), points(&big))
+        .compute(&k, PointsF32::new(&a32, a.nrows(), d), points(&big))
         .unwrap_err()
         .to_string();
     assert!(e.contains("row 2"), "{e}");
     let e = lin
-        .compute_f32(&k, PointsF32::new(&a32[..301 * 8], 301, 8), points(&b))
+        .compute(&k, PointsF32::new(&a32[..301 * 8], 301, 8), points(&b))
         .unwrap_err()
         .to_string();
     assert!(e.contains("columns"), "{e}");

@@ -2,7 +2,7 @@
 //! its gradient, take an Adam step on the support images (and labels).
 
 use kip_data::{class_balanced, gaussian_images, one_hot, one_hot_into, Dataset, PixelMask};
-use kip_kernels::{points, points_row_major, AnyKernel, Kernel, PointsF32, PointsView};
+use kip_kernels::{points, points_row_major, AnyKernel, AnyPoints, Kernel, PointsF32, PointsView};
 use kip_krr::{Eval, Ridge};
 use nalgebra::DMatrix;
 use rand::{Rng, SeedableRng};
@@ -10,7 +10,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::adam::{AdamParams, AdamState};
 use crate::error::{MetaError, Result};
-use crate::loss::{kip_loss_grad, kip_loss_grad_f32, KipWorkspace, LossStats};
+use crate::loss::{kip_loss_grad, KipWorkspace, LossStats};
 use crate::params::{Init, Precision, ValidKipParams};
 
 /// Everything that evolves during a run; a checkpoint is exactly this.
@@ -233,38 +233,22 @@ impl Kip {
             }
         }
         let (kernel, x_s) = (&self.kernels[which], points(&self.state.x_s));
-        let stats = match p.precision {
-            Precision::F64 => kip_loss_grad(
-                kernel,
-                x_s,
-                &self.state.y_s,
-                points_row_major(&self.x_t, n_t, d),
-                &self.y_t,
-                p.reg,
-                true,
-                &mut self.ws,
-            ),
-            Precision::F32 => kip_loss_grad_f32(
-                kernel,
-                x_s,
-                &self.state.y_s,
-                PointsF32::new(&self.x_t32, n_t, d),
-                &self.y_t,
-                p.reg,
-                true,
-                &mut self.ws,
-            ),
-        }
-        .map_err(|e| match e {
-            // Support values whose squares overflow (a diverged run) reach
-            // the kernel as non-finite norms: report the step, not the kernel.
-            MetaError::Kernel(kip_kernels::KernelError::NonFinite { .. })
-            | MetaError::Krr(kip_krr::KrrError::NonFinite { .. }) => MetaError::NonFinite {
-                what: "kernel matrix (support values overflow)",
-                step,
+        let x_t: AnyPoints<'_> = match p.precision {
+            Precision::F64 => points_row_major(&self.x_t, n_t, d).into(),
+            Precision::F32 => PointsF32::new(&self.x_t32, n_t, d).into(),
+        };
+        let stats = kip_loss_grad(kernel, x_s, &self.state.y_s, x_t, &self.y_t, p.reg, true, &mut self.ws).map_err(
+            |e| match e {
+                // Support values whose squares overflow (a diverged run) reach
+                // the kernel as non-finite norms: report the step, not the kernel.
+                MetaError::Kernel(kip_kernels::KernelError::NonFinite { .. })
+                | MetaError::Krr(kip_krr::KrrError::NonFinite { .. }) => MetaError::NonFinite {
+                    what: "kernel matrix (support values overflow)",
+                    step,
+                },
+                e => e,
             },
-            e => e,
-        })?;
+        )?;
         if !stats.loss.is_finite() {
             return Err(MetaError::NonFinite { what: "loss", step });
         }

@@ -38,5 +38,5 @@ mod params;
 pub use adam::{AdamParams, AdamState};
 pub use error::{MetaError, Result};
 pub use kip::{Kip, KipState, StepInfo};
-pub use loss::{kip_loss_grad, kip_loss_grad_f32, KipWorkspace, LossStats};
+pub use loss::{kip_loss_grad, KipWorkspace, LossStats};
 pub use params::{Init, KipParams, LrSchedule, Precision, ValidKipParams};

@@ -12,7 +12,7 @@
 //! Two big GEMMs per step (the K_ts forward and its VJP); everything else is
 //! O(n_s² d + n_t n_s C). Buffers live in [`KipWorkspace`] and are reused.
 
-use kip_kernels::{gemm, Kernel, Linearization, MatMut, MatRef, PointsF32, PointsView};
+use kip_kernels::{gemm, AnyPoints, Kernel, Linearization, MatMut, MatRef, PointsView};
 use kip_krr::{Cholesky, Ridge};
 use nalgebra::DMatrix;
 
@@ -57,75 +57,32 @@ fn resize(m: &mut DMatrix<f64>, r: usize, c: usize) {
 /// # Shapes
 /// `x_s`: `n_s × d`, `y_s`: `n_s × C`, `x_t`: `n_t × d`, `y_t`: `n_t × C`.
 ///
+/// # Precision
+/// Target images as a [`PointsView`] (`f64`): everything in double
+/// precision. As [`kip_kernels::PointsF32`] (row-major `f32`): the two big
+/// products (`X_t X_sᵀ` and the gradient's `Pᵀ X_t`) run as f32 GEMMs;
+/// `K_ss`, the solve, the loss and the gradient's assembly stay `f64`.
+///
 /// # Errors
 /// Kernel input errors (shapes, non-finite values), a kernel that stays
 /// indefinite after jitter.
 #[allow(clippy::too_many_arguments)] // the paper's seven quantities plus the workspace
-pub fn kip_loss_grad(
+pub fn kip_loss_grad<'a>(
     kernel: &dyn Kernel,
     x_s: PointsView<'_>,
     y_s: &DMatrix<f64>,
-    x_t: PointsView<'_>,
+    x_t: impl Into<AnyPoints<'a>>,
     y_t: &DMatrix<f64>,
     reg: f64,
     grad: bool,
     ws: &mut KipWorkspace,
 ) -> Result<LossStats> {
-    loss_grad(kernel, x_s, y_s, Targets::F64(x_t), y_t, reg, grad, ws)
-}
-
-/// [`kip_loss_grad`] with single-precision target images: the two big
-/// products (`X_t X_sᵀ` and the gradient's `Pᵀ X_t`) run as f32 GEMMs
-/// ([`Linearization::compute_f32`]); `K_ss`, the solve, the loss and the
-/// gradient's assembly stay f64. `x_t` is row-major `n_t × d`.
-///
-/// # Errors
-/// As [`kip_loss_grad`].
-#[allow(clippy::too_many_arguments)] // as kip_loss_grad
-pub fn kip_loss_grad_f32(
-    kernel: &dyn Kernel,
-    x_s: PointsView<'_>,
-    y_s: &DMatrix<f64>,
-    x_t: PointsF32<'_>,
-    y_t: &DMatrix<f64>,
-    reg: f64,
-    grad: bool,
-    ws: &mut KipWorkspace,
-) -> Result<LossStats> {
-    loss_grad(kernel, x_s, y_s, Targets::F32(x_t), y_t, reg, grad, ws)
-}
-
-/// Target images in either precision.
-#[derive(Clone, Copy)]
-enum Targets<'a> {
-    F64(PointsView<'a>),
-    F32(PointsF32<'a>),
-}
-
-#[allow(clippy::too_many_arguments)] // as kip_loss_grad
-fn loss_grad(
-    kernel: &dyn Kernel,
-    x_s: PointsView<'_>,
-    y_s: &DMatrix<f64>,
-    x_t: Targets<'_>,
-    y_t: &DMatrix<f64>,
-    reg: f64,
-    grad: bool,
-    ws: &mut KipWorkspace,
-) -> Result<LossStats> {
+    let x_t = x_t.into();
     let (n_s, c) = (x_s.nrows(), y_s.ncols());
     // K_ss and its partials once (the backward reuses them: no second GEMM).
     ws.lin_ss.compute_sym(kernel, x_s)?;
-    let n_t = match x_t {
-        Targets::F64(x) => {
-            ws.lin.compute(kernel, x, x_s)?;
-            x.nrows()
-        }
-        Targets::F32(x) => {
-            ws.lin.compute_f32(kernel, x, x_s)?;
-            x.nrows()
-        }
-    };
+    ws.lin.compute(kernel, x_t, x_s)?;
+    let n_t = x_t.nrows();
     let k_ss = ws.lin_ss.k();
     let chol = Cholesky::factor(k_ss, Ridge::Relative(reg).value(k_ss))?;
     ws.jitter = chol.jitter();
@@ -194,12 +151,8 @@ fn loss_grad(
         ws.g_ss[(i, i)] -= reg / n_s as f64 * tr;
     }
     // dL/dK_ts = R αᵀ (rank C), fused into the VJP without being formed.
-    match x_t {
-        Targets::F64(x) => ws.lin.vjp_b_lowrank_into(x, x_s, &ws.pred, &ws.alpha, &mut ws.grad_x)?,
-        Targets::F32(x) => ws
-            .lin
-            .vjp_b_lowrank_into_f32(x, x_s, &ws.pred, &ws.alpha, &mut ws.grad_x)?,
-    }
+    ws.lin
+        .vjp_b_lowrank_into(x_t, x_s, &ws.pred, &ws.alpha, &mut ws.grad_x)?;
     ws.lin_ss.vjp_sym_into(kernel, x_s, &ws.g_ss, &mut ws.gx_sym)?;
     ws.grad_x += &ws.gx_sym;
     resize(&mut ws.grad_y, n_s, c);

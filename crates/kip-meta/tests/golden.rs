@@ -7,7 +7,7 @@ mod golden_json;
 
 use golden_json::{case_kernel, golden, mat};
 use kip_kernels::{points, PointsF32};
-use kip_meta::{kip_loss_grad, kip_loss_grad_f32, AdamParams, AdamState, KipWorkspace};
+use kip_meta::{kip_loss_grad, AdamParams, AdamState, KipWorkspace};
 use nalgebra::DMatrix;
 use serde_json::Value;
 
@@ -185,7 +185,7 @@ fn f32_step_matches_the_reference_at_single_precision() {
         let x_t = PointsF32::new(&x_t32, n_t, d);
         let mut ws = KipWorkspace::default();
         let run = |x: &DMatrix<f64>, y: &DMatrix<f64>, ws: &mut KipWorkspace| {
-            kip_loss_grad_f32(&c.kernel, points(x), y, x_t, &c.y_t, c.reg, true, ws)
+            kip_loss_grad(&c.kernel, points(x), y, x_t, &c.y_t, c.reg, true, ws)
                 .unwrap()
                 .loss
         };
