@@ -229,8 +229,9 @@ pub struct Linearization {
     p: DMatrix<f64>,
     g2: DMatrix<f64>,
     r: Vec<f64>,
-    /// Single-precision buffers of the `_f32` methods: `b` rounded
-    /// (row-major), the `n1 × n2` product (S, then P), the `n2 × d` product.
+    /// Single-precision buffers of the f32 path (`compute` with
+    /// [`PointsF32`]): `b` rounded (row-major), the `n1 × n2` product (S,
+    /// then P), the `n2 × d` product.
     b32: Vec<f32>,
     p32: Vec<f32>,
     out32: Vec<f32>,
@@ -272,13 +273,7 @@ impl Linearization {
         norms_f32_into("a", &a, &mut self.na)?;
         norms_into("b", &b, &mut self.nb)?;
         let (n1, n2, d) = (a.nrows(), b.nrows(), a.ncols());
-        if b.ncols() != d {
-            return Err(KernelError::Shape {
-                what: "b",
-                expected: format!("{d} columns (as a)"),
-                got: format!("{} columns", b.ncols()),
-            });
-        }
+        same_dim(d, &b)?;
         round_rows_f32("b", &b, &mut self.b32)?;
         self.p32.resize(n1 * n2, 0.0);
         gemm(
@@ -805,10 +800,15 @@ fn checked_norms(what: &'static str, x: &PointsView<'_>) -> Result<Vec<f64>> {
 fn checked_pair(a: &PointsView<'_>, b: &PointsView<'_>, na: &mut Vec<f64>, nb: &mut Vec<f64>) -> Result<()> {
     norms_into("a", a, na)?;
     norms_into("b", b, nb)?;
-    if a.ncols() != b.ncols() {
+    same_dim(a.ncols(), b)
+}
+
+/// `b` has the dimension `d` of `a`.
+fn same_dim(d: usize, b: &PointsView<'_>) -> Result<()> {
+    if b.ncols() != d {
         return Err(KernelError::Shape {
             what: "b",
-            expected: format!("{} columns (as a)", a.ncols()),
+            expected: format!("{d} columns (as a)"),
             got: format!("{} columns", b.ncols()),
         });
     }

@@ -44,8 +44,6 @@ pub trait Scalar: Copy + PartialEq + Send + Sync + std::fmt::Debug + std::ops::M
     const ZERO: Self;
     /// The nearest value of this type (`as` semantics: overflow gives ±∞).
     fn from_f64(v: f64) -> Self;
-    /// Widen (exact for both types).
-    fn to_f64(self) -> f64;
 }
 
 impl Scalar for f64 {
@@ -54,10 +52,6 @@ impl Scalar for f64 {
     fn from_f64(v: f64) -> Self {
         v
     }
-    #[inline(always)]
-    fn to_f64(self) -> f64 {
-        self
-    }
 }
 
 impl Scalar for f32 {
@@ -65,10 +59,6 @@ impl Scalar for f32 {
     #[inline(always)]
     fn from_f64(v: f64) -> Self {
         v as f32
-    }
-    #[inline(always)]
-    fn to_f64(self) -> f64 {
-        f64::from(self)
     }
 }
 
