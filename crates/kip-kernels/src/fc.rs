@@ -25,7 +25,8 @@
 
 use std::f64::consts::PI;
 
-use crate::simd::{asin_acos, multiversion};
+use crate::multiversion;
+use crate::simd::asin_acos;
 
 /// `1 − cos²θ` below which two points count as collinear (θ ≲ 1e-6): the
 /// computed cosine of a point with itself is `1 − O(ulp)`, not 1.
@@ -186,6 +187,30 @@ fn col_cache(p: &FcParams, n: f64, cache: &mut [f64]) {
     });
 }
 
+/// Rows per register chunk of the partials pass: two AVX-512 vectors of
+/// `f64` (two independent chains hide the latency of the square roots and
+/// divisions). The recursion runs on `[f64; L]` locals with a constant trip
+/// count, so it compiles to whole-vector operations held in registers
+/// instead of eight 64-row arrays stored and reloaded per layer.
+const L: usize = 16;
+
+/// `L` values of `src` from `at`, zero-padded past its end.
+#[inline(always)]
+fn lanes(src: &[f64], at: usize) -> [f64; L] {
+    let mut v = [0.0; L];
+    let w = L.min(src.len() - at);
+    v[..w].copy_from_slice(&src[at..at + w]);
+    v
+}
+
+/// Field `f` of layer `l` of a [`row_cache`], rows `c0..c0 + L` (the cache
+/// is zero past its rows, which keeps padded lanes finite).
+#[inline(always)]
+fn row_lanes(rc: &[f64], l: usize, f: usize, c0: usize) -> [f64; L] {
+    let o = (3 * l + f) * CH + c0;
+    rc[o..o + L].try_into().expect("row cache chunk")
+}
+
 #[inline(always)]
 fn values_impl(p: &FcParams, s: &mut [f64], na: &[f64], nb: &[f64]) {
     let (w2, b2) = (p.w_std * p.w_std, p.b_std * p.b_std);
@@ -314,73 +339,75 @@ fn partials_impl(p: &FcParams, s: &[f64], na: &[f64], nb: &[f64], out: PartialsM
         for (j, &nbj) in nb.iter().enumerate() {
             col_cache(p, nbj, &mut colc);
             let base = j * n1 + i0;
-            let mut q = [0.0f64; CH];
-            let mut q_s = [0.0f64; CH];
-            let mut q_a = [0.0f64; CH];
-            let mut q_b = [0.0f64; CH];
-            let mut t = [0.0f64; CH];
-            let mut t_s = [0.0f64; CH];
-            let mut t_a = [0.0f64; CH];
-            let mut t_b = [0.0f64; CH];
-            // One layer of the forward-mode chain at entry `i`, from the layer
-            // map's partials with respect to (q, qa, qb) and the row/column
-            // points' dq/dn.
-            macro_rules! chain {
-                ($i:expr, $parts:expr, $qa_n:expr, $qb_n:expr) => {{
-                    let i = $i;
-                    let (f, fd, f_q, f_qa, f_qb, fd_q, fd_qa, fd_qb) = $parts;
-                    let nq_s = w2 * f_q * q_s[i];
-                    let nq_a = w2 * (f_q * q_a[i] + f_qa * $qa_n);
-                    let nq_b = w2 * (f_q * q_b[i] + f_qb * $qb_n);
-                    let nq = w2 * f + b2;
-                    let dfd_s = fd_q * q_s[i];
-                    let dfd_a = fd_q * q_a[i] + fd_qa * $qa_n;
-                    let dfd_b = fd_q * q_b[i] + fd_qb * $qb_n;
-                    t_s[i] = nq_s + w2 * (t_s[i] * fd + t[i] * dfd_s);
-                    t_a[i] = nq_a + w2 * (t_a[i] * fd + t[i] * dfd_a);
-                    t_b[i] = nq_b + w2 * (t_b[i] * fd + t[i] * dfd_b);
-                    t[i] = nq + w2 * t[i] * fd;
-                    q[i] = nq;
-                    q_s[i] = nq_s;
-                    q_a[i] = nq_a;
-                    q_b[i] = nq_b;
-                }};
-            }
-            for i in 0..m {
-                q[i] = w2 * s[base + i] + b2;
-                q_s[i] = w2;
-                t[i] = q[i];
-                t_s[i] = w2;
-            }
-            for l in 0..p.depth {
-                let qa = &rc[(3 * l) * CH..(3 * l) * CH + m];
-                let qa_n = &rc[(3 * l + 1) * CH..(3 * l + 1) * CH + m];
-                let isa = &rc[(3 * l + 2) * CH..(3 * l + 2) * CH + m];
-                let (qb, qb_n, isb) = (colc[3 * l], colc[3 * l + 1], colc[3 * l + 2]);
-                // The activation is matched once per column block, not per
-                // entry, so each loop vectorises one branch only.
-                match p.act {
-                    Activation::Relu => {
-                        for i in 0..m {
-                            chain!(i, relu_partials(q[i], qa[i], isa[i], qb, isb), qa_n[i], qb_n);
+            for c0 in (0..m).step_by(L) {
+                let sv = lanes(&s[base..base + m], c0);
+                let mut q = [0.0f64; L];
+                let mut q_s = [w2; L];
+                let mut q_a = [0.0f64; L];
+                let mut q_b = [0.0f64; L];
+                let mut t = [0.0f64; L];
+                let mut t_s = [w2; L];
+                let mut t_a = [0.0f64; L];
+                let mut t_b = [0.0f64; L];
+                for i in 0..L {
+                    q[i] = w2 * sv[i] + b2;
+                    t[i] = q[i];
+                }
+                // One layer of the forward-mode chain at lane `i`, from the
+                // layer map's partials with respect to (q, qa, qb) and the
+                // row/column points' dq/dn.
+                macro_rules! chain {
+                    ($i:expr, $parts:expr, $qa_n:expr, $qb_n:expr) => {{
+                        let i = $i;
+                        let (f, fd, f_q, f_qa, f_qb, fd_q, fd_qa, fd_qb) = $parts;
+                        let nq_s = w2 * f_q * q_s[i];
+                        let nq_a = w2 * (f_q * q_a[i] + f_qa * $qa_n);
+                        let nq_b = w2 * (f_q * q_b[i] + f_qb * $qb_n);
+                        let nq = w2 * f + b2;
+                        let dfd_s = fd_q * q_s[i];
+                        let dfd_a = fd_q * q_a[i] + fd_qa * $qa_n;
+                        let dfd_b = fd_q * q_b[i] + fd_qb * $qb_n;
+                        t_s[i] = nq_s + w2 * (t_s[i] * fd + t[i] * dfd_s);
+                        t_a[i] = nq_a + w2 * (t_a[i] * fd + t[i] * dfd_a);
+                        t_b[i] = nq_b + w2 * (t_b[i] * fd + t[i] * dfd_b);
+                        t[i] = nq + w2 * t[i] * fd;
+                        q[i] = nq;
+                        q_s[i] = nq_s;
+                        q_a[i] = nq_a;
+                        q_b[i] = nq_b;
+                    }};
+                }
+                for l in 0..p.depth {
+                    let qa = row_lanes(&rc, l, 0, c0);
+                    let qa_n = row_lanes(&rc, l, 1, c0);
+                    let isa = row_lanes(&rc, l, 2, c0);
+                    let (qb, qb_n, isb) = (colc[3 * l], colc[3 * l + 1], colc[3 * l + 2]);
+                    // The activation is matched once per chunk and layer, not
+                    // per lane, so each loop vectorises one branch only.
+                    match p.act {
+                        Activation::Relu => {
+                            for i in 0..L {
+                                chain!(i, relu_partials(q[i], qa[i], isa[i], qb, isb), qa_n[i], qb_n);
+                            }
                         }
-                    }
-                    Activation::Erf => {
-                        for i in 0..m {
-                            chain!(i, erf_partials(q[i], qa[i], isa[i], qb, isb), qa_n[i], qb_n);
+                        Activation::Erf => {
+                            for i in 0..L {
+                                chain!(i, erf_partials(q[i], qa[i], isa[i], qb, isb), qa_n[i], qb_n);
+                            }
                         }
                     }
                 }
+                let (k, ks, ka, kb) = if ntk {
+                    (&t, &t_s, &t_a, &t_b)
+                } else {
+                    (&q, &q_s, &q_a, &q_b)
+                };
+                let (o, w) = (base + c0, L.min(m - c0));
+                out.k[o..o + w].copy_from_slice(&k[..w]);
+                out.ks[o..o + w].copy_from_slice(&ks[..w]);
+                out.ka[o..o + w].copy_from_slice(&ka[..w]);
+                out.kb[o..o + w].copy_from_slice(&kb[..w]);
             }
-            let (k, ks, ka, kb) = if ntk {
-                (&t, &t_s, &t_a, &t_b)
-            } else {
-                (&q, &q_s, &q_a, &q_b)
-            };
-            out.k[base..base + m].copy_from_slice(&k[..m]);
-            out.ks[base..base + m].copy_from_slice(&ks[..m]);
-            out.ka[base..base + m].copy_from_slice(&ka[..m]);
-            out.kb[base..base + m].copy_from_slice(&kb[..m]);
         }
     }
 }

@@ -53,17 +53,20 @@ pub fn asin_acos(x: f64) -> (f64, f64) {
 
 /// Generates a function that runs `$imp` compiled for AVX-512 or AVX2+FMA
 /// when the CPU has them (checked at run time, cached by std), else the
-/// portable build. `$imp` must be `#[inline(always)]`.
+/// portable build. `$imp` must be `#[inline(always)]`. Exported for the
+/// other kip crates' elementwise loops (the portable x86-64 build has only
+/// SSE2, two `f64` lanes).
+#[macro_export]
 macro_rules! multiversion {
-    ($(#[$m:meta])* $vis:vis fn $name:ident($($arg:ident : $ty:ty),* $(,)?) => $imp:path) => {
+    ($(#[$m:meta])* $vis:vis fn $name:ident($($arg:ident : $ty:ty),* $(,)?) $(-> $ret:ty)? => $imp:path) => {
         $(#[$m])*
-        $vis fn $name($($arg: $ty),*) {
+        $vis fn $name($($arg: $ty),*) $(-> $ret)? {
             #[cfg(target_arch = "x86_64")]
             {
                 #[target_feature(enable = "avx512f,avx512dq,avx512vl,avx2,fma")]
-                unsafe fn v4($($arg: $ty),*) { $imp($($arg),*) }
+                unsafe fn v4($($arg: $ty),*) $(-> $ret)? { $imp($($arg),*) }
                 #[target_feature(enable = "avx2,fma")]
-                unsafe fn v3($($arg: $ty),*) { $imp($($arg),*) }
+                unsafe fn v3($($arg: $ty),*) $(-> $ret)? { $imp($($arg),*) }
                 if std::is_x86_feature_detected!("avx512f")
                     && std::is_x86_feature_detected!("avx512dq")
                     && std::is_x86_feature_detected!("avx512vl")
@@ -80,7 +83,6 @@ macro_rules! multiversion {
         }
     };
 }
-pub(crate) use multiversion;
 
 #[cfg(test)]
 mod tests {
