@@ -18,7 +18,7 @@ use rayon::prelude::*;
 
 use crate::error::{KernelError, Result};
 use crate::fc::{fc_partials, fc_values, FcParams, PartialsMut};
-use crate::linalg::{dot, gemm, points, AnyPoints, MatMut, MatRef, PointsF32, PointsView, Scalar};
+use crate::linalg::{dot, gemm, points, AnyPoints, MatMut, MatRef, NormedPoints, PointsF32, PointsView, Scalar};
 use crate::spec::KernelSpec;
 
 /// Rows per parallel task of the elementwise passes.
@@ -247,18 +247,31 @@ impl Linearization {
     /// then carry a relative error of about `1e-7·√d` (f32 accumulation):
     /// use it where the caller's tolerance allows (the KIP step's targets).
     ///
+    /// `a` may carry its norms ([`NormedPoints`], from [`row_norms`]): then
+    /// they are taken as given (checked for length and finiteness only)
+    /// instead of computed in a pass over `a`.
+    ///
     /// # Errors
     /// As [`Kernel::gram`]; with `f32` points also `b` entries beyond the
-    /// `f32` range.
+    /// `f32` range; supplied norms of the wrong length or not finite.
     pub fn compute<'a, K: Kernel + ?Sized>(
         &mut self,
         kernel: &K,
-        a: impl Into<AnyPoints<'a>>,
+        a: impl Into<NormedPoints<'a>>,
         b: PointsView<'_>,
     ) -> Result<()> {
-        match a.into() {
+        let a = a.into();
+        match a.norms {
+            Some(n) => supplied_norms(n, a.points.nrows(), a.points.ncols(), &mut self.na)?,
+            None => match a.points {
+                AnyPoints::F64(p) => norms_into("a", &p, &mut self.na)?,
+                AnyPoints::F32(p) => norms_f32_into("a", &p, &mut self.na)?,
+            },
+        }
+        norms_into("b", &b, &mut self.nb)?;
+        match a.points {
             AnyPoints::F64(a) => {
-                checked_pair(&a, &b, &mut self.na, &mut self.nb)?;
+                same_dim(a.ncols(), &b)?;
                 inner_products(&a, &b, &mut self.p);
             }
             AnyPoints::F32(a) => self.inner_products_f32(a, b)?,
@@ -268,10 +281,8 @@ impl Linearization {
         Ok(())
     }
 
-    /// Checked norms and `S = a bᵀ/d` into `p` through an f32 GEMM.
+    /// `S = a bᵀ/d` into `p` through an f32 GEMM.
     fn inner_products_f32(&mut self, a: PointsF32<'_>, b: PointsView<'_>) -> Result<()> {
-        norms_f32_into("a", &a, &mut self.na)?;
-        norms_into("b", &b, &mut self.nb)?;
         let (n1, n2, d) = (a.nrows(), b.nrows(), a.ncols());
         same_dim(d, &b)?;
         round_rows_f32("b", &b, &mut self.b32)?;
@@ -794,6 +805,49 @@ fn checked_norms(what: &'static str, x: &PointsView<'_>) -> Result<Vec<f64>> {
     let mut v = Vec::new();
     norms_into(what, x, &mut v)?;
     Ok(v)
+}
+
+/// `‖x_i‖²/d` of every point (f64 accumulation, the values
+/// [`Linearization::compute`] computes itself), for [`NormedPoints`].
+///
+/// # Errors
+/// Empty points; a non-finite entry (named by row and column).
+pub fn row_norms<'a>(x: impl Into<AnyPoints<'a>>) -> Result<Vec<f64>> {
+    let mut v = Vec::new();
+    match x.into() {
+        AnyPoints::F64(p) => norms_into("points", &p, &mut v)?,
+        AnyPoints::F32(p) => norms_f32_into("points", &p, &mut v)?,
+    }
+    Ok(v)
+}
+
+/// Caller-supplied norms of `n` points of dimension `d` into `out`, checked
+/// for length and finiteness (and the points for emptiness).
+fn supplied_norms(norms: &[f64], n: usize, d: usize, out: &mut Vec<f64>) -> Result<()> {
+    if n == 0 || d == 0 {
+        return Err(KernelError::Empty {
+            what: "a",
+            rows: n,
+            cols: d,
+        });
+    }
+    if norms.len() != n {
+        return Err(KernelError::Shape {
+            what: "a norms",
+            expected: format!("{n} values (one per point)"),
+            got: format!("{} values", norms.len()),
+        });
+    }
+    if let Some(row) = norms.iter().position(|v| !v.is_finite()) {
+        return Err(KernelError::NonFinite {
+            what: "a norms",
+            row,
+            col: 0,
+        });
+    }
+    out.clear();
+    out.extend_from_slice(norms);
+    Ok(())
 }
 
 /// Checked norms of two point sets of the same dimension.

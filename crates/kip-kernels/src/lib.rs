@@ -38,6 +38,8 @@ pub mod spec;
 
 pub use error::{KernelError, Result};
 pub use fc::{Activation, FcKind, FcParams, PartialsMut};
-pub use kernel::{kernel_from_str, AnyKernel, Kernel, Linearization};
-pub use linalg::{dot, gemm, points, points_row_major, AnyPoints, MatMut, MatRef, PointsF32, PointsView, Scalar};
+pub use kernel::{kernel_from_str, row_norms, AnyKernel, Kernel, Linearization};
+pub use linalg::{
+    dot, gemm, points, points_row_major, AnyPoints, MatMut, MatRef, NormedPoints, PointsF32, PointsView, Scalar,
+};
 pub use spec::KernelSpec;

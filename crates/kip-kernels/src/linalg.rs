@@ -118,6 +118,13 @@ impl AnyPoints<'_> {
             AnyPoints::F32(p) => p.nrows(),
         }
     }
+    /// Dimension.
+    pub fn ncols(&self) -> usize {
+        match self {
+            AnyPoints::F64(p) => p.ncols(),
+            AnyPoints::F32(p) => p.ncols(),
+        }
+    }
 }
 
 impl<'a> From<PointsView<'a>> for AnyPoints<'a> {
@@ -129,6 +136,39 @@ impl<'a> From<PointsView<'a>> for AnyPoints<'a> {
 impl<'a> From<PointsF32<'a>> for AnyPoints<'a> {
     fn from(p: PointsF32<'a>) -> Self {
         AnyPoints::F32(p)
+    }
+}
+
+/// Points with their squared norms `‖x_i‖²/d` supplied by the caller (as
+/// [`row_norms`](crate::kernel::row_norms) computes them), so that a caller
+/// drawing batches from a fixed pool (KIP's targets from the training set)
+/// computes the norms once instead of in a pass over every batch.
+/// `Linearization::compute` takes this (and converts any point type into it
+/// with `norms: None`: computed there).
+#[derive(Clone, Copy, Debug)]
+pub struct NormedPoints<'a> {
+    /// The points.
+    pub points: AnyPoints<'a>,
+    /// `‖x_i‖²/d` for every point, or `None` to compute them.
+    pub norms: Option<&'a [f64]>,
+}
+
+impl<'a> AnyPoints<'a> {
+    /// These points with their norms `‖x_i‖²/d` (see [`NormedPoints`]).
+    pub fn with_norms(self, norms: &'a [f64]) -> NormedPoints<'a> {
+        NormedPoints {
+            points: self,
+            norms: Some(norms),
+        }
+    }
+}
+
+impl<'a, P: Into<AnyPoints<'a>>> From<P> for NormedPoints<'a> {
+    fn from(p: P) -> Self {
+        NormedPoints {
+            points: p.into(),
+            norms: None,
+        }
     }
 }
 

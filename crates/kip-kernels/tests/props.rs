@@ -303,3 +303,39 @@ fn f32_products_match_f64_to_single_precision() {
         .to_string();
     assert!(e.contains("columns"), "{e}");
 }
+
+/// Norms supplied with the points ([`NormedPoints`], from `row_norms`) give
+/// bitwise the same linearisation as norms computed inside `compute`, in
+/// both precisions; wrong or non-finite norms are errors naming them.
+#[test]
+fn supplied_norms_match_computed_ones_and_are_checked() {
+    use kip_kernels::{points, row_norms, AnyPoints, Linearization, PointsF32};
+    let d = 24;
+    let a = DMatrix::from_fn(90, d, |i, j| ((i * 7 + j * 3) % 23) as f64 / 11.0 - 1.0);
+    let b = DMatrix::from_fn(13, d, |i, j| ((i * 5 + j) % 13) as f64 / 6.3 - 1.0);
+    let a32: Vec<f32> = (0..a.nrows())
+        .flat_map(|i| (0..d).map(move |j| (i, j)))
+        .map(|(i, j)| a[(i, j)] as f32)
+        .collect();
+    let k = "fc2-ntk".parse::<KernelSpec>().unwrap().build();
+    let cases: [AnyPoints<'_>; 2] = [points(&a).into(), PointsF32::new(&a32, a.nrows(), d).into()];
+    for pa in cases {
+        let norms = row_norms(pa).unwrap();
+        let mut want = Linearization::default();
+        want.compute(&k, pa, points(&b)).unwrap();
+        let mut got = Linearization::default();
+        got.compute(&k, pa.with_norms(&norms), points(&b)).unwrap();
+        assert_eq!(got.k(), want.k());
+        let e = got
+            .compute(&k, pa.with_norms(&norms[1..]), points(&b))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("a norms") && e.contains("90 values"), "{e}");
+        let mut bad = norms.clone();
+        bad[4] = f64::NAN;
+        let e = got.compute(&k, pa.with_norms(&bad), points(&b)).unwrap_err().to_string();
+        assert!(e.contains("a norms at row 4"), "{e}");
+    }
+    let e = row_norms(PointsF32::new(&a32[..0], 0, d)).unwrap_err().to_string();
+    assert!(e.contains("empty"), "{e}");
+}

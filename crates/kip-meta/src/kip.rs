@@ -2,7 +2,7 @@
 //! its gradient, take an Adam step on the support images (and labels).
 
 use kip_data::{class_balanced, gaussian_images, one_hot, one_hot_into, Dataset, PixelMask};
-use kip_kernels::{points, points_row_major, AnyKernel, AnyPoints, Kernel, PointsF32, PointsView};
+use kip_kernels::{points, points_row_major, row_norms, AnyKernel, AnyPoints, Kernel, PointsF32, PointsView};
 use kip_krr::{Eval, Ridge};
 use nalgebra::DMatrix;
 use rand::{Rng, SeedableRng};
@@ -56,8 +56,12 @@ pub struct Kip {
     by_class: Vec<Vec<usize>>,
     state: KipState,
     ws: KipWorkspace,
+    /// `‖x_i‖²/d` of every training image, computed once: the target
+    /// batches' norms are looked up, not recomputed each step.
+    train_norms: Vec<f64>,
     t_idx: Vec<usize>,
     t_labels: Vec<usize>,
+    t_norms: Vec<f64>,
     /// The target batch, row-major, in the step's precision (one is empty).
     x_t: Vec<f64>,
     x_t32: Vec<f32>,
@@ -171,6 +175,7 @@ impl Kip {
         let kernels = params.kernels().iter().map(|s| s.build()).collect();
         let n_t = p.n_target;
         let f32_targets = p.precision == Precision::F32;
+        let train_norms = row_norms(PointsF32::new(train.pixels(), train.len(), d))?;
         Ok(Self {
             kernels,
             by_class,
@@ -178,6 +183,8 @@ impl Kip {
             ws: KipWorkspace::default(),
             t_idx: Vec::with_capacity(n_t),
             t_labels: Vec::with_capacity(n_t),
+            t_norms: Vec::with_capacity(n_t),
+            train_norms,
             x_t: if f32_targets { Vec::new() } else { vec![0.0; n_t * d] },
             x_t32: if f32_targets { vec![0.0; n_t * d] } else { Vec::new() },
             y_t_rm: vec![0.0; n_t * c],
@@ -221,6 +228,8 @@ impl Kip {
         self.t_idx = class_balanced(&self.by_class, p.n_target, &mut rng)?;
         self.t_labels.clear();
         self.t_labels.extend(self.t_idx.iter().map(|&i| self.train.labels()[i]));
+        self.t_norms.clear();
+        self.t_norms.extend(self.t_idx.iter().map(|&i| self.train_norms[i]));
         match p.precision {
             Precision::F64 => self.train.gather_into(&self.t_idx, &mut self.x_t),
             Precision::F32 => self.train.gather_into(&self.t_idx, &mut self.x_t32),
@@ -237,6 +246,7 @@ impl Kip {
             Precision::F64 => points_row_major(&self.x_t, n_t, d).into(),
             Precision::F32 => PointsF32::new(&self.x_t32, n_t, d).into(),
         };
+        let x_t = x_t.with_norms(&self.t_norms);
         let stats = kip_loss_grad(kernel, x_s, &self.state.y_s, x_t, &self.y_t, p.reg, true, &mut self.ws).map_err(
             |e| match e {
                 // Support values whose squares overflow (a diverged run) reach

@@ -12,7 +12,7 @@
 //! Two big GEMMs per step (the K_ts forward and its VJP); everything else is
 //! O(n_s² d + n_t n_s C). Buffers live in [`KipWorkspace`] and are reused.
 
-use kip_kernels::{gemm, AnyPoints, Kernel, Linearization, MatMut, MatRef, PointsView};
+use kip_kernels::{gemm, Kernel, Linearization, MatMut, MatRef, NormedPoints, PointsView};
 use kip_krr::{Cholesky, Ridge};
 use nalgebra::DMatrix;
 
@@ -62,6 +62,7 @@ fn resize(m: &mut DMatrix<f64>, r: usize, c: usize) {
 /// precision. As [`kip_kernels::PointsF32`] (row-major `f32`): the two big
 /// products (`X_t X_sᵀ` and the gradient's `Pᵀ X_t`) run as f32 GEMMs;
 /// `K_ss`, the solve, the loss and the gradient's assembly stay `f64`.
+/// Either may carry its norms ([`NormedPoints`]), skipping a pass over them.
 ///
 /// # Errors
 /// Kernel input errors (shapes, non-finite values), a kernel that stays
@@ -71,7 +72,7 @@ pub fn kip_loss_grad<'a>(
     kernel: &dyn Kernel,
     x_s: PointsView<'_>,
     y_s: &DMatrix<f64>,
-    x_t: impl Into<AnyPoints<'a>>,
+    x_t: impl Into<NormedPoints<'a>>,
     y_t: &DMatrix<f64>,
     reg: f64,
     grad: bool,
@@ -82,7 +83,7 @@ pub fn kip_loss_grad<'a>(
     // K_ss and its partials once (the backward reuses them: no second GEMM).
     ws.lin_ss.compute_sym(kernel, x_s)?;
     ws.lin.compute(kernel, x_t, x_s)?;
-    let n_t = x_t.nrows();
+    let n_t = x_t.points.nrows();
     let k_ss = ws.lin_ss.k();
     let chol = Cholesky::factor(k_ss, Ridge::Relative(reg).value(k_ss))?;
     ws.jitter = chol.jitter();
@@ -152,7 +153,7 @@ pub fn kip_loss_grad<'a>(
     }
     // dL/dK_ts = R αᵀ (rank C), fused into the VJP without being formed.
     ws.lin
-        .vjp_b_lowrank_into(x_t, x_s, &ws.pred, &ws.alpha, &mut ws.grad_x)?;
+        .vjp_b_lowrank_into(x_t.points, x_s, &ws.pred, &ws.alpha, &mut ws.grad_x)?;
     ws.lin_ss.vjp_sym_into(kernel, x_s, &ws.g_ss, &mut ws.gx_sym)?;
     ws.grad_x += &ws.gx_sym;
     resize(&mut ws.grad_y, n_s, c);
