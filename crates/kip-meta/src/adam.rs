@@ -60,18 +60,12 @@ impl AdamState {
         assert_eq!(params.len(), grad.len());
         assert_eq!(self.m.len(), grad.len());
         let (c1, c2) = corrections(p, step);
-        for ((x, g), (m, v)) in params
-            .iter_mut()
-            .zip(grad)
-            .zip(self.m.iter_mut().zip(self.v.iter_mut()))
-        {
-            (*x, *m, *v) = adam_elem(p, c1, c2, *x, *g, *m, *v);
-        }
+        update_all(p, c1, c2, params, grad, &mut self.m, &mut self.v);
     }
 
     /// [`AdamState::update`] only if every updated value (parameters and
     /// moments) is finite; otherwise changes nothing and returns `false`.
-    /// Two passes, no allocation.
+    /// Two vectorised passes (check, then update), no allocation.
     ///
     /// # Panics
     /// If the lengths differ.
@@ -79,14 +73,7 @@ impl AdamState {
         assert_eq!(params.len(), grad.len());
         assert_eq!(self.m.len(), grad.len());
         let (c1, c2) = corrections(p, step);
-        let ok = params
-            .iter()
-            .zip(grad)
-            .zip(self.m.iter().zip(&self.v))
-            .all(|((x, g), (m, v))| {
-                let (x, m, v) = adam_elem(p, c1, c2, *x, *g, *m, *v);
-                x.is_finite() && m.is_finite() && v.is_finite()
-            });
+        let ok = all_finite(p, c1, c2, params, grad, &self.m, &self.v);
         if ok {
             self.update(p, step, params, grad);
         }
@@ -101,11 +88,38 @@ fn corrections(p: &AdamParams, step: usize) -> (f64, f64) {
 }
 
 /// One element: `(x, m, v)` after the update.
-#[inline]
+#[inline(always)]
 fn adam_elem(p: &AdamParams, c1: f64, c2: f64, x: f64, g: f64, m: f64, v: f64) -> (f64, f64, f64) {
     let m = (1.0 - p.b1) * g + p.b1 * m;
     let v = (1.0 - p.b2) * g * g + p.b2 * v;
     (x - p.lr * (m / c1) / ((v / c2).sqrt() + p.eps), m, v)
+}
+
+/// Whether every updated value would be finite. Branch-free (no early
+/// exit), so it vectorises.
+#[inline(always)]
+fn all_finite_impl(p: &AdamParams, c1: f64, c2: f64, x: &[f64], g: &[f64], m: &[f64], v: &[f64]) -> bool {
+    let mut ok = true;
+    for (((&x, &g), &m), &v) in x.iter().zip(g).zip(m).zip(v) {
+        let (x, m, v) = adam_elem(p, c1, c2, x, g, m, v);
+        ok &= x.is_finite() & m.is_finite() & v.is_finite();
+    }
+    ok
+}
+
+#[inline(always)]
+fn update_all_impl(p: &AdamParams, c1: f64, c2: f64, x: &mut [f64], g: &[f64], m: &mut [f64], v: &mut [f64]) {
+    for (((x, &g), m), v) in x.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+        (*x, *m, *v) = adam_elem(p, c1, c2, *x, g, *m, *v);
+    }
+}
+
+kip_kernels::multiversion! {
+    fn all_finite(p: &AdamParams, c1: f64, c2: f64, x: &[f64], g: &[f64], m: &[f64], v: &[f64]) -> bool => all_finite_impl
+}
+
+kip_kernels::multiversion! {
+    fn update_all(p: &AdamParams, c1: f64, c2: f64, x: &mut [f64], g: &[f64], m: &mut [f64], v: &mut [f64]) => update_all_impl
 }
 
 #[cfg(test)]
