@@ -24,6 +24,10 @@ use crate::spec::KernelSpec;
 /// Rows per parallel task of the elementwise passes.
 const ROW_BLOCK: usize = 2048;
 
+/// Column groups of the column-major norm pass (fixed: thread-independent
+/// summation order).
+const NORM_COL_GROUPS: usize = 8;
+
 /// An inner-product kernel with analytic gradients.
 ///
 /// Implementors supply the scalar map `f(s, n, n')` (values and partials over
@@ -276,12 +280,13 @@ impl Linearization {
             }
             AnyPoints::F32(a) => self.inner_products_f32(a, b)?,
         }
-        self.fill_partials(kernel);
+        self.fill_partials(kernel, matches!(a.points, AnyPoints::F32(_)));
         self.sym = false;
         Ok(())
     }
 
-    /// `S = a bᵀ/d` into `p` through an f32 GEMM.
+    /// `S = a bᵀ/d` into `p32` through an f32 GEMM (widened into `p` by
+    /// [`Linearization::fill_partials`]).
     fn inner_products_f32(&mut self, a: PointsF32<'_>, b: PointsView<'_>) -> Result<()> {
         let (n1, n2, d) = (a.nrows(), b.nrows(), a.ncols());
         same_dim(d, &b)?;
@@ -297,7 +302,6 @@ impl Linearization {
         if self.p.shape() != (n1, n2) {
             self.p = DMatrix::zeros(n1, n2);
         }
-        widen(&self.p32, self.p.as_mut_slice());
         Ok(())
     }
 
@@ -311,7 +315,7 @@ impl Linearization {
         self.nb.clear();
         self.nb.extend_from_slice(&self.na);
         inner_products(&a, &a, &mut self.p);
-        self.fill_partials(kernel);
+        self.fill_partials(kernel, false);
         let n = self.na.len();
         for j in 0..n {
             self.k[(j, j)] = kernel.diag(self.na[j]).0;
@@ -324,27 +328,35 @@ impl Linearization {
     }
 
     /// Map the inner products held in `p` to `k` and the partials.
-    fn fill_partials<K: Kernel + ?Sized>(&mut self, kernel: &K) {
+    fn fill_partials<K: Kernel + ?Sized>(&mut self, kernel: &K, from_f32: bool) {
         let (n1, n2) = self.p.shape();
         for m in [&mut self.k, &mut self.ks, &mut self.ka, &mut self.kb] {
             if m.shape() != (n1, n2) {
                 *m = DMatrix::zeros(n1, n2);
             }
         }
-        let (na, nb) = (&self.na, &self.nb);
-        let s = self.p.as_slice();
+        let (na, nb, s32) = (&self.na, &self.nb, &self.p32);
         let w = n1 * col_group(n2);
-        self.k
+        self.p
             .as_mut_slice()
             .par_chunks_mut(w)
+            .zip(self.k.as_mut_slice().par_chunks_mut(w))
             .zip(self.ks.as_mut_slice().par_chunks_mut(w))
             .zip(self.ka.as_mut_slice().par_chunks_mut(w))
             .zip(self.kb.as_mut_slice().par_chunks_mut(w))
             .enumerate()
-            .for_each(|(b, (((k, ks), ka), kb))| {
+            .for_each(|(b, ((((s, k), ks), ka), kb))| {
+                if from_f32 {
+                    // Widened block by block, so the partials read it from
+                    // cache instead of a separate pass over all of S.
+                    let len = s.len();
+                    for (o, &v) in s.iter_mut().zip(&s32[b * w..b * w + len]) {
+                        *o = f64::from(v);
+                    }
+                }
                 let j0 = b * w / n1;
                 let cols = j0..j0 + k.len() / n1;
-                kernel.map_partials(&s[j0 * n1..cols.end * n1], na, &nb[cols], PartialsMut { k, ks, ka, kb });
+                kernel.map_partials(s, na, &nb[cols], PartialsMut { k, ks, ka, kb });
             });
     }
 
@@ -635,17 +647,6 @@ fn for_each_mut(out: MatMut<'_>, f: impl Fn(usize, &mut f64) + Sync) {
     });
 }
 
-/// `out[k] = src[k]` widened, in parallel.
-fn widen(src: &[f32], out: &mut [f64]) {
-    out.par_chunks_mut(ROW_BLOCK)
-        .zip(src.par_chunks(ROW_BLOCK))
-        .for_each(|(o, s)| {
-            for (o, &s) in o.iter_mut().zip(s) {
-                *o = f64::from(s);
-            }
-        });
-}
-
 /// The points `x` rounded to `f32`, row-major, into `out`; an entry beyond
 /// the `f32` range is an error naming it.
 fn round_rows_f32(what: &'static str, x: &PointsView<'_>, out: &mut Vec<f32>) -> Result<()> {
@@ -748,15 +749,27 @@ fn norms_into(what: &'static str, x: &PointsView<'_>, out: &mut Vec<f64>) -> Res
             *o = dot(row, row);
         });
     } else if rs == 1 {
-        out.par_chunks_mut(ROW_BLOCK).enumerate().for_each(|(blk, oc)| {
-            let i0 = blk * ROW_BLOCK;
-            for j in 0..d {
-                let col = &data[j * cs + i0..j * cs + i0 + oc.len()];
-                for (o, v) in oc.iter_mut().zip(col) {
-                    *o += v * v;
+        // Column-major: every column is contiguous. Fixed groups of columns
+        // (not derived from the thread count) accumulate into their own
+        // vectors, read strictly sequentially, then add up in group order.
+        let per = d.div_ceil(NORM_COL_GROUPS);
+        let parts: Vec<Vec<f64>> = (0..d.div_ceil(per))
+            .into_par_iter()
+            .map(|k| {
+                let mut acc = vec![0.0; n];
+                for j in k * per..((k + 1) * per).min(d) {
+                    for (a, v) in acc.iter_mut().zip(&data[j * cs..j * cs + n]) {
+                        *a += v * v;
+                    }
                 }
+                acc
+            })
+            .collect();
+        for part in &parts {
+            for (o, v) in out.iter_mut().zip(part) {
+                *o += v;
             }
-        });
+        }
     } else {
         out.par_iter_mut()
             .enumerate()
