@@ -18,7 +18,9 @@ use rayon::prelude::*;
 
 use crate::error::{KernelError, Result};
 use crate::fc::{fc_partials, fc_values, FcParams, PartialsMut};
-use crate::linalg::{dot, gemm, points, AnyPoints, MatMut, MatRef, NormedPoints, PointsF32, PointsView, Scalar};
+use crate::linalg::{
+    dot, gemm, points, zeroed_matrix, AnyPoints, MatMut, MatRef, NormedPoints, PointsF32, PointsView, Scalar,
+};
 use crate::spec::KernelSpec;
 
 /// Rows per parallel task of the elementwise passes.
@@ -144,7 +146,7 @@ pub trait Kernel: Send + Sync + fmt::Debug {
         checked_pair(&a, &b, &mut na, &mut nb)?;
         let (n1, n2) = (na.len(), nb.len());
         check_g(g, n1, n2)?;
-        let mut p = DMatrix::zeros(0, 0);
+        let mut p = zeroed_matrix(n1, n2);
         inner_products(&a, &b, &mut p);
         let mut rb = vec![0.0; n2];
         let gs = g.as_slice();
@@ -300,7 +302,7 @@ impl Linearization {
             0.0,
         );
         if self.p.shape() != (n1, n2) {
-            self.p = DMatrix::zeros(n1, n2);
+            self.p = zeroed_matrix(n1, n2);
         }
         Ok(())
     }
@@ -332,7 +334,7 @@ impl Linearization {
         let (n1, n2) = self.p.shape();
         for m in [&mut self.k, &mut self.ks, &mut self.ka, &mut self.kb] {
             if m.shape() != (n1, n2) {
-                *m = DMatrix::zeros(n1, n2);
+                *m = zeroed_matrix(n1, n2);
             }
         }
         let (na, nb, s32) = (&self.na, &self.nb, &self.p32);
@@ -419,7 +421,7 @@ impl Linearization {
         match a {
             AnyPoints::F64(a) => {
                 if self.p.shape() != (n1, n2) {
-                    self.p = DMatrix::zeros(n1, n2);
+                    self.p = zeroed_matrix(n1, n2);
                 }
                 lowrank_pass(self.p.as_mut_slice(), &mut self.r, u, v, &self.ks, &self.kb);
                 self.write_db(db, &a, &b);
@@ -472,7 +474,7 @@ impl Linearization {
         );
         check_g(g, n, n)?;
         if self.g2.shape() != (n, n) {
-            self.g2 = DMatrix::zeros(n, n);
+            self.g2 = zeroed_matrix(n, n);
         }
         for j in 0..n {
             for i in 0..n {
@@ -560,7 +562,7 @@ fn fill_p(
 ) {
     let (n1, n2) = ks.shape();
     if p.shape() != (n1, n2) {
-        *p = DMatrix::zeros(n1, n2);
+        *p = zeroed_matrix(n1, n2);
     }
     let (gs, kss, kns) = (g.as_slice(), ks.as_slice(), kn.as_slice());
     p.as_mut_slice().par_chunks_mut(n1).enumerate().for_each(|(j, pc)| {
@@ -670,7 +672,7 @@ fn round_rows_f32(what: &'static str, x: &PointsView<'_>, out: &mut Vec<f32>) ->
 fn write_side(out: &mut DMatrix<f64>, x: &PointsView<'_>, r: &[f64], f: impl FnOnce(MatMut<'_>)) {
     let (n, d) = x.shape();
     if out.shape() != (n, d) {
-        *out = DMatrix::zeros(n, d);
+        *out = zeroed_matrix(n, d);
     }
     let two_over_d = 2.0 / d as f64;
     let xr = MatRef::from_points(x);
@@ -686,7 +688,7 @@ fn write_side(out: &mut DMatrix<f64>, x: &PointsView<'_>, r: &[f64], f: impl FnO
 fn inner_products(a: &PointsView<'_>, b: &PointsView<'_>, out: &mut DMatrix<f64>) {
     let (n1, n2) = (a.nrows(), b.nrows());
     if out.shape() != (n1, n2) {
-        *out = DMatrix::zeros(n1, n2);
+        *out = zeroed_matrix(n1, n2);
     }
     let inv_d = 1.0 / a.ncols() as f64;
     gemm(

@@ -40,6 +40,7 @@ pub use error::{KernelError, Result};
 pub use fc::{Activation, FcKind, FcParams, PartialsMut};
 pub use kernel::{kernel_from_str, row_norms, AnyKernel, Kernel, Linearization};
 pub use linalg::{
-    dot, gemm, points, points_row_major, AnyPoints, MatMut, MatRef, NormedPoints, PointsF32, PointsView, Scalar,
+    dot, gemm, points, points_row_major, zeroed_huge, zeroed_matrix, AnyPoints, MatMut, MatRef, NormedPoints,
+    PointsF32, PointsView, Scalar,
 };
 pub use spec::KernelSpec;

@@ -333,7 +333,10 @@ fn supplied_norms_match_computed_ones_and_are_checked() {
         assert!(e.contains("a norms") && e.contains("90 values"), "{e}");
         let mut bad = norms.clone();
         bad[4] = f64::NAN;
-        let e = got.compute(&k, pa.with_norms(&bad), points(&b)).unwrap_err().to_string();
+        let e = got
+            .compute(&k, pa.with_norms(&bad), points(&b))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("a norms at row 4"), "{e}");
     }
     let e = row_norms(PointsF32::new(&a32[..0], 0, d)).unwrap_err().to_string();

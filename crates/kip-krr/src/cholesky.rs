@@ -4,8 +4,9 @@
 //! on one core at n = 4000 on a Zen 4 core whose FMA peak is 58, ten times
 //! nalgebra's unblocked one); nalgebra stays the public matrix type and faer
 //! works on zero-copy views of its buffers. The factor's buffer is a fresh
-//! zeroed allocation advised onto huge pages (see `zeroed_huge`): with 4 KiB
-//! pages its page faults alone cost an eighth of the factorisation.
+//! zeroed allocation advised onto huge pages ([`kip_kernels::zeroed_huge`]):
+//! with 4 KiB pages its page faults alone cost an eighth of the
+//! factorisation.
 
 use faer::dyn_stack::{MemBuffer, MemStack};
 use faer::linalg::cholesky::llt::factor::{cholesky_in_place, cholesky_in_place_scratch, LltError, LltRegularization};
@@ -104,7 +105,7 @@ impl Cholesky {
         };
         let par = par_for(n);
         let mut mem = MemBuffer::new(cholesky_in_place_scratch::<f64>(n, par, Default::default()));
-        let mut l = DMatrix::from_vec(n, n, zeroed_huge(n * n));
+        let mut l = kip_kernels::zeroed_matrix(n, n);
         let mut index = match attempt(k, ridge, &mut l, par, &mut mem) {
             Ok(()) => {
                 return Ok(Self { l, ridge, jitter: 0.0 });
@@ -227,37 +228,6 @@ fn attempt(
         }
         Err(LltError::NonPositivePivot { index }) => Err(index),
     }
-}
-
-/// Buffers from this many bytes are asked to live on huge pages.
-const HUGE_MIN_BYTES: usize = 8 << 20;
-
-/// `len` zeros in a fresh allocation (`calloc`: zero pages, nothing written
-/// yet; `DMatrix::zeros` writes every element first). On Linux, a buffer of
-/// [`HUGE_MIN_BYTES`] or more is advised onto transparent huge pages
-/// (`madvise(MADV_HUGEPAGE)`, a hint the kernel may ignore): the factor of
-/// n = 4000 is 128 MB, whose 4 KiB-page faults cost ~60 ms, an eighth of
-/// the factorisation itself.
-fn zeroed_huge(len: usize) -> Vec<f64> {
-    let v = vec![0.0; len];
-    #[cfg(target_os = "linux")]
-    {
-        const HUGE: usize = 2 << 20;
-        let bytes = len * std::mem::size_of::<f64>();
-        let start = v.as_ptr() as usize;
-        let aligned = start.next_multiple_of(HUGE);
-        let end = (start + bytes) / HUGE * HUGE;
-        if bytes >= HUGE_MIN_BYTES && end > aligned {
-            // SAFETY: [aligned, end) lies inside `v`'s allocation, which
-            // outlives the call; MADV_HUGEPAGE changes no contents (the
-            // pages stay zero) and a failure is harmless (the result is
-            // ignored: the advice is only a hint).
-            unsafe {
-                libc::madvise(aligned as *mut libc::c_void, end - aligned, libc::MADV_HUGEPAGE);
-            }
-        }
-    }
-    v
 }
 
 /// Whether the lower triangle of `l` is finite (branch-free per column, so
