@@ -53,7 +53,8 @@ mod x86 {
             /// # Safety
             /// The CPU must have the target features.
             #[target_feature(enable = $feat)]
-            pub unsafe fn $name(seed: $elem) -> $elem {
+            pub unsafe fn $name() -> f64 {
+                let seed: $elem = std::hint::black_box(0.999_999);
                 let x = $set1(seed);
                 let y = $set1(1.0 - seed);
                 let mut a: [$ty; ACC] = [$set1(0.5); ACC];
@@ -71,7 +72,7 @@ mod x86 {
                 }
                 let mut out = [0.0 as $elem; $lanes];
                 $store(out.as_mut_ptr(), s);
-                out.iter().sum()
+                f64::from(out.iter().sum::<$elem>())
             }
         };
     }
@@ -126,30 +127,23 @@ mod x86 {
 /// on the calling thread; returns its flops.
 fn run_once(bits: u32, double: bool) -> f64 {
     #[cfg(target_arch = "x86_64")]
-    // SAFETY: `bits` comes from `widest()`, which checked the features.
-    unsafe {
-        match (bits, double) {
-            (512, true) => {
-                black_box(x86::f64_512(black_box(0.999_999)));
-                return flops(8);
-            }
-            (512, false) => {
-                black_box(x86::f32_512(black_box(0.999_999)));
-                return flops(16);
-            }
-            (256, true) => {
-                black_box(x86::f64_256(black_box(0.999_999)));
-                return flops(4);
-            }
-            (256, false) => {
-                black_box(x86::f32_256(black_box(0.999_999)));
-                return flops(8);
-            }
-            _ => {}
-        }
+    {
+        let (kernel, lanes): (unsafe fn() -> f64, u32) = match (bits, double) {
+            (512, true) => (x86::f64_512, 8),
+            (512, false) => (x86::f32_512, 16),
+            (256, true) => (x86::f64_256, 4),
+            (256, false) => (x86::f32_256, 8),
+            _ => return 0.0,
+        };
+        // SAFETY: `bits` comes from `widest()`, which checked the features.
+        black_box(unsafe { kernel() });
+        flops(lanes)
     }
-    let _ = (bits, double);
-    0.0
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (bits, double);
+        0.0
+    }
 }
 
 /// Best GFLOP/s over `reps` runs with `threads` threads running at once.
