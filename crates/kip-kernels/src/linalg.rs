@@ -180,7 +180,9 @@ pub fn zeroed_matrix(n1: usize, n2: usize) -> DMatrix<f64> {
 /// drawing batches from a fixed pool (KIP's targets from the training set)
 /// computes the norms once instead of in a pass over every batch.
 /// `Linearization::compute` takes this (and converts any point type into it
-/// with `norms: None`: computed there).
+/// with `norms: None`: computed there). Supplied norms are checked for
+/// length and finiteness only; the points themselves are then not scanned
+/// for NaN/∞ (norms from `row_norms` carry that check: it fails on them).
 #[derive(Clone, Copy, Debug)]
 pub struct NormedPoints<'a> {
     /// The points.
