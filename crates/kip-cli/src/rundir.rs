@@ -82,17 +82,24 @@ impl RunDir {
         writeln!(f, "{v}").map_err(io(&p))
     }
 
-    /// Drop metrics lines past `step` (after resuming from a checkpoint).
-    pub fn truncate_metrics(&self, step: usize) -> Result<()> {
+    /// Drop metrics lines past `step` (after resuming from a checkpoint);
+    /// returns the step of the last line kept (`None`: no line).
+    pub fn truncate_metrics(&self, step: usize) -> Result<Option<usize>> {
         let p = self.file(METRICS);
-        let Ok(s) = fs::read_to_string(&p) else { return Ok(()) };
+        let Ok(s) = fs::read_to_string(&p) else { return Ok(None) };
+        let mut last = None;
         let kept: Vec<&str> = s
             .lines()
             .filter(|l| {
-                serde_json::from_str::<Value>(l)
+                let st = serde_json::from_str::<Value>(l)
                     .ok()
                     .and_then(|v| v["step"].as_u64())
-                    .is_some_and(|st| st as usize <= step)
+                    .map(|st| st as usize)
+                    .filter(|&st| st <= step);
+                if st.is_some() {
+                    last = st;
+                }
+                st.is_some()
             })
             .collect();
         let mut text = kept.join("\n");
@@ -100,7 +107,7 @@ impl RunDir {
             text.push('\n');
         }
         kip_meta::checkpoint::write_atomic(&p, text.as_bytes())?;
-        Ok(())
+        Ok(last)
     }
 
     /// Write support.npz and support.png.

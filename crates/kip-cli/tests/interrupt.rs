@@ -122,16 +122,39 @@ fn sigkill_and_resume_reproduce_the_uninterrupted_run() {
     assert_eq!(sa.adam_x.m, sb.adam_x.m);
     assert_eq!(sa.adam_x.v, sb.adam_x.v);
     // The metrics log has each step once, in order.
-    let metrics = std::fs::read_to_string(Path::new(&b).join("metrics.jsonl")).unwrap();
-    let steps: Vec<u64> = metrics
+    assert_eq!(logged_steps(&b), (1..=400).collect::<Vec<u64>>());
+}
+
+/// Steps of a run's metrics log, in order.
+fn logged_steps(run: &str) -> Vec<u64> {
+    std::fs::read_to_string(Path::new(run).join("metrics.jsonl"))
+        .unwrap()
         .lines()
         .map(|l| {
             serde_json::from_str::<serde_json::Value>(l).unwrap()["step"]
                 .as_u64()
                 .unwrap()
         })
-        .collect();
-    assert_eq!(steps, (1..=400).collect::<Vec<u64>>());
+        .collect()
+}
+
+/// A kill after the last step's checkpoint but before summary.json (the
+/// window the SIGKILL test once hit): the resume has nothing left to do and
+/// must not log the last step a second time.
+#[test]
+fn resume_after_the_final_checkpoint_logs_each_step_once() {
+    let t = tempdir();
+    let run = join(t.path(), "run");
+    let mut args = vec!["distill", "--out", &run];
+    args.extend_from_slice(FLAGS);
+    let mut args: Vec<&str> = args.into_iter().collect();
+    let steps = args.iter().position(|&a| a == "--steps").unwrap() + 1;
+    args[steps] = "20";
+    kip_ok(t.path(), &args);
+    std::fs::remove_file(Path::new(&run).join("summary.json")).unwrap();
+    kip_ok(t.path(), &["distill", "--resume", &run, "--steps", "20", "--quiet"]);
+    assert_eq!(logged_steps(&run), (1..=20).collect::<Vec<u64>>());
+    assert!(Path::new(&run).join("summary.json").is_file());
 }
 
 #[test]

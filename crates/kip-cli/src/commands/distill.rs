@@ -145,6 +145,8 @@ pub fn run(args: DistillArgs) -> Result<i32> {
     // A run killed before its first checkpoint has a config.json but no
     // checkpoint.bin: --resume then starts it again from step 0 (same seed,
     // so the same result).
+    // Step of the last metrics line already on disk (a resumed run).
+    let mut logged = None;
     let mut kip = if resume && dir.file(CHECKPOINT).is_file() {
         let (state, meta) = checkpoint::load(&dir.file(CHECKPOINT))?;
         if meta.kernels != params.kernels {
@@ -155,7 +157,7 @@ pub fn run(args: DistillArgs) -> Result<i32> {
                 params.kernels
             )));
         }
-        dir.truncate_metrics(state.step)?;
+        logged = dir.truncate_metrics(state.step)?;
         say(format!("resuming {} at step {}", dir.path.display(), state.step));
         Kip::from_state(valid, prep.train.clone(), state)?
     } else if resume {
@@ -276,8 +278,10 @@ pub fn run(args: DistillArgs) -> Result<i32> {
     }
     pb.finish_and_clear();
     save(&kip)?;
-    if last.is_none() {
-        // Nothing left to do (resumed at the end): still log a final evaluation.
+    if last.is_none() && logged != Some(kip.state().step) {
+        // Nothing left to do (resumed at the end) and the log does not reach
+        // this step (a run killed after its last step was logged has it
+        // already): log a final evaluation.
         dir.append_metrics(&json!({
             "step": kip.state().step, "loss": null, "elapsed_s": t0.elapsed().as_secs_f64(),
             "test_acc": final_eval.accuracy, "test_loss": final_eval.loss,
