@@ -165,9 +165,14 @@ impl FcParams {
 
 /// Row caches of one chunk of rows: `[layer][field][row]`, fields q, dq/dn, 1/√·.
 fn row_cache(p: &FcParams, na: &[f64], cache: &mut Vec<f64>) {
-    let m = na.len();
     cache.clear();
     cache.resize(p.depth * 3 * CH, 0.0);
+    fill_row_cache(p, na, cache);
+}
+
+/// [`row_cache`] into a zeroed slice of `depth·3·CH` values.
+fn fill_row_cache(p: &FcParams, na: &[f64], cache: &mut [f64]) {
+    debug_assert!(na.len() <= CH);
     for (i, &n) in na.iter().enumerate() {
         point_chain(p, n, |l, q, qn, is| {
             cache[(3 * l) * CH + i] = q;
@@ -175,16 +180,22 @@ fn row_cache(p: &FcParams, na: &[f64], cache: &mut Vec<f64>) {
             cache[(3 * l + 2) * CH + i] = is;
         });
     }
-    debug_assert!(m <= CH);
 }
 
-/// Column cache of one point: `[layer][field]`, fields as [`row_cache`].
-fn col_cache(p: &FcParams, n: f64, cache: &mut [f64]) {
-    point_chain(p, n, |l, q, qn, is| {
-        cache[3 * l] = q;
-        cache[3 * l + 1] = qn;
-        cache[3 * l + 2] = is;
-    });
+/// Column caches of a block's column points, computed once per block:
+/// `[column][layer][field]`, fields as [`row_cache`], `3·depth` values per
+/// column (the chunk length to iterate them by, at least 3).
+fn col_caches(p: &FcParams, nb: &[f64]) -> (Vec<f64>, usize) {
+    let per = 3 * p.depth.max(1);
+    let mut cache = vec![0.0; per * nb.len()];
+    for (c, &n) in cache.chunks_exact_mut(per).zip(nb) {
+        point_chain(p, n, |l, q, qn, is| {
+            c[3 * l] = q;
+            c[3 * l + 1] = qn;
+            c[3 * l + 2] = is;
+        });
+    }
+    (cache, per)
 }
 
 /// Rows per register chunk of the partials pass: two AVX-512 vectors of
@@ -212,18 +223,23 @@ fn row_lanes(rc: &[f64], l: usize, f: usize, c0: usize) -> [f64; L] {
 }
 
 #[inline(always)]
-fn values_impl(p: &FcParams, s: &mut [f64], na: &[f64], nb: &[f64]) {
+fn values_impl(p: &FcParams, cols: &mut [&mut [f64]], na: &[f64], nb: &[f64]) {
     let (w2, b2) = (p.w_std * p.w_std, p.b_std * p.b_std);
     let ntk = p.kind == FcKind::Ntk;
     let n1 = na.len();
-    let mut rc = Vec::new();
-    let mut colc = vec![0.0; 3 * p.depth.max(1)];
-    for i0 in (0..n1).step_by(CH) {
-        let m = CH.min(n1 - i0);
-        row_cache(p, &na[i0..i0 + m], &mut rc);
-        for (j, &nbj) in nb.iter().enumerate() {
-            col_cache(p, nbj, &mut colc);
-            let sc = &mut s[j * n1 + i0..j * n1 + i0 + m];
+    // Every row chunk's cache up front, then each column piece in one
+    // sequential sweep.
+    let chunk = p.depth * 3 * CH;
+    let mut row_caches = vec![0.0; chunk * n1.div_ceil(CH)];
+    for (rc, rows) in row_caches.chunks_exact_mut(chunk.max(1)).zip(na.chunks(CH)) {
+        fill_row_cache(p, rows, rc);
+    }
+    let (caches, per) = col_caches(p, nb);
+    for (col, colc) in cols.iter_mut().zip(caches.chunks_exact(per)) {
+        for i0 in (0..n1).step_by(CH) {
+            let m = CH.min(n1 - i0);
+            let rc = &row_caches[(i0 / CH) * chunk..(i0 / CH + 1) * chunk];
+            let sc = &mut col[i0..i0 + m];
             let mut q = [0.0f64; CH];
             let mut t = [0.0f64; CH];
             for i in 0..m {
@@ -261,9 +277,9 @@ fn values_impl(p: &FcParams, s: &mut [f64], na: &[f64], nb: &[f64]) {
 }
 
 multiversion! {
-    /// `s[i,j] ← K(s[i,j], na[i], nb[j])` over a block of whole columns
-    /// (column-major, `na.len()` rows).
-    pub(crate) fn fc_values(p: &FcParams, s: &mut [f64], na: &[f64], nb: &[f64]) => values_impl
+    /// `cols[j][i] ← K(cols[j][i], na[i], nb[j])` over a block given as its
+    /// column pieces (`na.len()` rows each).
+    pub(crate) fn fc_values(p: &FcParams, cols: &mut [&mut [f64]], na: &[f64], nb: &[f64]) => values_impl
 }
 
 /// Output slices of a partials evaluation (all the same length).
@@ -332,12 +348,11 @@ fn partials_impl(p: &FcParams, s: &[f64], na: &[f64], nb: &[f64], out: PartialsM
     let ntk = p.kind == FcKind::Ntk;
     let n1 = na.len();
     let mut rc = Vec::new();
-    let mut colc = vec![0.0; 3 * p.depth.max(1)];
+    let (caches, per) = col_caches(p, nb);
     for i0 in (0..n1).step_by(CH) {
         let m = CH.min(n1 - i0);
         row_cache(p, &na[i0..i0 + m], &mut rc);
-        for (j, &nbj) in nb.iter().enumerate() {
-            col_cache(p, nbj, &mut colc);
+        for (j, colc) in caches.chunks_exact(per).enumerate() {
             let base = j * n1 + i0;
             for c0 in (0..m).step_by(L) {
                 let sv = lanes(&s[base..base + m], c0);

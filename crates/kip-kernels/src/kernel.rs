@@ -19,8 +19,10 @@ use rayon::prelude::*;
 use crate::error::{KernelError, Result};
 use crate::fc::{fc_partials, fc_values, FcParams, PartialsMut};
 use crate::linalg::{
-    dot, gemm, points, zeroed_matrix, AnyPoints, MatMut, MatRef, NormedPoints, PointsF32, PointsView, Scalar,
+    dot, gemm, gemm_seq_raw, points, zeroed_matrix, AnyPoints, MatMut, MatRef, NormedPoints, PointsF32, PointsView,
+    Scalar,
 };
+use crate::multiversion;
 use crate::spec::KernelSpec;
 
 /// Rows per parallel task of the elementwise passes.
@@ -40,13 +42,16 @@ pub trait Kernel: Send + Sync + fmt::Debug {
     /// The spec that names this kernel.
     fn spec(&self) -> KernelSpec;
 
-    /// In place over a block of whole columns (column-major, `na.len()` rows,
-    /// `nb.len()` columns): `s[i,j] ← f(s[i,j], na[i], nb[j])`. Blocks let a
-    /// kernel compute per-point quantities once per row and column.
-    fn map_values(&self, s: &mut [f64], na: &[f64], nb: &[f64]);
+    /// In place over a block given as its column pieces (`cols[j]` holds
+    /// the `na.len()` rows of column `j`; `nb.len()` columns):
+    /// `cols[j][i] ← f(cols[j][i], na[i], nb[j])`. Blocks let a kernel
+    /// compute per-point quantities once per row and column; pieces let the
+    /// block be rows of a larger column-major matrix (a tile).
+    fn map_values(&self, cols: &mut [&mut [f64]], na: &[f64], nb: &[f64]);
 
-    /// Over a block as in [`Kernel::map_values`]: `f` and `∂f/∂s`, `∂f/∂n`,
-    /// `∂f/∂n'` at `(s[i,j], na[i], nb[j])`.
+    /// Over a block of whole columns (column-major, `na.len()` rows,
+    /// `nb.len()` columns): `f` and `∂f/∂s`, `∂f/∂n`, `∂f/∂n'` at
+    /// `(s[i,j], na[i], nb[j])`.
     fn map_partials(&self, s: &[f64], na: &[f64], nb: &[f64], out: PartialsMut<'_>);
 
     /// `K(x, x) = f(n, n, n)` and its total derivative `d/dn`, `n = ‖x‖²/d`.
@@ -65,14 +70,35 @@ pub trait Kernel: Send + Sync + fmt::Debug {
     /// `K(a, b)` into `out` (resized if its shape differs; no allocation
     /// when it already has the right shape).
     ///
+    /// With enough rows the work runs in row tiles, one per task: a
+    /// single-threaded GEMM into the tile's rows of `out`, the norms of
+    /// those rows of `a` (just read by the GEMM, so from cache), and the
+    /// kernel map over the tile (so `a` is read from memory once, not twice,
+    /// and the map finds the tile in cache). Otherwise one parallel GEMM,
+    /// then the map. Both give the same bits.
+    ///
     /// # Errors
     /// As [`Kernel::gram`].
     fn gram_into(&self, a: PointsView<'_>, b: PointsView<'_>, out: &mut DMatrix<f64>) -> Result<()> {
         let (mut na, mut nb) = (Vec::new(), Vec::new());
-        checked_pair(&a, &b, &mut na, &mut nb)?;
-        inner_products(&a, &b, out);
-        map_columns(out, |blk, rows, cols| self.map_values(blk, &na[rows], &nb[cols]));
-        Ok(())
+        let Some(rows) = tile_rows(a.nrows(), b.nrows()) else {
+            checked_pair(&a, &b, &mut na, &mut nb)?;
+            inner_products(&a, &b, out);
+            map_columns(out, |cols, rows, cols_range| {
+                self.map_values(cols, &na[rows], &nb[cols_range])
+            });
+            return Ok(());
+        };
+        if a.ncols() == 0 {
+            return Err(KernelError::Empty {
+                what: "a",
+                rows: a.nrows(),
+                cols: 0,
+            });
+        }
+        norms_into("b", &b, &mut nb)?;
+        same_dim(a.ncols(), &b)?;
+        tiled_gram(&a, &b, rows, out, |cols, na| self.map_values(cols, na, &nb))
     }
 
     /// `K(a, a)`: exactly symmetric, with the diagonal from [`Kernel::diag`]
@@ -93,7 +119,9 @@ pub trait Kernel: Send + Sync + fmt::Debug {
     fn gram_sym_into(&self, a: PointsView<'_>, out: &mut DMatrix<f64>) -> Result<()> {
         let na = checked_norms("a", &a)?;
         inner_products(&a, &a, out);
-        map_columns(out, |blk, rows, cols| self.map_values(blk, &na[rows], &na[cols]));
+        map_columns(out, |cols, rows, cols_range| {
+            self.map_values(cols, &na[rows], &na[cols_range])
+        });
         let n = na.len();
         for (j, &nj) in na.iter().enumerate() {
             out[(j, j)] = self.diag(nj).0;
@@ -705,10 +733,13 @@ fn col_group(n2: usize) -> usize {
     (n2 / (8 * rayon::current_num_threads())).clamp(1, 16)
 }
 
-/// Run `f(block, row range, column range)` over `m` in parallel: blocks of
-/// whole columns when there are enough columns, otherwise pieces of single
-/// columns (so tall, narrow matrices still use every thread).
-fn map_columns(m: &mut DMatrix<f64>, f: impl Fn(&mut [f64], std::ops::Range<usize>, std::ops::Range<usize>) + Sync) {
+/// Run `f(column pieces, row range, column range)` over `m` in parallel:
+/// blocks of whole columns when there are enough columns, otherwise pieces
+/// of single columns (so tall, narrow matrices still use every thread).
+fn map_columns(
+    m: &mut DMatrix<f64>,
+    f: impl Fn(&mut [&mut [f64]], std::ops::Range<usize>, std::ops::Range<usize>) + Sync,
+) {
     let (n1, n2) = m.shape();
     if n1 == 0 || n2 == 0 {
         return;
@@ -720,64 +751,195 @@ fn map_columns(m: &mut DMatrix<f64>, f: impl Fn(&mut [f64], std::ops::Range<usiz
             .enumerate()
             .for_each(|(b, blk)| {
                 let j0 = b * g;
-                f(blk, 0..n1, j0..j0 + blk.len() / n1);
+                let mut cols: Vec<&mut [f64]> = blk.chunks_mut(n1).collect();
+                let w = cols.len();
+                f(&mut cols, 0..n1, j0..j0 + w);
             });
     } else {
         m.as_mut_slice().par_chunks_mut(n1).enumerate().for_each(|(j, col)| {
             col.par_chunks_mut(ROW_BLOCK).enumerate().for_each(|(blk, piece)| {
                 let i0 = blk * ROW_BLOCK;
-                f(piece, i0..i0 + piece.len(), j..j + 1);
+                let len = piece.len();
+                f(&mut [piece], i0..i0 + len, j..j + 1);
             });
         });
     }
 }
 
+/// Target rows per tile of [`tiled_gram`]: fewer rows pack `b` more often
+/// (once per tile), more rows let the tile of `a` (3 MB at d = 784 and 512
+/// rows) fall out of cache before the norm pass reads it. 256, 512 and 1024
+/// measured alike on the bench shapes; 512 was the steadiest.
+const TILE_ROWS: usize = 512;
+
+/// Fewest rows per tile: below this a single-threaded GEMM per tile loses
+/// to one parallel GEMM.
+const MIN_TILE_ROWS: usize = 128;
+
+/// Most columns for the tiled pass: every tile's GEMM packs all of `b`, so
+/// the copies grow with the tile count times `b`'s size.
+const MAX_TILE_COLS: usize = 4096;
+
+/// Rows per tile of a tiled `n1 × n2` Gram matrix, or `None` where the
+/// untiled pass is the better one. Tiles come in a multiple of the thread
+/// count and within 8 rows of one another, so every thread gets the same
+/// work. (The tiling never changes the result: the GEMM splits rows only.)
+fn tile_rows(n1: usize, n2: usize) -> Option<usize> {
+    let threads = rayon::current_num_threads();
+    if n1 == 0 {
+        return None;
+    }
+    let tiles = threads * n1.div_ceil(TILE_ROWS * threads);
+    let rows = n1.div_ceil(tiles).next_multiple_of(8);
+    (threads > 1 && n2 <= MAX_TILE_COLS && rows >= MIN_TILE_ROWS).then_some(rows)
+}
+
+/// A pointer that parallel tasks share to write disjoint parts of one
+/// buffer.
+#[derive(Clone, Copy)]
+struct SharedMut(*mut f64);
+
+// SAFETY: only used for writes to disjoint elements (see `tiled_gram`).
+unsafe impl Send for SharedMut {}
+// SAFETY: as above.
+unsafe impl Sync for SharedMut {}
+
+impl SharedMut {
+    /// The pointer (a method, so closures capture the whole `Sync` wrapper).
+    fn at(self, offset: usize) -> *mut f64 {
+        self.0.wrapping_add(offset)
+    }
+}
+
+/// `out ← f(a bᵀ / d)` in row tiles of `rows` rows, one parallel task per
+/// tile: a single-threaded GEMM into the tile's rows of `out`, the checked
+/// norms of those rows of `a` (in [`sq_norms_rows`]'s order, so the values
+/// [`norms_into`] gives), and `map(column pieces, norms)` over the tile.
+/// The first non-finite row of `a` (by index) is the error. `b` is checked
+/// by the caller.
+fn tiled_gram(
+    a: &PointsView<'_>,
+    b: &PointsView<'_>,
+    rows: usize,
+    out: &mut DMatrix<f64>,
+    map: impl Fn(&mut [&mut [f64]], &[f64]) + Sync,
+) -> Result<()> {
+    let (n1, n2, d) = (a.nrows(), b.nrows(), a.ncols());
+    if out.shape() != (n1, n2) {
+        *out = zeroed_matrix(n1, n2);
+    }
+    let (xa, xbt) = (MatRef::from_points(a), MatRef::from_points(b).t());
+    let inv_d = 1.0 / d as f64;
+    let base = SharedMut(out.as_mut_slice().as_mut_ptr());
+    let results: Vec<Result<()>> = (0..n1.div_ceil(rows))
+        .into_par_iter()
+        .map_init(Vec::new, |na, t| {
+            let (r0, m) = (t * rows, rows.min(n1 - t * rows));
+            // SAFETY: `out` is `n1 × n2` column-major and borrowed
+            // mutably for the whole pass; tiles own disjoint row ranges,
+            // so element (r0+i, j) at offset j·n1 + r0 + i is written by
+            // this task alone.
+            unsafe { gemm_seq_raw(base.at(r0), 1, n1, inv_d, xa.row_range(r0, m), xbt) };
+            // After the GEMM, which has just read these rows of `a`
+            // into cache.
+            na.clear();
+            na.resize(m, 0.0);
+            sq_norms_rows(&xa, r0, na);
+            scale_checked("a", na, r0, d, |row, j| xa.at(row, j).is_finite())?;
+            let mut cols: Vec<&mut [f64]> = (0..n2)
+                // SAFETY: as above: rows r0..r0+m of column j belong to
+                // this tile, and the pieces of different columns are
+                // disjoint.
+                .map(|j| unsafe { std::slice::from_raw_parts_mut(base.at(j * n1 + r0), m) })
+                .collect();
+            map(&mut cols, na);
+            Ok(())
+        })
+        .collect();
+    results.into_iter().collect()
+}
+
+/// Rows per task of the norm pass.
+const NORM_ROWS: usize = 512;
+
 /// `‖x_i‖²/d` for every row into `out`, checking the points on the way: an
 /// empty input or a non-finite entry (NaN, ±∞, or squares that overflow) is
-/// an error naming the first bad row and column. One pass over contiguous
-/// memory for row-major and column-major inputs; fixed summation order.
+/// an error naming the first bad row and column. Parallel over blocks of
+/// rows, each in [`sq_norms_rows`]'s fixed summation order.
 fn norms_into(what: &'static str, x: &PointsView<'_>, out: &mut Vec<f64>) -> Result<()> {
     let (n, d) = x.shape();
     if n == 0 || d == 0 {
         return Err(KernelError::Empty { what, rows: n, cols: d });
     }
     let xr = MatRef::from_points(x);
-    let (data, rs, cs) = (xr.data, xr.rs, xr.cs);
     out.clear();
     out.resize(n, 0.0);
+    out.par_chunks_mut(NORM_ROWS)
+        .enumerate()
+        .for_each(|(blk, o)| sq_norms_rows(&xr, blk * NORM_ROWS, o));
+    scale_checked(what, out, 0, d, |row, j| xr.at(row, j).is_finite())
+}
+
+/// `‖x_i‖²` of rows `r0..r0 + out.len()` of `x` into `out`, in an order that
+/// depends on the layout only (never on the blocking or the threads): a dot
+/// product per row when rows are contiguous; for column-major points
+/// [`col_major_sq_norms`].
+fn sq_norms_rows(x: &MatRef<'_>, r0: usize, out: &mut [f64]) {
+    let d = x.cols();
+    let (data, rs, cs) = (x.data, x.rs, x.cs);
     if cs == 1 {
-        out.par_iter_mut().enumerate().with_min_len(64).for_each(|(i, o)| {
-            let row = &data[i * rs..i * rs + d];
+        for (i, o) in out.iter_mut().enumerate() {
+            let row = &data[(r0 + i) * rs..(r0 + i) * rs + d];
             *o = dot(row, row);
-        });
+        }
     } else if rs == 1 {
-        // Column-major: every column is contiguous. Fixed groups of columns
-        // (not derived from the thread count) accumulate into their own
-        // vectors, read strictly sequentially, then add up in group order.
-        let per = d.div_ceil(NORM_COL_GROUPS);
-        let parts: Vec<Vec<f64>> = (0..d.div_ceil(per))
-            .into_par_iter()
-            .map(|k| {
-                let mut acc = vec![0.0; n];
-                for j in k * per..((k + 1) * per).min(d) {
-                    for (a, v) in acc.iter_mut().zip(&data[j * cs..j * cs + n]) {
+        col_major_sq_norms(&data[r0..], cs, d, out);
+    } else {
+        for (i, o) in out.iter_mut().enumerate() {
+            *o = (0..d).map(|j| x.at(r0 + i, j) * x.at(r0 + i, j)).sum();
+        }
+    }
+}
+
+/// Rows per register block of [`col_major_sq_norms`] (four AVX-512
+/// vectors).
+const NORM_LANES: usize = 32;
+
+#[inline(always)]
+fn col_major_sq_norms_impl(data: &[f64], cs: usize, d: usize, out: &mut [f64]) {
+    let m = out.len();
+    let per = d.div_ceil(NORM_COL_GROUPS);
+    out.fill(0.0);
+    for c0 in (0..m).step_by(NORM_LANES) {
+        let w = NORM_LANES.min(m - c0);
+        for k in 0..d.div_ceil(per) {
+            let mut acc = [0.0f64; NORM_LANES];
+            for j in k * per..((k + 1) * per).min(d) {
+                let col = &data[j * cs + c0..j * cs + c0 + w];
+                if let Ok(col) = <&[f64; NORM_LANES]>::try_from(col) {
+                    for (a, v) in acc.iter_mut().zip(col) {
+                        *a += v * v;
+                    }
+                } else {
+                    for (a, v) in acc.iter_mut().zip(col) {
                         *a += v * v;
                     }
                 }
-                acc
-            })
-            .collect();
-        for part in &parts {
-            for (o, v) in out.iter_mut().zip(part) {
-                *o += v;
+            }
+            for (o, a) in out[c0..c0 + w].iter_mut().zip(&acc) {
+                *o += a;
             }
         }
-    } else {
-        out.par_iter_mut()
-            .enumerate()
-            .for_each(|(i, o)| *o = (0..d).map(|j| xr.at(i, j) * xr.at(i, j)).sum());
     }
-    scale_checked(what, out, d, |row, j| xr.at(row, j).is_finite())
+}
+
+multiversion! {
+    /// `‖x_i‖²` of the first `out.len()` rows of column-major points
+    /// (`data[i + j·cs]`, `d` columns): the columns in [`NORM_COL_GROUPS`]
+    /// fixed groups, each summed in column order, then the groups added in
+    /// order. Register blocks of [`NORM_LANES`] rows keep the sums in
+    /// registers across a group's columns.
+    fn col_major_sq_norms(data: &[f64], cs: usize, d: usize, out: &mut [f64]) => col_major_sq_norms_impl
 }
 
 /// `‖x_i‖²/d` (accumulated in f64) of single-precision points, checked as
@@ -794,17 +956,24 @@ fn norms_f32_into(what: &'static str, x: &PointsF32<'_>, out: &mut Vec<f64>) -> 
         let row = &data[i * d..(i + 1) * d];
         *o = dot(row, row);
     });
-    scale_checked(what, out, d, |row, j| data[row * d + j].is_finite())
+    scale_checked(what, out, 0, d, |row, j| data[row * d + j].is_finite())
 }
 
-/// Divide the squared norms by `d`; a non-finite one is an error naming the
-/// first bad row and (via `finite(row, col)`) its first bad column.
-fn scale_checked(what: &'static str, out: &mut [f64], d: usize, finite: impl Fn(usize, usize) -> bool) -> Result<()> {
+/// Divide the squared norms of rows `r0..r0 + out.len()` by `d`; a
+/// non-finite one is an error naming the first bad row and (via
+/// `finite(row, col)`) its first bad column.
+fn scale_checked(
+    what: &'static str,
+    out: &mut [f64],
+    r0: usize,
+    d: usize,
+    finite: impl Fn(usize, usize) -> bool,
+) -> Result<()> {
     let inv_d = 1.0 / d as f64;
     let mut bad = None;
     for (i, o) in out.iter_mut().enumerate() {
         if !o.is_finite() && bad.is_none() {
-            bad = Some(i);
+            bad = Some(r0 + i);
         }
         *o *= inv_d;
     }
@@ -921,11 +1090,11 @@ impl Kernel for AnyKernel {
         self.spec
     }
 
-    fn map_values(&self, s: &mut [f64], na: &[f64], nb: &[f64]) {
+    fn map_values(&self, cols: &mut [&mut [f64]], na: &[f64], nb: &[f64]) {
         match &self.spec {
-            KernelSpec::Fc(p) => fc_values(p, s, na, nb),
+            KernelSpec::Fc(p) => fc_values(p, cols, na, nb),
             KernelSpec::Rbf { gamma } => {
-                for (col, &nbj) in s.chunks_mut(na.len()).zip(nb) {
+                for (col, &nbj) in cols.iter_mut().zip(nb) {
                     for (v, a) in col.iter_mut().zip(na) {
                         *v = (-gamma * (a + nbj - 2.0 * *v).max(0.0)).exp();
                     }

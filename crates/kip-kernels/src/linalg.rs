@@ -268,6 +268,20 @@ impl<'a, T: Scalar> MatRef<'a, T> {
     pub fn at(&self, i: usize, j: usize) -> T {
         self.data[i * self.rs + j * self.cs]
     }
+    /// Rows `r0..r0 + m` (same data, same strides).
+    ///
+    /// # Panics
+    /// If the rows lie outside the view.
+    pub(crate) fn row_range(self, r0: usize, m: usize) -> Self {
+        assert!(r0 + m <= self.rows, "MatRef rows out of range");
+        Self::new(
+            &self.data[(r0 * self.rs).min(self.data.len())..],
+            m,
+            self.cols,
+            self.rs,
+            self.cs,
+        )
+    }
 }
 
 impl<'a> MatRef<'a, f64> {
@@ -381,36 +395,87 @@ const PARALLEL_FLOPS: usize = 1 << 20;
 pub fn gemm<T: Scalar>(c: MatMut<'_, T>, alpha: T, a: MatRef<'_, T>, b: MatRef<'_, T>, beta: T) {
     assert_eq!(a.cols, b.rows, "gemm: inner dimensions");
     assert_eq!((c.rows, c.cols), (a.rows, b.cols), "gemm: output shape");
-    let (m, n, k) = (c.rows, c.cols, a.cols);
+    let flops = 2 * c.rows * c.cols * a.cols;
+    let parallel = flops >= PARALLEL_FLOPS && rayon::current_num_threads() > 1;
+    let (rows, cols, rs, cs) = (c.rows, c.cols, c.rs, c.cs);
+    // SAFETY: `c` was bounds-checked at construction and is a unique borrow,
+    // so every element it addresses is valid for writes and aliases neither
+    // `a` nor `b`.
+    unsafe { gemm_raw(c.data.as_mut_ptr(), rows, cols, rs, cs, alpha, a, b, beta, parallel) }
+}
+
+/// [`gemm()`] with `beta = 0` on the calling thread only, into a destination
+/// given by its pointer and strides: for parallel tasks that each write a
+/// disjoint, interleaved part of one matrix (rows of a column-major matrix),
+/// which no `&mut` slice can describe.
+///
+/// # Safety
+/// Element `(i, j)` of the destination, `c.add(i*rs + j*cs)`, must be valid
+/// for writes for every `i < a.rows()`, `j < b.cols()`, and nothing else may
+/// read or write those elements during the call.
+///
+/// # Panics
+/// If the inner dimensions differ.
+pub(crate) unsafe fn gemm_seq_raw<T: Scalar>(
+    c: *mut T,
+    rs: usize,
+    cs: usize,
+    alpha: T,
+    a: MatRef<'_, T>,
+    b: MatRef<'_, T>,
+) {
+    assert_eq!(a.cols, b.rows, "gemm: inner dimensions");
+    // SAFETY: forwarded from the caller.
+    unsafe { gemm_raw(c, a.rows, b.cols, rs, cs, alpha, a, b, T::ZERO, false) }
+}
+
+/// The one call into the `gemm` crate.
+///
+/// # Safety
+/// As [`gemm_seq_raw`], for a `rows × cols` destination; the shapes agree.
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_raw<T: Scalar>(
+    c: *mut T,
+    rows: usize,
+    cols: usize,
+    rs: usize,
+    cs: usize,
+    alpha: T,
+    a: MatRef<'_, T>,
+    b: MatRef<'_, T>,
+    beta: T,
+    parallel: bool,
+) {
+    let (m, n, k) = (rows, cols, a.cols);
     if m == 0 || n == 0 {
         return;
     }
     if k == 0 {
         for i in 0..m {
             for j in 0..n {
-                let x = &mut c.data[i * c.rs + j * c.cs];
+                // SAFETY: in bounds by the caller's contract.
+                let x = unsafe { &mut *c.add(i * rs + j * cs) };
                 *x = if beta == T::ZERO { T::ZERO } else { beta * *x };
             }
         }
         return;
     }
-    let flops = 2 * m * n * k;
-    let par = if flops >= PARALLEL_FLOPS && rayon::current_num_threads() > 1 {
+    let par = if parallel {
         gemm::Parallelism::Rayon(rayon::current_num_threads())
     } else {
         gemm::Parallelism::None
     };
-    // SAFETY: all three views were bounds-checked at construction; `c` is a
-    // unique borrow, so it aliases neither `a` nor `b`. The gemm crate's
-    // naming is reversed from BLAS: dst = alpha·dst + beta·lhs·rhs.
+    // SAFETY: the caller guarantees the destination; `a` and `b` were
+    // bounds-checked at construction. The gemm crate's naming is reversed
+    // from BLAS: dst = alpha·dst + beta·lhs·rhs.
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
-            c.data.as_mut_ptr(),
-            c.cs as isize,
-            c.rs as isize,
+            c,
+            cs as isize,
+            rs as isize,
             beta != T::ZERO,
             a.data.as_ptr(),
             a.cs as isize,

@@ -342,3 +342,64 @@ fn supplied_norms_match_computed_ones_and_are_checked() {
     let e = row_norms(PointsF32::new(&a32[..0], 0, d)).unwrap_err().to_string();
     assert!(e.contains("empty"), "{e}");
 }
+
+/// `f` on a rayon pool of `threads` threads.
+fn on_threads<T: Send>(threads: usize, f: impl FnOnce() -> T + Send) -> T {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap()
+        .install(f)
+}
+
+#[test]
+fn tiled_gram_gives_the_bits_of_the_untiled_one() {
+    // One thread takes the untiled path (one GEMM, then the map); two to
+    // five threads tile these sizes into 2–5 row tiles of uneven lengths,
+    // for column-major and row-major `a`.
+    let a = DMatrix::from_fn(1037, 29, |i, j| ((i * 7 + j * 3) % 23) as f64 / 7.0 - 1.5);
+    let a_rows: Vec<f64> = (0..a.nrows())
+        .flat_map(|i| a.row(i).iter().copied().collect::<Vec<_>>())
+        .collect();
+    let b = DMatrix::from_fn(41, 29, |i, j| ((i * 5 + j) % 13) as f64 / 6.0 - 1.0);
+    for s in SPECS {
+        let k = s.parse::<KernelSpec>().unwrap().build();
+        let row_major = |threads| {
+            let mut out = DMatrix::zeros(0, 0);
+            on_threads(threads, || {
+                k.gram_into(
+                    kip_kernels::points_row_major(&a_rows, a.nrows(), a.ncols()),
+                    kip_kernels::points(&b),
+                    &mut out,
+                )
+            })
+            .unwrap();
+            out
+        };
+        let same = |x: &DMatrix<f64>, y: &DMatrix<f64>| x.iter().zip(y.iter()).all(|(x, y)| x.to_bits() == y.to_bits());
+        let (want, want_rm) = (on_threads(1, || k.gram(&a, &b).unwrap()), row_major(1));
+        for threads in 2..=5 {
+            assert!(
+                same(&want, &on_threads(threads, || k.gram(&a, &b).unwrap())),
+                "{s}, {threads} threads"
+            );
+            assert!(same(&want_rm, &row_major(threads)), "{s}, row-major, {threads} threads");
+        }
+    }
+}
+
+#[test]
+fn tiled_gram_names_the_first_bad_row_of_any_tile() {
+    let k = KernelSpec::fc_ntk(3).build();
+    let b = DMatrix::from_element(7, 9, 0.5);
+    let mut a = DMatrix::from_element(1200, 9, 0.25);
+    a[(1100, 4)] = f64::INFINITY;
+    a[(700, 2)] = f64::NAN;
+    for threads in [1, 2, 4] {
+        let e = on_threads(threads, || k.gram(&a, &b)).unwrap_err().to_string();
+        assert!(
+            e.contains("non-finite value in a at row 700, column 2"),
+            "{threads} threads: {e}"
+        );
+    }
+}
