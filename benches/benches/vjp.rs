@@ -4,12 +4,14 @@
 //!   backward GEMMs — floor = 3 bare GEMMs of the shape;
 //! * `linearized` (the KIP path): partials kept from the forward pass, only
 //!   `dL/db` — floor = 1 bare GEMM.
+//!
+//! Each floor is timed in alternation with the product it is compared with.
 
 use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use kip_benches::{gemm_secs, gflops, kernel_inputs, median_secs, random, slow_group, KERNEL_SHAPES};
+use kip_benches::{gemm_job, gflops, kernel_inputs, paired_median_secs, random, slow_group, KERNEL_SHAPES};
 use kip_kernels::{points, Kernel, KernelSpec, Linearization};
 use nalgebra::DMatrix;
 
@@ -19,11 +21,11 @@ fn bench(c: &mut Criterion) {
         let (a, b) = kernel_inputs(n1, n2, d);
         let g = random(n1, n2, 3);
         let gemm_flops = 2.0 * (n1 * n2 * d) as f64;
-        let floor = gemm_secs(n1, n2, d, 7);
+        let mut floor_job = gemm_job::<f64>(n1, n2, d);
         for depth in [1, 3] {
             let k = KernelSpec::fc_ntk(depth).build();
             let (mut da, mut db) = (DMatrix::zeros(n1, d), DMatrix::zeros(n2, d));
-            let t = median_secs(5, || {
+            let (floor, t) = paired_median_secs(7, &mut floor_job, || {
                 k.vjp_into(points(&a), points(&b), &g, Some(&mut da), Some(&mut db))
                     .unwrap();
                 black_box(&db);
@@ -37,7 +39,7 @@ fn bench(c: &mut Criterion) {
             );
             let mut lin = Linearization::default();
             lin.compute(&k, points(&a), points(&b)).unwrap();
-            let tl = median_secs(5, || {
+            let (floor, tl) = paired_median_secs(7, &mut floor_job, || {
                 lin.vjp_into(points(&a), points(&b), &g, None, Some(&mut db)).unwrap();
                 black_box(&db);
             });

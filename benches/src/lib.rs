@@ -61,11 +61,17 @@ pub fn gemm_secs(m: usize, n: usize, k: usize, reps: usize) -> f64 {
 /// [`gemm_secs`] in the element type `T` (`f32` for the single-precision
 /// floors).
 pub fn gemm_secs_in<T: Scalar + nalgebra::Scalar>(m: usize, n: usize, k: usize, reps: usize) -> f64 {
+    median_secs(reps, gemm_job::<T>(m, n, k))
+}
+
+/// A bare GEMM `(m × k)·(k × n)` ready to run again and again (inputs and
+/// output allocated and touched once): the floor the benches compare with.
+pub fn gemm_job<T: Scalar + nalgebra::Scalar>(m: usize, n: usize, k: usize) -> impl FnMut() {
     let (a, b) = kernel_inputs(m, n, k);
     let (a, b) = (a.map(T::from_f64), b.map(T::from_f64));
     let mut c = DMatrix::from_element(m, n, T::ZERO);
     let one = T::from_f64(1.0);
-    median_secs(reps, || {
+    move || {
         gemm(
             MatMut::from_dmatrix(&mut c),
             one,
@@ -74,7 +80,30 @@ pub fn gemm_secs_in<T: Scalar + nalgebra::Scalar>(m: usize, n: usize, k: usize, 
             T::ZERO,
         );
         black_box(&c);
-    })
+    }
+}
+
+/// Median wall times of `floor` and `f`, `reps` calls each (after one
+/// warm-up of each), timed in alternation: this VM's speed drifts by ±10%
+/// over seconds, and alternating moves both medians alike, so their ratio
+/// is steadier than that of two medians taken one after the other.
+pub fn paired_median_secs(reps: usize, mut floor: impl FnMut(), mut f: impl FnMut()) -> (f64, f64) {
+    floor();
+    f();
+    let (mut tf, mut tg) = (Vec::with_capacity(reps), Vec::with_capacity(reps));
+    for _ in 0..reps {
+        let s = Instant::now();
+        floor();
+        tf.push(s.elapsed().as_secs_f64());
+        let s = Instant::now();
+        f();
+        tg.push(s.elapsed().as_secs_f64());
+    }
+    let median = |mut t: Vec<f64>| {
+        t.sort_by(f64::total_cmp);
+        t[t.len() / 2]
+    };
+    (median(tf), median(tg))
 }
 
 /// GFLOP/s of `flops` in `secs`.
