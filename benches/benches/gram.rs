@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use kip_benches::{gemm_job, gflops, kernel_inputs, paired_median_secs, slow_group, KERNEL_SHAPES};
-use kip_kernels::{points, Kernel, KernelSpec};
+use kip_kernels::{points, row_norms, Kernel, KernelSpec};
 use nalgebra::DMatrix;
 
 fn bench(c: &mut Criterion) {
@@ -41,6 +41,37 @@ fn bench(c: &mut Criterion) {
         }
     }
     group.finish();
+    map_alone();
+}
+
+/// The kernel map alone (the elementwise recursion over a 504 × 1000 block
+/// of inner products, one thread): nanoseconds per entry, the figure the
+/// gram's remainder above its GEMM floor is made of.
+fn map_alone() {
+    let (n1, n2, d) = (504, 1000, 784);
+    let (a, b) = kernel_inputs(n1, n2, d);
+    let (na, nb) = (row_norms(points(&a)).unwrap(), row_norms(points(&b)).unwrap());
+    let s0 = KernelSpec::Linear.build().gram(&a, &b).unwrap();
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+    for depth in [1, 3] {
+        let k = KernelSpec::fc_ntk(depth).build();
+        let (mut s, mut s_copy) = (s0.clone(), s0.clone());
+        let (copy, t) = pool.install(|| {
+            paired_median_secs(
+                15,
+                || s_copy.copy_from(&s0),
+                || {
+                    s.copy_from(&s0);
+                    let mut cols: Vec<&mut [f64]> = s.as_mut_slice().chunks_mut(n1).collect();
+                    k.map_values(&mut cols, &na, &nb);
+                },
+            )
+        });
+        println!(
+            "map fc{depth}-ntk alone ({n1}x{n2} block, 1 thread): {:.2} ns per entry",
+            (t - copy) / (n1 * n2) as f64 * 1e9
+        );
+    }
 }
 
 criterion_group!(benches, bench);

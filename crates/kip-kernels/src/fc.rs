@@ -76,12 +76,12 @@ fn relu_angle(q: f64, sqa: f64, isqa: f64, sqb: f64, isqb: f64) -> (f64, f64, f6
     let r = sqa * sqb;
     // A zero vector without bias (1/√q cached as 0) gives cosine 0.
     let c1 = (q * isqa * isqb).clamp(-1.0, 1.0);
-    let one_m = 1.0 - c1 * c1;
+    let one_m = (-c1).mul_add(c1, 1.0);
     let snap = one_m <= COLLINEAR_TOL;
     let c = if snap { 1.0f64.copysign(c1) } else { c1 };
     let sin = if snap { 0.0 } else { one_m.sqrt() };
     let (_, th) = asin_acos(c);
-    let f = r * (sin + (PI - th) * c) * INV_2PI;
+    let f = r * (PI - th).mul_add(c, sin) * INV_2PI;
     let fd = (PI - th) * INV_2PI;
     (f, fd, c, sin, r)
 }
@@ -243,7 +243,7 @@ fn values_impl(p: &FcParams, cols: &mut [&mut [f64]], na: &[f64], nb: &[f64]) {
             let mut q = [0.0f64; CH];
             let mut t = [0.0f64; CH];
             for i in 0..m {
-                q[i] = w2 * sc[i] + b2;
+                q[i] = w2.mul_add(sc[i], b2);
                 t[i] = q[i];
             }
             for l in 0..p.depth {
@@ -257,15 +257,15 @@ fn values_impl(p: &FcParams, cols: &mut [&mut [f64]], na: &[f64], nb: &[f64]) {
                         let sqb = qb * isb;
                         for i in 0..m {
                             let (f, fd, _, _, _) = relu_angle(q[i], qa[i] * isa[i], isa[i], sqb, isb);
-                            q[i] = w2 * f + b2;
-                            t[i] = q[i] + w2 * t[i] * fd;
+                            q[i] = w2.mul_add(f, b2);
+                            t[i] = (w2 * t[i]).mul_add(fd, q[i]);
                         }
                     }
                     Activation::Erf => {
                         for i in 0..m {
                             let (f, fd, _) = erf_cross(q[i], qa[i], isa[i], qb, isb);
-                            q[i] = w2 * f + b2;
-                            t[i] = q[i] + w2 * t[i] * fd;
+                            q[i] = w2.mul_add(f, b2);
+                            t[i] = (w2 * t[i]).mul_add(fd, q[i]);
                         }
                     }
                 }
@@ -365,7 +365,7 @@ fn partials_impl(p: &FcParams, s: &[f64], na: &[f64], nb: &[f64], out: PartialsM
                 let mut t_a = [0.0f64; L];
                 let mut t_b = [0.0f64; L];
                 for i in 0..L {
-                    q[i] = w2 * sv[i] + b2;
+                    q[i] = w2.mul_add(sv[i], b2);
                     t[i] = q[i];
                 }
                 // One layer of the forward-mode chain at lane `i`, from the
@@ -376,16 +376,16 @@ fn partials_impl(p: &FcParams, s: &[f64], na: &[f64], nb: &[f64], out: PartialsM
                         let i = $i;
                         let (f, fd, f_q, f_qa, f_qb, fd_q, fd_qa, fd_qb) = $parts;
                         let nq_s = w2 * f_q * q_s[i];
-                        let nq_a = w2 * (f_q * q_a[i] + f_qa * $qa_n);
-                        let nq_b = w2 * (f_q * q_b[i] + f_qb * $qb_n);
-                        let nq = w2 * f + b2;
+                        let nq_a = w2 * f_q.mul_add(q_a[i], f_qa * $qa_n);
+                        let nq_b = w2 * f_q.mul_add(q_b[i], f_qb * $qb_n);
+                        let nq = w2.mul_add(f, b2);
                         let dfd_s = fd_q * q_s[i];
-                        let dfd_a = fd_q * q_a[i] + fd_qa * $qa_n;
-                        let dfd_b = fd_q * q_b[i] + fd_qb * $qb_n;
-                        t_s[i] = nq_s + w2 * (t_s[i] * fd + t[i] * dfd_s);
-                        t_a[i] = nq_a + w2 * (t_a[i] * fd + t[i] * dfd_a);
-                        t_b[i] = nq_b + w2 * (t_b[i] * fd + t[i] * dfd_b);
-                        t[i] = nq + w2 * t[i] * fd;
+                        let dfd_a = fd_q.mul_add(q_a[i], fd_qa * $qa_n);
+                        let dfd_b = fd_q.mul_add(q_b[i], fd_qb * $qb_n);
+                        t_s[i] = w2.mul_add(t_s[i].mul_add(fd, t[i] * dfd_s), nq_s);
+                        t_a[i] = w2.mul_add(t_a[i].mul_add(fd, t[i] * dfd_a), nq_a);
+                        t_b[i] = w2.mul_add(t_b[i].mul_add(fd, t[i] * dfd_b), nq_b);
+                        t[i] = (w2 * t[i]).mul_add(fd, nq);
                         q[i] = nq;
                         q_s[i] = nq_s;
                         q_a[i] = nq_a;

@@ -25,8 +25,8 @@ const QS4: f64 = 7.703_815_055_590_193_527_91e-2;
 
 #[inline(always)]
 fn rational(z: f64) -> f64 {
-    let p = z * (PS0 + z * (PS1 + z * (PS2 + z * (PS3 + z * (PS4 + z * PS5)))));
-    let q = 1.0 + z * (QS1 + z * (QS2 + z * (QS3 + z * QS4)));
+    let p = z * z.mul_add(z.mul_add(z.mul_add(z.mul_add(z.mul_add(PS5, PS4), PS3), PS2), PS1), PS0);
+    let q = z.mul_add(z.mul_add(z.mul_add(z.mul_add(QS4, QS3), QS2), QS1), 1.0);
     p / q
 }
 
@@ -39,9 +39,9 @@ pub fn asin_acos(x: f64) -> (f64, f64) {
     let r = rational(z);
     let s = z.sqrt();
     // |x| < 0.5: asin = x + x r.
-    let asin_small = x + x * r;
+    let asin_small = x.mul_add(r, x);
     // |x| >= 0.5: asin|x| = pi/2 - 2 (s + s r), acos|x| = 2 (s + s r).
-    let v = 2.0 * (s + s * r);
+    let v = 2.0 * s.mul_add(r, s);
     let asin_big = (FRAC_PI_2 - v).copysign(x);
     let acos_big = if x > 0.0 { v } else { PI - v };
     if big {
