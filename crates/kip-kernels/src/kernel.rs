@@ -766,11 +766,17 @@ fn map_columns(
     }
 }
 
-/// Target rows per tile of [`tiled_gram`]: fewer rows pack `b` more often
-/// (once per tile), more rows let the tile of `a` (3 MB at d = 784 and 512
-/// rows) fall out of cache before the norm pass reads it. 256, 512 and 1024
-/// measured alike on the bench shapes; 512 was the steadiest.
+/// Target rows per tile of [`tiled_gram`] per [`TILE_COLS`] columns of `b`:
+/// fewer rows pack `b` more often (once per tile), more rows let the tile
+/// of `a` (3 MB at d = 784 and 512 rows) fall out of cache before the norm
+/// pass reads it. With 100 columns, 256, 512 and 1024 rows measured alike;
+/// with 1000 columns, 4 tiles of 1250 rows beat 10 of 500 by 2–4% (their
+/// norm pass misses the cache either way, and `b` is packed 4 times, not
+/// 10).
 const TILE_ROWS: usize = 512;
+
+/// Columns of `b` per [`TILE_ROWS`] of target tile height.
+const TILE_COLS: usize = 256;
 
 /// Fewest rows per tile: below this a single-threaded GEMM per tile loses
 /// to one parallel GEMM.
@@ -789,7 +795,8 @@ fn tile_rows(n1: usize, n2: usize) -> Option<usize> {
     if n1 == 0 {
         return None;
     }
-    let tiles = threads * n1.div_ceil(TILE_ROWS * threads);
+    let target = TILE_ROWS * n2.div_ceil(TILE_COLS).max(1);
+    let tiles = threads * n1.div_ceil(target * threads);
     let rows = n1.div_ceil(tiles).next_multiple_of(8);
     (threads > 1 && n2 <= MAX_TILE_COLS && rows >= MIN_TILE_ROWS).then_some(rows)
 }
