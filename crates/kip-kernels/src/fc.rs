@@ -69,21 +69,41 @@ const CH: usize = 64;
 const INV_2PI: f64 = 1.0 / (2.0 * PI);
 const INV_4PI: f64 = 1.0 / (4.0 * PI);
 
-/// ReLU layer at one entry, from the cross term `q` and the cached per-point
-/// `√q` and `1/√q` of both sides: `(F, Ḟ, cos θ, sin θ, √(qₐq_b))`.
+/// The cosine `c1 = q/√(qₐq_b)` made safe: within [`COLLINEAR_TOL`] of ±1
+/// (or past it, by rounding) it is snapped to ±1 with `sin θ = 0`;
+/// otherwise `(c1, √(1 − c1²))`.
 #[inline(always)]
-fn relu_angle(q: f64, sqa: f64, isqa: f64, sqb: f64, isqb: f64) -> (f64, f64, f64, f64, f64) {
-    let r = sqa * sqb;
-    // A zero vector without bias (1/√q cached as 0) gives cosine 0.
-    let c1 = (q * isqa * isqb).clamp(-1.0, 1.0);
+fn snapped_cos(c1: f64) -> (f64, f64) {
     let one_m = (-c1).mul_add(c1, 1.0);
     let snap = one_m <= COLLINEAR_TOL;
     let c = if snap { 1.0f64.copysign(c1) } else { c1 };
     let sin = if snap { 0.0 } else { one_m.sqrt() };
+    (c, sin)
+}
+
+/// ReLU layer at one entry, from the cross term `q` and the cached per-point
+/// `√q` and `1/√q` of both sides: `(F, Ḟ, cos θ, sin θ, √(qₐq_b))`.
+#[inline(always)]
+fn relu_angle(q: f64, sqa: f64, isa: f64, sqb: f64, isb: f64) -> (f64, f64, f64, f64, f64) {
+    let r = sqa * sqb;
+    // A zero vector without bias (1/√q cached as 0) gives cosine 0.
+    let (c, sin) = snapped_cos(q * isa * isb);
     let (_, th) = asin_acos(c);
     let f = r * (PI - th).mul_add(c, sin) * INV_2PI;
     let fd = (PI - th) * INV_2PI;
     (f, fd, c, sin, r)
+}
+
+/// The ReLU layer as the values pass needs it: `(J, π − θ)` with
+/// `J = sin θ + (π − θ) cos θ`, so that `F = √(qₐq_b)·J/(2π)` and
+/// `Ḟ = (π − θ)/(2π)` can take their constant factors from per-point
+/// caches.
+#[inline(always)]
+fn relu_j(q: f64, isa: f64, isb: f64) -> (f64, f64) {
+    let (c, sin) = snapped_cos(q * isa * isb);
+    let (_, th) = asin_acos(c);
+    let pmt = PI - th;
+    (pmt.mul_add(c, sin), pmt)
 }
 
 /// Erf layer at one entry, with the cached `1/√(1+2q)` of both sides:
@@ -254,11 +274,15 @@ fn values_impl(p: &FcParams, cols: &mut [&mut [f64]], na: &[f64], nb: &[f64]) {
                 let (qb, isb) = (colc[3 * l], colc[3 * l + 2]);
                 match p.act {
                     Activation::Relu => {
-                        let sqb = qb * isb;
+                        // q ← w²·√(qₐq_b)·J/(2π) + b², Θ ← q + w²·Θ·(π−θ)/(2π),
+                        // with w²/(2π) folded into the column's √q_b.
+                        let k = w2 * INV_2PI;
+                        let sqb_k = qb * isb * k;
                         for i in 0..m {
-                            let (f, fd, _, _, _) = relu_angle(q[i], qa[i] * isa[i], isa[i], sqb, isb);
-                            q[i] = w2.mul_add(f, b2);
-                            t[i] = (w2 * t[i]).mul_add(fd, q[i]);
+                            let (j, pmt) = relu_j(q[i], isa[i], isb);
+                            let nq = (qa[i] * isa[i] * sqb_k).mul_add(j, b2);
+                            t[i] = (t[i] * k).mul_add(pmt, nq);
+                            q[i] = nq;
                         }
                     }
                     Activation::Erf => {
