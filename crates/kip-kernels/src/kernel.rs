@@ -98,7 +98,7 @@ pub trait Kernel: Send + Sync + fmt::Debug {
         }
         norms_into("b", &b, &mut nb)?;
         same_dim(a.ncols(), &b)?;
-        tiled_gram(&a, &b, rows, out, |cols, na| self.map_values(cols, na, &nb))
+        tiled_gram(&a, &b, rows, out, |cols, _, na| self.map_values(cols, na, &nb))
     }
 
     /// `K(a, a)`: exactly symmetric, with the diagonal from [`Kernel::diag`]
@@ -171,11 +171,32 @@ pub trait Kernel: Send + Sync + fmt::Debug {
         db: Option<&mut DMatrix<f64>>,
     ) -> Result<()> {
         let (mut na, mut nb) = (Vec::new(), Vec::new());
-        checked_pair(&a, &b, &mut na, &mut nb)?;
+        let mut p = zeroed_matrix(0, 0);
+        match tile_rows(a.nrows(), b.nrows()) {
+            // The inner products and the norms of `a` from the tiled pass
+            // (the same bits as below, with `a` read from memory once).
+            Some(rows) if a.ncols() > 0 => {
+                norms_into("b", &b, &mut nb)?;
+                same_dim(a.ncols(), &b)?;
+                check_g(g, a.nrows(), b.nrows())?;
+                na.resize(a.nrows(), 0.0);
+                let na_out = SharedMut(na.as_mut_ptr());
+                tiled_gram(&a, &b, rows, &mut p, |_, r0, na_tile| {
+                    for (i, &v) in na_tile.iter().enumerate() {
+                        // SAFETY: `na` holds `a.nrows()` values and lives
+                        // through the pass; tiles own disjoint row ranges.
+                        unsafe { *na_out.at(r0 + i) = v };
+                    }
+                })?;
+            }
+            _ => {
+                checked_pair(&a, &b, &mut na, &mut nb)?;
+                check_g(g, na.len(), nb.len())?;
+                p = zeroed_matrix(na.len(), nb.len());
+                inner_products(&a, &b, &mut p);
+            }
+        }
         let (n1, n2) = (na.len(), nb.len());
-        check_g(g, n1, n2)?;
-        let mut p = zeroed_matrix(n1, n2);
-        inner_products(&a, &b, &mut p);
         let mut rb = vec![0.0; n2];
         let gs = g.as_slice();
         let row_parts: Vec<Vec<f64>> = p
@@ -806,7 +827,8 @@ fn tile_rows(n1: usize, n2: usize) -> Option<usize> {
 #[derive(Clone, Copy)]
 struct SharedMut(*mut f64);
 
-// SAFETY: only used for writes to disjoint elements (see `tiled_gram`).
+// SAFETY: only used for writes to disjoint elements (see `tiled_gram` and
+// the one-shot `Kernel::vjp_into`).
 unsafe impl Send for SharedMut {}
 // SAFETY: as above.
 unsafe impl Sync for SharedMut {}
@@ -821,7 +843,8 @@ impl SharedMut {
 /// `out ← f(a bᵀ / d)` in row tiles of `rows` rows, one parallel task per
 /// tile: a single-threaded GEMM into the tile's rows of `out`, the checked
 /// norms of those rows of `a` (in [`sq_norms_rows`]'s order, so the values
-/// [`norms_into`] gives), and `map(column pieces, norms)` over the tile.
+/// [`norms_into`] gives), and `map(column pieces, first row, norms)` over
+/// the tile.
 /// The first non-finite row of `a` (by index) is the error. `b` is checked
 /// by the caller.
 fn tiled_gram(
@@ -829,7 +852,7 @@ fn tiled_gram(
     b: &PointsView<'_>,
     rows: usize,
     out: &mut DMatrix<f64>,
-    map: impl Fn(&mut [&mut [f64]], &[f64]) + Sync,
+    map: impl Fn(&mut [&mut [f64]], usize, &[f64]) + Sync,
 ) -> Result<()> {
     let (n1, n2, d) = (a.nrows(), b.nrows(), a.ncols());
     if out.shape() != (n1, n2) {
@@ -859,7 +882,7 @@ fn tiled_gram(
                 // disjoint.
                 .map(|j| unsafe { std::slice::from_raw_parts_mut(base.at(j * n1 + r0), m) })
                 .collect();
-            map(&mut cols, na);
+            map(&mut cols, r0, na);
             Ok(())
         })
         .collect();

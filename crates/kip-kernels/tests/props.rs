@@ -403,3 +403,31 @@ fn tiled_gram_names_the_first_bad_row_of_any_tile() {
         );
     }
 }
+
+#[test]
+fn tiled_inner_products_give_the_vjp_its_untiled_bits() {
+    // The one-shot vjp takes its inner products and norms of `a` from the
+    // tiled Gram pass on 2+ threads, from one GEMM and a norm pass on one.
+    let a = DMatrix::from_fn(1037, 29, |i, j| ((i * 7 + j * 3) % 23) as f64 / 7.0 - 1.5);
+    let b = DMatrix::from_fn(41, 29, |i, j| ((i * 5 + j) % 13) as f64 / 6.0 - 1.0);
+    let g = DMatrix::from_fn(1037, 41, |i, j| ((i * 3 + j * 11) % 17) as f64 / 8.0 - 1.0);
+    for s in SPECS {
+        let k = s.parse::<KernelSpec>().unwrap().build();
+        let want = on_threads(1, || k.vjp(&a, &b, &g).unwrap());
+        for threads in 2..=4 {
+            assert_eq!(
+                on_threads(threads, || k.vjp(&a, &b, &g).unwrap()),
+                want,
+                "{s}, {threads} threads"
+            );
+        }
+    }
+    let mut bad = a.clone();
+    bad[(900, 3)] = f64::NAN;
+    let e = on_threads(2, || k_fc3().vjp(&bad, &b, &g)).unwrap_err().to_string();
+    assert!(e.contains("non-finite value in a at row 900, column 3"), "{e}");
+}
+
+fn k_fc3() -> AnyKernel {
+    KernelSpec::fc_ntk(3).build()
+}
