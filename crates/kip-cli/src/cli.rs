@@ -115,7 +115,7 @@ pub struct DistillArgs {
     /// Test rows per kernel block during evaluation.
     #[arg(long, default_value_t = 2000)]
     pub eval_block: usize,
-    /// Run directory [default: runs/<dataset>-<support>-<time>].
+    /// Run directory (default: `runs/<dataset>-<support>-<time>`).
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Continue the run in this directory from its checkpoint (its
@@ -153,7 +153,7 @@ pub struct LabelSolveArgs {
     /// Target rows per kernel block (all training images are the targets).
     #[arg(long, default_value_t = 5000)]
     pub block: usize,
-    /// Output directory [default: runs/label-solve-<dataset>-<support>-<time>].
+    /// Output directory (default: `runs/label-solve-<dataset>-<support>-<time>`).
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Print a JSON summary on stdout.

@@ -14,10 +14,10 @@
 //! * [`Cholesky`]: faer's blocked LLᵀ of `K + λI` on nalgebra buffers, with
 //!   documented jitter retries ([`JITTER_STEPS`]) that are reported, never
 //!   silent.
-//! * [`fit`] → [`KrrModel`]; [`predict`] (one GEMM) and [`predict_blocked`]
+//! * [`fit`] → [`KrrModel`]; [`predict()`] (one GEMM) and [`predict_blocked`]
 //!   (a `block × n_s` slice of `K_ts` at a time); [`evaluate`] → [`Eval`].
 //! * [`accuracy`] (argmax, ties → lowest class) and [`mse_loss`].
-//! * Label Solve ([`label_solve`], [`LabelSolveAccumulator`],
+//! * Label Solve ([`label_solve()`], [`LabelSolveAccumulator`],
 //!   [`label_solve_streaming`]): `y_s* = (K_ts (K_ss+λI)⁻¹)⁺ y_t`, computed
 //!   stably as `(K_ss+λI) K_ts⁺ y_t` from normal equations that can be
 //!   accumulated over target blocks.

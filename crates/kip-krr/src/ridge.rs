@@ -90,7 +90,7 @@ pub struct KrrModel {
 }
 
 impl KrrModel {
-    /// `K_ts α` (see [`crate::predict`]).
+    /// `K_ts α` (see [`crate::predict()`]).
     ///
     /// # Panics
     /// If `k_ts` does not have `n_s` columns.
