@@ -89,16 +89,8 @@ pub trait Kernel: Send + Sync + fmt::Debug {
             });
             return Ok(());
         };
-        if a.ncols() == 0 {
-            return Err(KernelError::Empty {
-                what: "a",
-                rows: a.nrows(),
-                cols: 0,
-            });
-        }
-        norms_into("b", &b, &mut nb)?;
-        same_dim(a.ncols(), &b)?;
-        tiled_gram(&a, &b, rows, out, |cols, _, na| self.map_values(cols, na, &nb))
+        checked_b_for_tiles(&a, &b, &mut nb)?;
+        tiled_gram(&a, &b, rows, out, &mut na, |cols, na| self.map_values(cols, na, &nb))
     }
 
     /// `K(a, a)`: exactly symmetric, with the diagonal from [`Kernel::diag`]
@@ -175,24 +167,14 @@ pub trait Kernel: Send + Sync + fmt::Debug {
         match tile_rows(a.nrows(), b.nrows()) {
             // The inner products and the norms of `a` from the tiled pass
             // (the same bits as below, with `a` read from memory once).
-            Some(rows) if a.ncols() > 0 => {
-                norms_into("b", &b, &mut nb)?;
-                same_dim(a.ncols(), &b)?;
+            Some(rows) => {
+                checked_b_for_tiles(&a, &b, &mut nb)?;
                 check_g(g, a.nrows(), b.nrows())?;
-                na.resize(a.nrows(), 0.0);
-                let na_out = SharedMut(na.as_mut_ptr());
-                tiled_gram(&a, &b, rows, &mut p, |_, r0, na_tile| {
-                    for (i, &v) in na_tile.iter().enumerate() {
-                        // SAFETY: `na` holds `a.nrows()` values and lives
-                        // through the pass; tiles own disjoint row ranges.
-                        unsafe { *na_out.at(r0 + i) = v };
-                    }
-                })?;
+                tiled_gram(&a, &b, rows, &mut p, &mut na, |_, _| {})?;
             }
-            _ => {
+            None => {
                 checked_pair(&a, &b, &mut na, &mut nb)?;
                 check_g(g, na.len(), nb.len())?;
-                p = zeroed_matrix(na.len(), nb.len());
                 inner_products(&a, &b, &mut p);
             }
         }
@@ -827,8 +809,7 @@ fn tile_rows(n1: usize, n2: usize) -> Option<usize> {
 #[derive(Clone, Copy)]
 struct SharedMut(*mut f64);
 
-// SAFETY: only used for writes to disjoint elements (see `tiled_gram` and
-// the one-shot `Kernel::vjp_into`).
+// SAFETY: only used for writes to disjoint elements (see `tiled_gram`).
 unsafe impl Send for SharedMut {}
 // SAFETY: as above.
 unsafe impl Sync for SharedMut {}
@@ -840,31 +821,49 @@ impl SharedMut {
     }
 }
 
+/// The checks [`checked_pair`] makes, for [`tiled_gram`], which checks
+/// the rows of `a` itself: `a` has columns, `b`'s norms into `nb`, the
+/// dimensions agree.
+fn checked_b_for_tiles(a: &PointsView<'_>, b: &PointsView<'_>, nb: &mut Vec<f64>) -> Result<()> {
+    if a.ncols() == 0 {
+        return Err(KernelError::Empty {
+            what: "a",
+            rows: a.nrows(),
+            cols: 0,
+        });
+    }
+    norms_into("b", b, nb)?;
+    same_dim(a.ncols(), b)
+}
+
 /// `out ← f(a bᵀ / d)` in row tiles of `rows` rows, one parallel task per
 /// tile: a single-threaded GEMM into the tile's rows of `out`, the checked
-/// norms of those rows of `a` (in [`sq_norms_rows`]'s order, so the values
-/// [`norms_into`] gives), and `map(column pieces, first row, norms)` over
-/// the tile.
-/// The first non-finite row of `a` (by index) is the error. `b` is checked
-/// by the caller.
+/// norms of those rows of `a` into `na` (in [`sq_norms_rows`]'s order, so
+/// the values [`norms_into`] gives), and `map(column pieces, norms)` over
+/// the tile. The first non-finite row of `a` (by index) is the error. `b`
+/// is checked by the caller ([`checked_b_for_tiles`]).
 fn tiled_gram(
     a: &PointsView<'_>,
     b: &PointsView<'_>,
     rows: usize,
     out: &mut DMatrix<f64>,
-    map: impl Fn(&mut [&mut [f64]], usize, &[f64]) + Sync,
+    na: &mut Vec<f64>,
+    map: impl Fn(&mut [&mut [f64]], &[f64]) + Sync,
 ) -> Result<()> {
     let (n1, n2, d) = (a.nrows(), b.nrows(), a.ncols());
     if out.shape() != (n1, n2) {
         *out = zeroed_matrix(n1, n2);
     }
+    na.clear();
+    na.resize(n1, 0.0);
     let (xa, xbt) = (MatRef::from_points(a), MatRef::from_points(b).t());
     let inv_d = 1.0 / d as f64;
     let base = SharedMut(out.as_mut_slice().as_mut_ptr());
-    let results: Vec<Result<()>> = (0..n1.div_ceil(rows))
-        .into_par_iter()
-        .map_init(Vec::new, |na, t| {
-            let (r0, m) = (t * rows, rows.min(n1 - t * rows));
+    let results: Vec<Result<()>> = na
+        .par_chunks_mut(rows)
+        .enumerate()
+        .map(|(t, na)| {
+            let (r0, m) = (t * rows, na.len());
             // SAFETY: `out` is `n1 × n2` column-major and borrowed
             // mutably for the whole pass; tiles own disjoint row ranges,
             // so element (r0+i, j) at offset j·n1 + r0 + i is written by
@@ -872,8 +871,6 @@ fn tiled_gram(
             unsafe { gemm_seq_raw(base.at(r0), 1, n1, inv_d, xa.row_range(r0, m), xbt) };
             // After the GEMM, which has just read these rows of `a`
             // into cache.
-            na.clear();
-            na.resize(m, 0.0);
             sq_norms_rows(&xa, r0, na);
             scale_checked("a", na, r0, d, |row, j| xa.at(row, j).is_finite())?;
             let mut cols: Vec<&mut [f64]> = (0..n2)
@@ -882,7 +879,7 @@ fn tiled_gram(
                 // disjoint.
                 .map(|j| unsafe { std::slice::from_raw_parts_mut(base.at(j * n1 + r0), m) })
                 .collect();
-            map(&mut cols, r0, na);
+            map(&mut cols, na);
             Ok(())
         })
         .collect();
