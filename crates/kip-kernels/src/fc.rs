@@ -86,24 +86,21 @@ fn snapped_cos(c1: f64) -> (f64, f64) {
 #[inline(always)]
 fn relu_angle(q: f64, sqa: f64, isa: f64, sqb: f64, isb: f64) -> (f64, f64, f64, f64, f64) {
     let r = sqa * sqb;
-    // A zero vector without bias (1/√q cached as 0) gives cosine 0.
-    let (c, sin) = snapped_cos(q * isa * isb);
-    let (_, th) = asin_acos(c);
-    let f = r * (PI - th).mul_add(c, sin) * INV_2PI;
-    let fd = (PI - th) * INV_2PI;
-    (f, fd, c, sin, r)
+    let (j, pmt, c, sin) = relu_j(q, isa, isb);
+    (r * j * INV_2PI, pmt * INV_2PI, c, sin, r)
 }
 
-/// The ReLU layer as the values pass needs it: `(J, π − θ)` with
+/// The angle terms of the ReLU layer: `(J, π − θ, cos θ, sin θ)` with
 /// `J = sin θ + (π − θ) cos θ`, so that `F = √(qₐq_b)·J/(2π)` and
-/// `Ḟ = (π − θ)/(2π)` can take their constant factors from per-point
-/// caches.
+/// `Ḟ = (π − θ)/(2π)` (the values pass takes those constant factors from
+/// per-point caches). A zero vector without bias (1/√q cached as 0) gives
+/// cosine 0.
 #[inline(always)]
-fn relu_j(q: f64, isa: f64, isb: f64) -> (f64, f64) {
+fn relu_j(q: f64, isa: f64, isb: f64) -> (f64, f64, f64, f64) {
     let (c, sin) = snapped_cos(q * isa * isb);
     let (_, th) = asin_acos(c);
     let pmt = PI - th;
-    (pmt.mul_add(c, sin), pmt)
+    (pmt.mul_add(c, sin), pmt, c, sin)
 }
 
 /// Erf layer at one entry, with the cached `1/√(1+2q)` of both sides:
@@ -279,7 +276,7 @@ fn values_impl(p: &FcParams, cols: &mut [&mut [f64]], na: &[f64], nb: &[f64]) {
                         let k = w2 * INV_2PI;
                         let sqb_k = qb * isb * k;
                         for i in 0..m {
-                            let (j, pmt) = relu_j(q[i], isa[i], isb);
+                            let (j, pmt, _, _) = relu_j(q[i], isa[i], isb);
                             let nq = (qa[i] * isa[i] * sqb_k).mul_add(j, b2);
                             t[i] = (t[i] * k).mul_add(pmt, nq);
                             q[i] = nq;
