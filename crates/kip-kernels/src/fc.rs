@@ -363,10 +363,76 @@ fn erf_partials(q: f64, qa: f64, isa: f64, qb: f64, isb: f64) -> LayerPartials {
     )
 }
 
+/// `K` and its partials with respect to `(s, n, n')` at `L` rows of one
+/// column: the inner products `sv`, the rows' [`row_cache`] `rc` from row
+/// `c0`, the column's cache `colc` (one chunk of [`col_caches`]). Returns
+/// `[K, ∂K/∂s, ∂K/∂n, ∂K/∂n']`.
+#[inline(always)]
+fn chain_lanes(p: &FcParams, sv: &[f64; L], rc: &[f64], c0: usize, colc: &[f64]) -> [[f64; L]; 4] {
+    let (w2, b2) = (p.w_std * p.w_std, p.b_std * p.b_std);
+    let mut q = [0.0f64; L];
+    let mut q_s = [w2; L];
+    let mut q_a = [0.0f64; L];
+    let mut q_b = [0.0f64; L];
+    let mut t = [0.0f64; L];
+    let mut t_s = [w2; L];
+    let mut t_a = [0.0f64; L];
+    let mut t_b = [0.0f64; L];
+    for i in 0..L {
+        q[i] = w2.mul_add(sv[i], b2);
+        t[i] = q[i];
+    }
+    // One layer of the forward-mode chain at lane `i`, from the layer map's
+    // partials with respect to (q, qa, qb) and the row/column points' dq/dn.
+    macro_rules! chain {
+        ($i:expr, $parts:expr, $qa_n:expr, $qb_n:expr) => {{
+            let i = $i;
+            let (f, fd, f_q, f_qa, f_qb, fd_q, fd_qa, fd_qb) = $parts;
+            let nq_s = w2 * f_q * q_s[i];
+            let nq_a = w2 * f_q.mul_add(q_a[i], f_qa * $qa_n);
+            let nq_b = w2 * f_q.mul_add(q_b[i], f_qb * $qb_n);
+            let nq = w2.mul_add(f, b2);
+            let dfd_s = fd_q * q_s[i];
+            let dfd_a = fd_q.mul_add(q_a[i], fd_qa * $qa_n);
+            let dfd_b = fd_q.mul_add(q_b[i], fd_qb * $qb_n);
+            t_s[i] = w2.mul_add(t_s[i].mul_add(fd, t[i] * dfd_s), nq_s);
+            t_a[i] = w2.mul_add(t_a[i].mul_add(fd, t[i] * dfd_a), nq_a);
+            t_b[i] = w2.mul_add(t_b[i].mul_add(fd, t[i] * dfd_b), nq_b);
+            t[i] = (w2 * t[i]).mul_add(fd, nq);
+            q[i] = nq;
+            q_s[i] = nq_s;
+            q_a[i] = nq_a;
+            q_b[i] = nq_b;
+        }};
+    }
+    for l in 0..p.depth {
+        let qa = row_lanes(rc, l, 0, c0);
+        let qa_n = row_lanes(rc, l, 1, c0);
+        let isa = row_lanes(rc, l, 2, c0);
+        let (qb, qb_n, isb) = (colc[3 * l], colc[3 * l + 1], colc[3 * l + 2]);
+        // The activation is matched once per chunk and layer, not per lane,
+        // so each loop vectorises one branch only.
+        match p.act {
+            Activation::Relu => {
+                for i in 0..L {
+                    chain!(i, relu_partials(q[i], qa[i], isa[i], qb, isb), qa_n[i], qb_n);
+                }
+            }
+            Activation::Erf => {
+                for i in 0..L {
+                    chain!(i, erf_partials(q[i], qa[i], isa[i], qb, isb), qa_n[i], qb_n);
+                }
+            }
+        }
+    }
+    match p.kind {
+        FcKind::Ntk => [t, t_s, t_a, t_b],
+        FcKind::Nngp => [q, q_s, q_a, q_b],
+    }
+}
+
 #[inline(always)]
 fn partials_impl(p: &FcParams, s: &[f64], na: &[f64], nb: &[f64], out: PartialsMut<'_>) {
-    let (w2, b2) = (p.w_std * p.w_std, p.b_std * p.b_std);
-    let ntk = p.kind == FcKind::Ntk;
     let n1 = na.len();
     let mut rc = Vec::new();
     let (caches, per) = col_caches(p, nb);
@@ -377,67 +443,7 @@ fn partials_impl(p: &FcParams, s: &[f64], na: &[f64], nb: &[f64], out: PartialsM
             let base = j * n1 + i0;
             for c0 in (0..m).step_by(L) {
                 let sv = lanes(&s[base..base + m], c0);
-                let mut q = [0.0f64; L];
-                let mut q_s = [w2; L];
-                let mut q_a = [0.0f64; L];
-                let mut q_b = [0.0f64; L];
-                let mut t = [0.0f64; L];
-                let mut t_s = [w2; L];
-                let mut t_a = [0.0f64; L];
-                let mut t_b = [0.0f64; L];
-                for i in 0..L {
-                    q[i] = w2.mul_add(sv[i], b2);
-                    t[i] = q[i];
-                }
-                // One layer of the forward-mode chain at lane `i`, from the
-                // layer map's partials with respect to (q, qa, qb) and the
-                // row/column points' dq/dn.
-                macro_rules! chain {
-                    ($i:expr, $parts:expr, $qa_n:expr, $qb_n:expr) => {{
-                        let i = $i;
-                        let (f, fd, f_q, f_qa, f_qb, fd_q, fd_qa, fd_qb) = $parts;
-                        let nq_s = w2 * f_q * q_s[i];
-                        let nq_a = w2 * f_q.mul_add(q_a[i], f_qa * $qa_n);
-                        let nq_b = w2 * f_q.mul_add(q_b[i], f_qb * $qb_n);
-                        let nq = w2.mul_add(f, b2);
-                        let dfd_s = fd_q * q_s[i];
-                        let dfd_a = fd_q.mul_add(q_a[i], fd_qa * $qa_n);
-                        let dfd_b = fd_q.mul_add(q_b[i], fd_qb * $qb_n);
-                        t_s[i] = w2.mul_add(t_s[i].mul_add(fd, t[i] * dfd_s), nq_s);
-                        t_a[i] = w2.mul_add(t_a[i].mul_add(fd, t[i] * dfd_a), nq_a);
-                        t_b[i] = w2.mul_add(t_b[i].mul_add(fd, t[i] * dfd_b), nq_b);
-                        t[i] = (w2 * t[i]).mul_add(fd, nq);
-                        q[i] = nq;
-                        q_s[i] = nq_s;
-                        q_a[i] = nq_a;
-                        q_b[i] = nq_b;
-                    }};
-                }
-                for l in 0..p.depth {
-                    let qa = row_lanes(&rc, l, 0, c0);
-                    let qa_n = row_lanes(&rc, l, 1, c0);
-                    let isa = row_lanes(&rc, l, 2, c0);
-                    let (qb, qb_n, isb) = (colc[3 * l], colc[3 * l + 1], colc[3 * l + 2]);
-                    // The activation is matched once per chunk and layer, not
-                    // per lane, so each loop vectorises one branch only.
-                    match p.act {
-                        Activation::Relu => {
-                            for i in 0..L {
-                                chain!(i, relu_partials(q[i], qa[i], isa[i], qb, isb), qa_n[i], qb_n);
-                            }
-                        }
-                        Activation::Erf => {
-                            for i in 0..L {
-                                chain!(i, erf_partials(q[i], qa[i], isa[i], qb, isb), qa_n[i], qb_n);
-                            }
-                        }
-                    }
-                }
-                let (k, ks, ka, kb) = if ntk {
-                    (&t, &t_s, &t_a, &t_b)
-                } else {
-                    (&q, &q_s, &q_a, &q_b)
-                };
+                let [k, ks, ka, kb] = chain_lanes(p, &sv, &rc, c0, colc);
                 let (o, w) = (base + c0, L.min(m - c0));
                 out.k[o..o + w].copy_from_slice(&k[..w]);
                 out.ks[o..o + w].copy_from_slice(&ks[..w]);
@@ -448,8 +454,58 @@ fn partials_impl(p: &FcParams, s: &[f64], na: &[f64], nb: &[f64], out: PartialsM
     }
 }
 
+#[inline(always)]
+fn vjp_impl(
+    p: &FcParams,
+    cols: &mut [&mut [f64]],
+    g: &[&[f64]],
+    na: &[f64],
+    nb: &[f64],
+    ra: &mut [f64],
+    rb: &mut [f64],
+) {
+    let n1 = na.len();
+    let mut rc = Vec::new();
+    let (caches, per) = col_caches(p, nb);
+    // Per column, lane-wise sums of g ∘ ∂K/∂n' (added across lanes at the
+    // end): a fixed order that depends on the block's rows only.
+    let mut rb_lanes = vec![[0.0f64; L]; nb.len()];
+    ra.fill(0.0);
+    for i0 in (0..n1).step_by(CH) {
+        let m = CH.min(n1 - i0);
+        row_cache(p, &na[i0..i0 + m], &mut rc);
+        let ra = &mut ra[i0..i0 + m];
+        for (((col, gc), colc), rbl) in cols.iter_mut().zip(g).zip(caches.chunks_exact(per)).zip(&mut rb_lanes) {
+            let (col, gc) = (&mut col[i0..i0 + m], &gc[i0..i0 + m]);
+            for c0 in (0..m).step_by(L) {
+                let sv = lanes(col, c0);
+                // Zero past the rows, so padded lanes add nothing.
+                let gv = lanes(gc, c0);
+                let [_, ks, ka, kb] = chain_lanes(p, &sv, &rc, c0, colc);
+                for i in 0..L {
+                    rbl[i] = gv[i].mul_add(kb[i], rbl[i]);
+                }
+                let w = L.min(m - c0);
+                for i in 0..w {
+                    col[c0 + i] = gv[i] * ks[i];
+                    ra[c0 + i] = gv[i].mul_add(ka[i], ra[c0 + i]);
+                }
+            }
+        }
+    }
+    for (r, l) in rb.iter_mut().zip(&rb_lanes) {
+        *r = l.iter().sum();
+    }
+}
+
 multiversion! {
     /// `K` and its partials with respect to `(s, na, nb)` over a block of
     /// whole columns (column-major, `na.len()` rows).
     pub(crate) fn fc_partials(p: &FcParams, s: &[f64], na: &[f64], nb: &[f64], out: PartialsMut<'_>) => partials_impl
+}
+
+multiversion! {
+    /// The fused backward map ([`crate::Kernel::map_vjp`]) over a block given
+    /// as column pieces, with the partials kept in registers.
+    pub(crate) fn fc_vjp(p: &FcParams, cols: &mut [&mut [f64]], g: &[&[f64]], na: &[f64], nb: &[f64], ra: &mut [f64], rb: &mut [f64]) => vjp_impl
 }

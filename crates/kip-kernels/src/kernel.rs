@@ -17,7 +17,7 @@ use nalgebra::DMatrix;
 use rayon::prelude::*;
 
 use crate::error::{KernelError, Result};
-use crate::fc::{fc_partials, fc_values, FcParams, PartialsMut};
+use crate::fc::{fc_partials, fc_values, fc_vjp, FcParams, PartialsMut};
 use crate::linalg::{
     dot, gemm, gemm_seq_raw, points, zeroed_matrix, AnyPoints, MatMut, MatRef, NormedPoints, PointsF32, PointsView,
     Scalar,
@@ -54,6 +54,19 @@ pub trait Kernel: Send + Sync + fmt::Debug {
     /// `(s[i,j], na[i], nb[j])`.
     fn map_partials(&self, s: &[f64], na: &[f64], nb: &[f64], out: PartialsMut<'_>);
 
+    /// The backward map of [`Kernel::vjp`] over a block given as its column
+    /// pieces (`cols[j]` and `g[j]` hold the `na.len()` rows of column `j`):
+    /// `cols` holds the inner products `s` on entry and `P = g ∘ ∂f/∂s` on
+    /// return, `ra[i] ← Σ_j g_ij ∂f/∂n` and `rb[j] ← Σ_i g_ij ∂f/∂n'`.
+    ///
+    /// The default evaluates [`Kernel::map_partials`] column by column into
+    /// scratch; a kernel may override it with a pass that never stores the
+    /// partials. Either way the sums must come in an order that depends on
+    /// the block alone (never on the threads).
+    fn map_vjp(&self, cols: &mut [&mut [f64]], g: &[&[f64]], na: &[f64], nb: &[f64], ra: &mut [f64], rb: &mut [f64]) {
+        vjp_via_partials(self, cols, g, na, nb, ra, rb);
+    }
+
     /// `K(x, x) = f(n, n, n)` and its total derivative `d/dn`, `n = ‖x‖²/d`.
     fn diag(&self, n: f64) -> (f64, f64);
 
@@ -81,7 +94,7 @@ pub trait Kernel: Send + Sync + fmt::Debug {
     /// As [`Kernel::gram`].
     fn gram_into(&self, a: PointsView<'_>, b: PointsView<'_>, out: &mut DMatrix<f64>) -> Result<()> {
         let (mut na, mut nb) = (Vec::new(), Vec::new());
-        let Some(rows) = tile_rows(a.nrows(), b.nrows()) else {
+        let Some(rows) = tile_rows(a.nrows(), b.nrows(), TILE_ROWS, 8) else {
             checked_pair(&a, &b, &mut na, &mut nb)?;
             inner_products(&a, &b, out);
             map_columns(out, |cols, rows, cols_range| {
@@ -90,7 +103,8 @@ pub trait Kernel: Send + Sync + fmt::Debug {
             return Ok(());
         };
         checked_b_for_tiles(&a, &b, &mut nb)?;
-        tiled_gram(&a, &b, rows, out, &mut na, |cols, na| self.map_values(cols, na, &nb))
+        tiled_gram(&a, &b, rows, out, &mut na, |_, cols, na| self.map_values(cols, na, &nb))?;
+        Ok(())
     }
 
     /// `K(a, a)`: exactly symmetric, with the diagonal from [`Kernel::diag`]
@@ -145,12 +159,18 @@ pub trait Kernel: Send + Sync + fmt::Debug {
     /// [`Kernel::vjp`] into caller-owned buffers; pass `None` for a side that
     /// is not needed (it saves a GEMM).
     ///
-    /// Without keeping the partials: the inner products, then one parallel
-    /// pass over blocks of 8 columns that evaluates the partials
-    /// into per-worker scratch and leaves `P = g ∘ ∂f/∂s` in place of the
-    /// inner products, with the row sums of `g ∘ ∂f/∂n` and the column sums
-    /// of `g ∘ ∂f/∂n'`; then one GEMM per side (one `n1 × n2` buffer, `P`
-    /// built once for both sides).
+    /// Without keeping the partials. The backward map
+    /// ([`Kernel::map_vjp`]: `P = g ∘ ∂f/∂s` in place of the inner
+    /// products, and the sums of `g ∘ ∂f/∂n` and `g ∘ ∂f/∂n'`) runs over a
+    /// fixed grid of 128 × 256 blocks, its sums added in grid order, so the
+    /// result never depends on the thread count. With enough rows (and
+    /// `n2 ≤ 4096`) the work before the GEMMs runs in row tiles, one task
+    /// each: a single-threaded GEMM for the tile's inner products, the
+    /// norms of its rows of `a`, the backward map, and the diagonal term
+    /// `(2/d)·(Σ_j g_ij ∂f/∂n)·a_i` of `dL/da` — all while the tile is in
+    /// cache, so `a` is read from memory once before the GEMMs (three
+    /// times untiled). Then one GEMM per side adds `P b/d` and `Pᵀ a/d`.
+    /// Tiled and untiled give the same bits.
     ///
     /// # Errors
     /// As [`Kernel::vjp`].
@@ -159,67 +179,39 @@ pub trait Kernel: Send + Sync + fmt::Debug {
         a: PointsView<'_>,
         b: PointsView<'_>,
         g: &DMatrix<f64>,
-        da: Option<&mut DMatrix<f64>>,
+        mut da: Option<&mut DMatrix<f64>>,
         db: Option<&mut DMatrix<f64>>,
     ) -> Result<()> {
         let (mut na, mut nb) = (Vec::new(), Vec::new());
         let mut p = zeroed_matrix(0, 0);
-        match tile_rows(a.nrows(), b.nrows()) {
-            // The inner products and the norms of `a` from the tiled pass
-            // (the same bits as below, with `a` read from memory once).
+        let inv_d = 1.0 / a.ncols() as f64;
+        let rb = match tile_rows(a.nrows(), b.nrows(), vjp_tile_target(b.nrows()), VJP_BLOCK_ROWS) {
             Some(rows) => {
                 checked_b_for_tiles(&a, &b, &mut nb)?;
                 check_g(g, a.nrows(), b.nrows())?;
-                tiled_gram(&a, &b, rows, &mut p, &mut na, |_, _| {})?;
+                let rb = vjp_tiles(self, &a, &b, rows, g, &nb, &mut p, &mut na, da.as_deref_mut())?;
+                if let Some(da) = da {
+                    let out = MatMut::from_dmatrix(da);
+                    gemm(out, inv_d, MatRef::from_dmatrix(&p), MatRef::from_points(&b), 1.0);
+                }
+                rb
             }
             None => {
                 checked_pair(&a, &b, &mut na, &mut nb)?;
                 check_g(g, na.len(), nb.len())?;
                 inner_products(&a, &b, &mut p);
-            }
-        }
-        let (n1, n2) = (na.len(), nb.len());
-        let mut rb = vec![0.0; n2];
-        let gs = g.as_slice();
-        let row_parts: Vec<Vec<f64>> = p
-            .as_mut_slice()
-            .par_chunks_mut(n1 * VJP_COLS)
-            .zip(rb.par_chunks_mut(VJP_COLS))
-            .enumerate()
-            .map_init(<[Vec<f64>; 4]>::default, |scratch, (blk, (pc, rbc))| {
-                let (j0, len) = (blk * VJP_COLS, pc.len());
-                for v in scratch.iter_mut() {
-                    v.resize(len, 0.0);
+                let (ra, rb) = vjp_blocks(self, &mut p, g, &na, &nb);
+                if let Some(da) = da {
+                    write_side(da, &a, &ra, |out| {
+                        gemm(out, inv_d, MatRef::from_dmatrix(&p), MatRef::from_points(&b), 1.0)
+                    });
                 }
-                let [k, ks, ka, kb] = scratch;
-                self.map_partials(pc, &na, &nb[j0..j0 + rbc.len()], PartialsMut { k, ks, ka, kb });
-                let gb = &gs[j0 * n1..j0 * n1 + len];
-                let mut ra = vec![0.0; n1];
-                for (c, rbj) in rbc.iter_mut().enumerate() {
-                    let o = c * n1;
-                    *rbj = dot(&gb[o..o + n1], &kb[o..o + n1]);
-                    for (i, r) in ra.iter_mut().enumerate() {
-                        *r += gb[o + i] * ka[o + i];
-                        pc[o + i] = gb[o + i] * ks[o + i];
-                    }
-                }
-                ra
-            })
-            .collect();
-        let mut ra = vec![0.0; n1];
-        for part in &row_parts {
-            for (r, v) in ra.iter_mut().zip(part) {
-                *r += v;
+                rb
             }
-        }
-        let inv_d = 1.0 / a.ncols() as f64;
-        let pm = MatRef::from_dmatrix(&p);
-        if let Some(da) = da {
-            write_side(da, &a, &ra, |out| gemm(out, inv_d, pm, MatRef::from_points(&b), 1.0));
-        }
+        };
         if let Some(db) = db {
             write_side(db, &b, &rb, |out| {
-                gemm(out, inv_d, pm.t(), MatRef::from_points(&a), 1.0)
+                gemm(out, inv_d, MatRef::from_dmatrix(&p).t(), MatRef::from_points(&a), 1.0)
             });
         }
         Ok(())
@@ -580,6 +572,33 @@ impl Linearization {
     }
 }
 
+/// [`Kernel::map_vjp`] from [`Kernel::map_partials`], one column at a time
+/// (the default, and the non-FC kernels' own).
+fn vjp_via_partials<K: Kernel + ?Sized>(
+    kernel: &K,
+    cols: &mut [&mut [f64]],
+    g: &[&[f64]],
+    na: &[f64],
+    nb: &[f64],
+    ra: &mut [f64],
+    rb: &mut [f64],
+) {
+    let m = na.len();
+    let mut scratch = vec![0.0; 4 * m];
+    let (k, rest) = scratch.split_at_mut(m);
+    let (ks, rest) = rest.split_at_mut(m);
+    let (ka, kb) = rest.split_at_mut(m);
+    ra.fill(0.0);
+    for (j, (col, gc)) in cols.iter_mut().zip(g).enumerate() {
+        kernel.map_partials(col, na, &nb[j..j + 1], PartialsMut { k, ks, ka, kb });
+        rb[j] = dot(gc, kb);
+        for i in 0..m {
+            ra[i] = gc[i].mul_add(ka[i], ra[i]);
+            col[i] = gc[i] * ks[i];
+        }
+    }
+}
+
 /// `P = g ∘ ∂f/∂s`, and `r` = the row sums (side a) or column sums (side b)
 /// of `g ∘ kn` (`kn` = `∂f/∂n` or `∂f/∂n'`). Fixed summation order, so the
 /// result does not depend on the thread count.
@@ -623,9 +642,207 @@ fn fill_p(
     }
 }
 
-/// Columns per task of the one-shot [`Kernel::vjp_into`]: fixed, not derived from the thread
-/// count, so that its row sums add up in the same order on any pool.
-const VJP_COLS: usize = 8;
+/// Rows of a block of the backward map's grid (see [`vjp_grid_row`]).
+const VJP_BLOCK_ROWS: usize = 128;
+
+/// Columns of a block of the backward map's grid.
+const VJP_BLOCK_COLS: usize = 256;
+
+/// The backward map ([`Kernel::map_vjp`]) over one row of blocks of the
+/// grid (at most [`VJP_BLOCK_ROWS`] rows, all columns, given as column
+/// pieces), block by block: returns the row sums of `g ∘ ∂f/∂n` into `ra`
+/// (block sums added in block order) and the column sums of `g ∘ ∂f/∂n'`
+/// of these rows. The grid is fixed, so the sums come in one order
+/// whatever the tiling and the threads.
+fn vjp_grid_row<K: Kernel + ?Sized>(
+    kernel: &K,
+    cols: &mut [&mut [f64]],
+    g: &[&[f64]],
+    na: &[f64],
+    nb: &[f64],
+    ra: &mut [f64],
+) -> Vec<f64> {
+    let mut rb = vec![0.0; nb.len()];
+    let mut part = vec![0.0; na.len()];
+    let blocks = cols
+        .chunks_mut(VJP_BLOCK_COLS)
+        .zip(g.chunks(VJP_BLOCK_COLS))
+        .zip(nb.chunks(VJP_BLOCK_COLS).zip(rb.chunks_mut(VJP_BLOCK_COLS)));
+    for (k, ((cb, gb), (nbb, rbb))) in blocks.enumerate() {
+        kernel.map_vjp(cb, gb, na, nbb, &mut part, rbb);
+        fold_in(ra, &part, k == 0);
+    }
+    rb
+}
+
+/// `acc ← part` (the first part) or `acc ← acc + part`.
+fn fold_in(acc: &mut [f64], part: &[f64], first: bool) {
+    if first {
+        acc.copy_from_slice(part);
+    } else {
+        for (a, p) in acc.iter_mut().zip(part) {
+            *a += p;
+        }
+    }
+}
+
+/// The column sums of `g ∘ ∂f/∂n'` from the grid's rows of blocks, added
+/// in row order.
+fn fold_rows(n2: usize, rows: impl IntoIterator<Item = Vec<f64>>) -> Vec<f64> {
+    let mut rb = vec![0.0; n2];
+    for part in rows {
+        fold_in(&mut rb, &part, false);
+    }
+    rb
+}
+
+/// Rows of `g`'s column pieces: rows `r0..r0 + m` of every column.
+fn g_rows(g: &DMatrix<f64>, r0: usize, m: usize) -> Vec<&[f64]> {
+    let n1 = g.nrows();
+    g.as_slice().chunks(n1).map(|c| &c[r0..r0 + m]).collect()
+}
+
+/// Rows per tile of the tiled [`Kernel::vjp_into`] for `n2 ≤ TILE_COLS`:
+/// few enough that the tile of `a` (784 KB at d = 784) stays in a core's
+/// cache from the GEMM that reads it to the diagonal term of `dL/da`
+/// (5000 × 100 × 784, FC3: 128, 256 and 512 rows took 31.2, 32.3 and
+/// 35.5 ms).
+const VJP_TILE_ROWS: usize = 128;
+
+/// Target rows per [`TILE_COLS`] columns of a tile of the vjp: with more
+/// columns the backward map of a tile pushes its rows of `a` out of cache
+/// anyway, and fewer, larger tiles pack `b` fewer times: the Gram's tiles
+/// (5000 × 1000 × 784, FC3: 1280-row tiles 277–281 ms, 896: 294, 512:
+/// 303–307).
+fn vjp_tile_target(n2: usize) -> usize {
+    if n2 <= TILE_COLS {
+        VJP_TILE_ROWS
+    } else {
+        TILE_ROWS
+    }
+}
+
+/// The tiled [`Kernel::vjp_into`] up to its GEMMs: in row tiles (whole rows
+/// of the grid), one task each, the inner products and then `P` into `p`,
+/// the norms of `a` into `na`, and the diagonal term of `dL/da` into `da`
+/// (when asked for); returns the column sums of `g ∘ ∂f/∂n'`. `b` (norms
+/// `nb`) and `g` are checked by the caller.
+#[allow(clippy::too_many_arguments)]
+fn vjp_tiles<K: Kernel + ?Sized>(
+    kernel: &K,
+    a: &PointsView<'_>,
+    b: &PointsView<'_>,
+    rows: usize,
+    g: &DMatrix<f64>,
+    nb: &[f64],
+    p: &mut DMatrix<f64>,
+    na: &mut Vec<f64>,
+    da: Option<&mut DMatrix<f64>>,
+) -> Result<Vec<f64>> {
+    let (n1, d) = (a.nrows(), a.ncols());
+    let xa = MatRef::from_points(a);
+    let da = da.map(|m| {
+        if m.shape() != (n1, d) {
+            *m = zeroed_matrix(n1, d);
+        }
+        SharedMut(m.as_mut_slice().as_mut_ptr())
+    });
+    let tiles = tiled_gram(a, b, rows, p, na, |r0, cols, na| {
+        let m = na.len();
+        let mut ra = vec![0.0; m];
+        let mut rbs = Vec::new();
+        for i0 in (0..m).step_by(VJP_BLOCK_ROWS) {
+            let h = VJP_BLOCK_ROWS.min(m - i0);
+            let mut sub: Vec<&mut [f64]> = cols.iter_mut().map(|c| &mut c[i0..i0 + h]).collect();
+            let gsub = g_rows(g, r0 + i0, h);
+            rbs.push(vjp_grid_row(
+                kernel,
+                &mut sub,
+                &gsub,
+                &na[i0..i0 + h],
+                nb,
+                &mut ra[i0..i0 + h],
+            ));
+        }
+        if let Some(out) = da {
+            let mut da_cols: Vec<&mut [f64]> = (0..d)
+                // SAFETY: `da` is `n1 × d` column-major and borrowed mutably
+                // for the whole pass; rows r0..r0+m of every column belong to
+                // this tile alone, and the pieces of different columns are
+                // disjoint.
+                .map(|c| unsafe { std::slice::from_raw_parts_mut(out.at(c * n1 + r0), m) })
+                .collect();
+            let coef: Vec<f64> = ra.iter().map(|r| 2.0 / d as f64 * r).collect();
+            // `a`'s rows are still in cache from the GEMM.
+            scaled_rows_into(&mut da_cols, &xa, r0, 0, &coef);
+        }
+        rbs
+    })?;
+    Ok(fold_rows(b.nrows(), tiles.into_iter().flatten()))
+}
+
+/// `out[c][i] ← coef[i]·x(r0 + i, c0 + c)` over the column pieces `out` of
+/// rows `r0..r0 + coef.len()` and columns `c0..` of `x` (the diagonal term
+/// of a VJP side).
+fn scaled_rows_into(out: &mut [&mut [f64]], x: &MatRef<'_>, r0: usize, c0: usize, coef: &[f64]) {
+    for (c, piece) in (c0..).zip(out.iter_mut()) {
+        if x.rs == 1 {
+            let xc = &x.data[r0 + c * x.cs..r0 + c * x.cs + coef.len()];
+            for ((o, &v), &k) in piece.iter_mut().zip(xc).zip(coef) {
+                *o = k * v;
+            }
+        } else {
+            for (i, (o, &k)) in piece.iter_mut().zip(coef).enumerate() {
+                *o = k * x.at(r0 + i, c);
+            }
+        }
+    }
+}
+
+/// The untiled backward map: [`Kernel::map_vjp`] over every block of the
+/// grid of `p` in parallel (inner products in, `P` out); returns the row
+/// sums of `g ∘ ∂f/∂n` and the column sums of `g ∘ ∂f/∂n'`, added as
+/// [`vjp_grid_row`] and [`fold_rows`] add them (the same bits as the tiled
+/// pass).
+fn vjp_blocks<K: Kernel + ?Sized>(
+    kernel: &K,
+    p: &mut DMatrix<f64>,
+    g: &DMatrix<f64>,
+    na: &[f64],
+    nb: &[f64],
+) -> (Vec<f64>, Vec<f64>) {
+    let (n1, n2) = (na.len(), nb.len());
+    let ncb = n2.div_ceil(VJP_BLOCK_COLS);
+    let mut blocks: Vec<Vec<&mut [f64]>> = (0..n1.div_ceil(VJP_BLOCK_ROWS) * ncb).map(|_| Vec::new()).collect();
+    for (j, col) in p.as_mut_slice().chunks_mut(n1).enumerate() {
+        for (ib, piece) in col.chunks_mut(VJP_BLOCK_ROWS).enumerate() {
+            blocks[ib * ncb + j / VJP_BLOCK_COLS].push(piece);
+        }
+    }
+    let parts: Vec<(Vec<f64>, Vec<f64>)> = blocks
+        .into_par_iter()
+        .enumerate()
+        .map(|(idx, mut pieces)| {
+            let (i0, j0) = ((idx / ncb) * VJP_BLOCK_ROWS, (idx % ncb) * VJP_BLOCK_COLS);
+            let (h, w) = (pieces[0].len(), pieces.len());
+            let gsub = &g_rows(g, i0, h)[j0..j0 + w];
+            let (mut ra, mut rb) = (vec![0.0; h], vec![0.0; w]);
+            kernel.map_vjp(&mut pieces, gsub, &na[i0..i0 + h], &nb[j0..j0 + w], &mut ra, &mut rb);
+            (ra, rb)
+        })
+        .collect();
+    let mut ra = vec![0.0; n1];
+    let mut rb_rows = Vec::new();
+    for (row, chunk) in parts.chunks(ncb).zip(ra.chunks_mut(VJP_BLOCK_ROWS)) {
+        let mut rb = Vec::with_capacity(n2);
+        for (k, (ra_part, rb_part)) in row.iter().enumerate() {
+            fold_in(chunk, ra_part, k == 0);
+            rb.extend_from_slice(rb_part);
+        }
+        rb_rows.push(rb);
+    }
+    (ra, fold_rows(n2, rb_rows))
+}
 
 /// The fused pass of the rank-`r` VJP (`g = u vᵀ`, `u`: `n1 × r`, `v`:
 /// `n2 × r`): `P = g ∘ ks` into `p` (f64, or f32 for the single-precision
@@ -705,13 +922,12 @@ fn write_side(out: &mut DMatrix<f64>, x: &PointsView<'_>, r: &[f64], f: impl FnO
     if out.shape() != (n, d) {
         *out = zeroed_matrix(n, d);
     }
-    let two_over_d = 2.0 / d as f64;
+    let coef: Vec<f64> = r.iter().map(|r| 2.0 / d as f64 * r).collect();
     let xr = MatRef::from_points(x);
-    out.as_mut_slice().par_chunks_mut(n).enumerate().for_each(|(c, col)| {
-        for (i, o) in col.iter_mut().enumerate() {
-            *o = two_over_d * r[i] * xr.at(i, c);
-        }
-    });
+    out.as_mut_slice()
+        .par_chunks_mut(n)
+        .enumerate()
+        .for_each(|(c, col)| scaled_rows_into(&mut [col], &xr, 0, c, &coef));
     f(MatMut::from_dmatrix(out));
 }
 
@@ -789,18 +1005,20 @@ const MIN_TILE_ROWS: usize = 128;
 /// the copies grow with the tile count times `b`'s size.
 const MAX_TILE_COLS: usize = 4096;
 
-/// Rows per tile of a tiled `n1 × n2` Gram matrix, or `None` where the
+/// Rows per tile of a tiled `n1 × n2` product, `target` rows per
+/// [`TILE_COLS`] columns, a multiple of `align`; or `None` where the
 /// untiled pass is the better one. Tiles come in a multiple of the thread
-/// count and within 8 rows of one another, so every thread gets the same
-/// work. (The tiling never changes the result: the GEMM splits rows only.)
-fn tile_rows(n1: usize, n2: usize) -> Option<usize> {
+/// count and within `align` rows of one another, so every thread gets the
+/// same work. (The tiling never changes the result: the GEMM splits rows
+/// only.)
+fn tile_rows(n1: usize, n2: usize, target: usize, align: usize) -> Option<usize> {
     let threads = rayon::current_num_threads();
     if n1 == 0 {
         return None;
     }
-    let target = TILE_ROWS * n2.div_ceil(TILE_COLS).max(1);
+    let target = target * n2.div_ceil(TILE_COLS).max(1);
     let tiles = threads * n1.div_ceil(target * threads);
-    let rows = n1.div_ceil(tiles).next_multiple_of(8);
+    let rows = n1.div_ceil(tiles).next_multiple_of(align);
     (threads > 1 && n2 <= MAX_TILE_COLS && rows >= MIN_TILE_ROWS).then_some(rows)
 }
 
@@ -836,20 +1054,21 @@ fn checked_b_for_tiles(a: &PointsView<'_>, b: &PointsView<'_>, nb: &mut Vec<f64>
     same_dim(a.ncols(), b)
 }
 
-/// `out ← f(a bᵀ / d)` in row tiles of `rows` rows, one parallel task per
+/// `out ← a bᵀ / d` in row tiles of `rows` rows, one parallel task per
 /// tile: a single-threaded GEMM into the tile's rows of `out`, the checked
 /// norms of those rows of `a` into `na` (in [`sq_norms_rows`]'s order, so
-/// the values [`norms_into`] gives), and `map(column pieces, norms)` over
-/// the tile. The first non-finite row of `a` (by index) is the error. `b`
-/// is checked by the caller ([`checked_b_for_tiles`]).
-fn tiled_gram(
+/// the values [`norms_into`] gives), and `map(first row, column pieces,
+/// norms)` over the tile, whose results come back in tile order. The first
+/// non-finite row of `a` (by index) is the error. `b` is checked by the
+/// caller ([`checked_b_for_tiles`]).
+fn tiled_gram<R: Send>(
     a: &PointsView<'_>,
     b: &PointsView<'_>,
     rows: usize,
     out: &mut DMatrix<f64>,
     na: &mut Vec<f64>,
-    map: impl Fn(&mut [&mut [f64]], &[f64]) + Sync,
-) -> Result<()> {
+    map: impl Fn(usize, &mut [&mut [f64]], &[f64]) -> R + Sync,
+) -> Result<Vec<R>> {
     let (n1, n2, d) = (a.nrows(), b.nrows(), a.ncols());
     if out.shape() != (n1, n2) {
         *out = zeroed_matrix(n1, n2);
@@ -859,8 +1078,7 @@ fn tiled_gram(
     let (xa, xbt) = (MatRef::from_points(a), MatRef::from_points(b).t());
     let inv_d = 1.0 / d as f64;
     let base = SharedMut(out.as_mut_slice().as_mut_ptr());
-    let results: Vec<Result<()>> = na
-        .par_chunks_mut(rows)
+    na.par_chunks_mut(rows)
         .enumerate()
         .map(|(t, na)| {
             let (r0, m) = (t * rows, na.len());
@@ -879,11 +1097,9 @@ fn tiled_gram(
                 // disjoint.
                 .map(|j| unsafe { std::slice::from_raw_parts_mut(base.at(j * n1 + r0), m) })
                 .collect();
-            map(&mut cols, na);
-            Ok(())
+            Ok(map(r0, &mut cols, na))
         })
-        .collect();
-    results.into_iter().collect()
+        .collect()
 }
 
 /// Rows per task of the norm pass.
@@ -1151,6 +1367,13 @@ impl Kernel for AnyKernel {
                 out.ka.fill(0.0);
                 out.kb.fill(0.0);
             }
+        }
+    }
+
+    fn map_vjp(&self, cols: &mut [&mut [f64]], g: &[&[f64]], na: &[f64], nb: &[f64], ra: &mut [f64], rb: &mut [f64]) {
+        match &self.spec {
+            KernelSpec::Fc(p) => fc_vjp(p, cols, g, na, nb, ra, rb),
+            _ => vjp_via_partials(self, cols, g, na, nb, ra, rb),
         }
     }
 

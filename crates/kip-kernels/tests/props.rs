@@ -405,9 +405,11 @@ fn tiled_gram_names_the_first_bad_row_of_any_tile() {
 }
 
 #[test]
-fn tiled_inner_products_give_the_vjp_its_untiled_bits() {
-    // The one-shot vjp takes its inner products and norms of `a` from the
-    // tiled Gram pass on 2+ threads, from one GEMM and a norm pass on one.
+fn tiled_vjp_gives_the_bits_of_the_untiled_one() {
+    // The one-shot vjp runs in row tiles on 2+ threads (inner products,
+    // norms, backward map and the diagonal term of dL/da per tile), and as
+    // one GEMM, a parallel pass over the blocks of its grid and write-then-
+    // GEMM sides on one: the same bits.
     let a = DMatrix::from_fn(1037, 29, |i, j| ((i * 7 + j * 3) % 23) as f64 / 7.0 - 1.5);
     let b = DMatrix::from_fn(41, 29, |i, j| ((i * 5 + j) % 13) as f64 / 6.0 - 1.0);
     let g = DMatrix::from_fn(1037, 41, |i, j| ((i * 3 + j * 11) % 17) as f64 / 8.0 - 1.0);
@@ -426,6 +428,45 @@ fn tiled_inner_products_give_the_vjp_its_untiled_bits() {
     bad[(900, 3)] = f64::NAN;
     let e = on_threads(2, || k_fc3().vjp(&bad, &b, &g)).unwrap_err().to_string();
     assert!(e.contains("non-finite value in a at row 900, column 3"), "{e}");
+}
+
+/// The one-shot vjp over a grid of several row and column blocks (128 × 256,
+/// in row tiles of two blocks each on two threads), untiled and tiled, and
+/// for one side at a time, against the linearized path (partials stored,
+/// then `P` and the sums in separate passes).
+#[test]
+fn vjp_over_its_grid_equals_the_linearized_one() {
+    use kip_kernels::{points, Linearization};
+    let a = DMatrix::from_fn(700, 13, |i, j| ((i * 7 + j * 3) % 23) as f64 / 7.0 - 1.5);
+    let b = DMatrix::from_fn(300, 13, |i, j| ((i * 5 + j) % 13) as f64 / 6.0 - 1.0);
+    let g = DMatrix::from_fn(700, 300, |i, j| ((i * 3 + j * 11) % 17) as f64 / 8.0 - 1.0);
+    for s in SPECS {
+        let k = s.parse::<KernelSpec>().unwrap().build();
+        let mut lin = Linearization::default();
+        lin.compute(&k, points(&a), points(&b)).unwrap();
+        let (mut want_a, mut want_b) = (DMatrix::zeros(0, 0), DMatrix::zeros(0, 0));
+        lin.vjp_into(points(&a), points(&b), &g, Some(&mut want_a), Some(&mut want_b))
+            .unwrap();
+        for threads in [1, 2] {
+            let (da, db) = on_threads(threads, || k.vjp(&a, &b, &g).unwrap());
+            assert!(
+                rel(&da, &want_a) < 1e-12,
+                "{s}, {threads} threads: dL/da {}",
+                rel(&da, &want_a)
+            );
+            assert!(
+                rel(&db, &want_b) < 1e-12,
+                "{s}, {threads} threads: dL/db {}",
+                rel(&db, &want_b)
+            );
+            let (mut one_a, mut one_b) = (DMatrix::zeros(0, 0), DMatrix::zeros(0, 0));
+            on_threads(threads, || {
+                k.vjp_into(points(&a), points(&b), &g, Some(&mut one_a), None).unwrap();
+                k.vjp_into(points(&a), points(&b), &g, None, Some(&mut one_b)).unwrap();
+            });
+            assert_eq!((one_a, one_b), (da, db), "{s}, {threads} threads: one side at a time");
+        }
+    }
 }
 
 fn k_fc3() -> AnyKernel {
