@@ -5,13 +5,16 @@
 //! * `linearized` (the KIP path): partials kept from the forward pass, only
 //!   `dL/db` — floor = 1 bare GEMM.
 //!
-//! Each floor is timed in alternation with the product it is compared with.
+//! Each floor is timed in alternation with the product it is compared with,
+//! and the ratio is the median of the pairs' ratios.
 
 use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use kip_benches::{gemm_job, gflops, kernel_inputs, paired_median_secs, random, slow_group, KERNEL_SHAPES};
+use kip_benches::{
+    gemm_job, gflops, kernel_inputs, paired_ratio, random, slow_group, Paired, KERNEL_SHAPES, PAIRED_BUDGET,
+};
 use kip_kernels::{points, Kernel, KernelSpec, Linearization};
 use nalgebra::DMatrix;
 
@@ -25,7 +28,7 @@ fn bench(c: &mut Criterion) {
         for depth in [1, 3] {
             let k = KernelSpec::fc_ntk(depth).build();
             let (mut da, mut db) = (DMatrix::zeros(n1, d), DMatrix::zeros(n2, d));
-            let (floor, t) = paired_median_secs(7, &mut floor_job, || {
+            let Paired { floor, time: t, ratio } = paired_ratio(PAIRED_BUDGET, 7, &mut floor_job, || {
                 k.vjp_into(points(&a), points(&b), &g, Some(&mut da), Some(&mut db))
                     .unwrap();
                 black_box(&db);
@@ -35,19 +38,18 @@ fn bench(c: &mut Criterion) {
                 t * 1e3,
                 gflops(3.0 * gemm_flops, t),
                 3.0 * floor * 1e3,
-                t / (3.0 * floor)
+                ratio / 3.0
             );
             let mut lin = Linearization::default();
             lin.compute(&k, points(&a), points(&b)).unwrap();
-            let (floor, tl) = paired_median_secs(7, &mut floor_job, || {
+            let Paired { floor, time: tl, ratio } = paired_ratio(PAIRED_BUDGET, 7, &mut floor_job, || {
                 lin.vjp_into(points(&a), points(&b), &g, None, Some(&mut db)).unwrap();
                 black_box(&db);
             });
             println!(
-                "vjp(linearized, b side) fc{depth}-ntk {n1}x{n2}x{d}: {:.2} ms; floor 1 GEMM {:.2} ms; ratio {:.2}",
+                "vjp(linearized, b side) fc{depth}-ntk {n1}x{n2}x{d}: {:.2} ms; floor 1 GEMM {:.2} ms; ratio {ratio:.2}",
                 tl * 1e3,
                 floor * 1e3,
-                tl / floor
             );
             group.throughput(Throughput::Elements((3.0 * gemm_flops) as u64));
             group.bench_function(

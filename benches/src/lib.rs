@@ -41,15 +41,15 @@ pub fn slow_group<'a>(c: &'a mut Criterion, name: &str, measurement: Duration) -
 /// Median wall time in seconds of `reps` calls of `f` (after one warm-up).
 pub fn median_secs(reps: usize, mut f: impl FnMut()) -> f64 {
     f();
-    let mut t: Vec<f64> = (0..reps)
-        .map(|_| {
-            let s = Instant::now();
-            f();
-            s.elapsed().as_secs_f64()
-        })
-        .collect();
-    t.sort_by(f64::total_cmp);
-    t[t.len() / 2]
+    median(
+        (0..reps)
+            .map(|_| {
+                let s = Instant::now();
+                f();
+                s.elapsed().as_secs_f64()
+            })
+            .collect(),
+    )
 }
 
 /// Median time of a bare GEMM `(m × k)·(k × n)`, the products kip's hot
@@ -87,7 +87,46 @@ pub fn gemm_job<T: Scalar + nalgebra::Scalar>(m: usize, n: usize, k: usize) -> i
 /// warm-up of each), timed in alternation: this VM's speed drifts by ±10%
 /// over seconds, and alternating moves both medians alike, so their ratio
 /// is steadier than that of two medians taken one after the other.
-pub fn paired_median_secs(reps: usize, mut floor: impl FnMut(), mut f: impl FnMut()) -> (f64, f64) {
+pub fn paired_median_secs(reps: usize, floor: impl FnMut(), f: impl FnMut()) -> (f64, f64) {
+    let (tf, tg) = paired_samples(reps, floor, f);
+    (median(tf), median(tg))
+}
+
+/// Time per product for [`paired_ratio`] in the gram and vjp benches: the
+/// 100-column shapes get ~100 pairs, the largest the minimum.
+pub const PAIRED_BUDGET: Duration = Duration::from_secs(2);
+
+/// A product timed in alternation with its floor ([`paired_ratio`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Paired {
+    /// Median wall time of the floor, seconds.
+    pub floor: f64,
+    /// Median wall time of the product, seconds.
+    pub time: f64,
+    /// Median over the pairs of product time / floor time: each pair is
+    /// timed back to back, so the VM's drift cancels within a pair.
+    pub ratio: f64,
+}
+
+/// [`paired_median_secs`] over as many pairs as fit in `budget` (at least
+/// `min_reps`, at most 201), with the median of the per-pair ratios.
+pub fn paired_ratio(budget: Duration, min_reps: usize, mut floor: impl FnMut(), mut f: impl FnMut()) -> Paired {
+    let s = Instant::now();
+    floor();
+    f();
+    let reps = ((budget.as_secs_f64() / s.elapsed().as_secs_f64()) as usize).clamp(min_reps, 201);
+    let (tf, tg) = paired_samples(reps, floor, f);
+    let ratios = tf.iter().zip(&tg).map(|(a, b)| b / a).collect();
+    Paired {
+        floor: median(tf),
+        time: median(tg),
+        ratio: median(ratios),
+    }
+}
+
+/// Wall times of `reps` alternating calls of `floor` and `f`, after one
+/// warm-up of each.
+fn paired_samples(reps: usize, mut floor: impl FnMut(), mut f: impl FnMut()) -> (Vec<f64>, Vec<f64>) {
     floor();
     f();
     let (mut tf, mut tg) = (Vec::with_capacity(reps), Vec::with_capacity(reps));
@@ -99,11 +138,13 @@ pub fn paired_median_secs(reps: usize, mut floor: impl FnMut(), mut f: impl FnMu
         f();
         tg.push(s.elapsed().as_secs_f64());
     }
-    let median = |mut t: Vec<f64>| {
-        t.sort_by(f64::total_cmp);
-        t[t.len() / 2]
-    };
-    (median(tf), median(tg))
+    (tf, tg)
+}
+
+/// The median of `t` (the upper one for an even length).
+fn median(mut t: Vec<f64>) -> f64 {
+    t.sort_by(f64::total_cmp);
+    t[t.len() / 2]
 }
 
 /// GFLOP/s of `flops` in `secs`.
