@@ -20,25 +20,28 @@ fn bench(c: &mut Criterion) {
         let (a, b) = kernel_inputs(n1, n2, d);
         let flops = 2.0 * (n1 * n2 * d) as f64;
         let mut floor_job = gemm_job::<f64>(n1, n2, d);
-        for depth in [1, 3] {
-            let k = KernelSpec::fc_ntk(depth).build();
+        // `linear` (no map at all) shows what the tiling itself costs.
+        for spec in ["linear", "fc1-ntk", "fc3-ntk"] {
+            let k = spec.parse::<KernelSpec>().unwrap().build();
             let mut out = DMatrix::zeros(n1, n2);
             let Paired { floor, time: t, ratio } = paired_ratio(PAIRED_BUDGET, 9, &mut floor_job, || {
                 k.gram_into(points(&a), points(&b), &mut out).unwrap();
                 black_box(&out);
             });
             println!(
-                "gram fc{depth}-ntk {n1}x{d} vs {n2}x{d}: {:.2} ms, {:.0} GFLOP/s; bare GEMM {:.2} ms ({:.0} GFLOP/s); ratio {ratio:.2}",
+                "gram {spec} {n1}x{d} vs {n2}x{d}: {:.2} ms, {:.0} GFLOP/s; bare GEMM {:.2} ms ({:.0} GFLOP/s); ratio {ratio:.2}",
                 t * 1e3,
                 gflops(flops, t),
                 floor * 1e3,
                 gflops(flops, floor),
             );
+            if spec == "linear" {
+                continue;
+            }
             group.throughput(Throughput::Elements(flops as u64));
-            group.bench_function(
-                BenchmarkId::new(format!("fc{depth}-ntk"), format!("{n1}x{n2}x{d}")),
-                |bch| bch.iter(|| k.gram_into(points(&a), points(&b), &mut out).unwrap()),
-            );
+            group.bench_function(BenchmarkId::new(spec, format!("{n1}x{n2}x{d}")), |bch| {
+                bch.iter(|| k.gram_into(points(&a), points(&b), &mut out).unwrap())
+            });
         }
     }
     group.finish();

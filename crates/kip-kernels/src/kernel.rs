@@ -705,15 +705,15 @@ fn g_rows(g: &DMatrix<f64>, r0: usize, m: usize) -> Vec<&[f64]> {
 /// Rows per tile of the tiled [`Kernel::vjp_into`] for `n2 ≤ TILE_COLS`:
 /// few enough that the tile of `a` (784 KB at d = 784) stays in a core's
 /// cache from the GEMM that reads it to the diagonal term of `dL/da`
-/// (5000 × 100 × 784, FC3: 128, 256 and 512 rows took 31.2, 32.3 and
-/// 35.5 ms).
+/// (5000 × 100 × 784, FC3, timed once each with an ad-hoc timer: 128,
+/// 256 and 512 rows took 31.2, 32.3 and 35.5 ms).
 const VJP_TILE_ROWS: usize = 128;
 
 /// Target rows per [`TILE_COLS`] columns of a tile of the vjp: with more
 /// columns the backward map of a tile pushes its rows of `a` out of cache
 /// anyway, and fewer, larger tiles pack `b` fewer times: the Gram's tiles
-/// (5000 × 1000 × 784, FC3: 1280-row tiles 277–281 ms, 896: 294, 512:
-/// 303–307).
+/// (5000 × 1000 × 784, FC3, two ad-hoc runs each: 1280-row tiles 277–281
+/// ms, 896: 294, 512: 303–307).
 fn vjp_tile_target(n2: usize) -> usize {
     if n2 <= TILE_COLS {
         VJP_TILE_ROWS
