@@ -91,7 +91,9 @@ pub trait Kernel: Send + Sync + fmt::Debug {
     /// then the map. Both give the same bits.
     ///
     /// # Errors
-    /// As [`Kernel::gram`].
+    /// As [`Kernel::gram`]. After an error `out` holds unspecified values
+    /// (a bad row of `a` is found by the tile that holds it, after other
+    /// tiles may have been written).
     fn gram_into(&self, a: PointsView<'_>, b: PointsView<'_>, out: &mut DMatrix<f64>) -> Result<()> {
         let (mut na, mut nb) = (Vec::new(), Vec::new());
         let Some(rows) = tile_rows(a.nrows(), b.nrows(), TILE_ROWS, 8) else {
@@ -173,7 +175,8 @@ pub trait Kernel: Send + Sync + fmt::Debug {
     /// Tiled and untiled give the same bits.
     ///
     /// # Errors
-    /// As [`Kernel::vjp`].
+    /// As [`Kernel::vjp`]. After an error `da` and `db` hold unspecified
+    /// values (as [`Kernel::gram_into`]).
     fn vjp_into(
         &self,
         a: PointsView<'_>,
