@@ -96,7 +96,7 @@ pub trait Kernel: Send + Sync + fmt::Debug {
     /// tiles may have been written).
     fn gram_into(&self, a: PointsView<'_>, b: PointsView<'_>, out: &mut DMatrix<f64>) -> Result<()> {
         let (mut na, mut nb) = (Vec::new(), Vec::new());
-        let Some(rows) = tile_rows(a.nrows(), b.nrows(), TILE_ROWS, 8) else {
+        let Some(rows) = tile_rows(a.nrows(), b.nrows(), 8) else {
             checked_pair(&a, &b, &mut na, &mut nb)?;
             inner_products(&a, &b, out);
             map_columns(out, |cols, rows, cols_range| {
@@ -188,7 +188,7 @@ pub trait Kernel: Send + Sync + fmt::Debug {
         let (mut na, mut nb) = (Vec::new(), Vec::new());
         let mut p = zeroed_matrix(0, 0);
         let inv_d = 1.0 / a.ncols() as f64;
-        let rb = match tile_rows(a.nrows(), b.nrows(), vjp_tile_target(b.nrows()), VJP_BLOCK_ROWS) {
+        let rb = match tile_rows(a.nrows(), b.nrows(), VJP_BLOCK_ROWS) {
             Some(rows) => {
                 checked_b_for_tiles(&a, &b, &mut nb)?;
                 check_g(g, a.nrows(), b.nrows())?;
@@ -705,26 +705,6 @@ fn g_rows(g: &DMatrix<f64>, r0: usize, m: usize) -> Vec<&[f64]> {
     g.as_slice().chunks(n1).map(|c| &c[r0..r0 + m]).collect()
 }
 
-/// Rows per tile of the tiled [`Kernel::vjp_into`] for `n2 ≤ TILE_COLS`:
-/// few enough that the tile of `a` (784 KB at d = 784) stays in a core's
-/// cache from the GEMM that reads it to the diagonal term of `dL/da`
-/// (5000 × 100 × 784, FC3, timed once each with an ad-hoc timer: 128,
-/// 256 and 512 rows took 31.2, 32.3 and 35.5 ms).
-const VJP_TILE_ROWS: usize = 128;
-
-/// Target rows per [`TILE_COLS`] columns of a tile of the vjp: with more
-/// columns the backward map of a tile pushes its rows of `a` out of cache
-/// anyway, and fewer, larger tiles pack `b` fewer times: the Gram's tiles
-/// (5000 × 1000 × 784, FC3, two ad-hoc runs each: 1280-row tiles 277–281
-/// ms, 896: 294, 512: 303–307).
-fn vjp_tile_target(n2: usize) -> usize {
-    if n2 <= TILE_COLS {
-        VJP_TILE_ROWS
-    } else {
-        TILE_ROWS
-    }
-}
-
 /// The tiled [`Kernel::vjp_into`] up to its GEMMs: in row tiles (whole rows
 /// of the grid), one task each, the inner products and then `P` into `p`,
 /// the norms of `a` into `na`, and the diagonal term of `dL/da` into `da`
@@ -988,14 +968,23 @@ fn map_columns(
     }
 }
 
-/// Target rows per tile of [`tiled_gram`] per [`TILE_COLS`] columns of `b`:
-/// fewer rows pack `b` more often (once per tile), more rows let the tile
-/// of `a` (3 MB at d = 784 and 512 rows) fall out of cache before the norm
-/// pass reads it. With 100 columns, 256, 512 and 1024 rows measured alike;
-/// with 1000 columns, 4 tiles of 1250 rows beat 10 of 500 by 2–4% (their
-/// norm pass misses the cache either way, and `b` is packed 4 times, not
-/// 10).
+/// Target rows per tile of [`tiled_gram`] (the Gram and the vjp) per
+/// [`TILE_COLS`] columns of `b`, beyond [`TILE_COLS`] columns: fewer rows
+/// pack `b` more often (once per tile), more rows let the tile of `a` fall
+/// out of cache before the norm pass reads it. With 1000 columns the tile
+/// leaves the cache either way, and `b` is packed fewer times: 4 tiles of
+/// 1250 rows beat 10 of 500 by 2–4% (Gram), and 1280-row tiles took
+/// 277–281 ms against 303–307 for 512 rows (vjp FC3 5000 × 1000 × 784,
+/// ad-hoc timer).
 const TILE_ROWS: usize = 512;
+
+/// Target rows per tile up to [`TILE_COLS`] columns: the tile of `a`
+/// (784 KB at d = 784) stays in a core's cache from the GEMM to the norm
+/// loop and, in the vjp, to the diagonal term of `dL/da` (vjp FC3 at
+/// 5000 × 100 × 784, ad-hoc timer: 128, 256 and 512 rows took 31.2, 32.3
+/// and 35.5 ms; Gram FC3, paired bench A/B: 1.22–1.23 against 1.24–1.25
+/// for 512 rows).
+const NARROW_TILE_ROWS: usize = 128;
 
 /// Columns of `b` per [`TILE_ROWS`] of target tile height.
 const TILE_COLS: usize = 256;
@@ -1008,18 +997,22 @@ const MIN_TILE_ROWS: usize = 128;
 /// the copies grow with the tile count times `b`'s size.
 const MAX_TILE_COLS: usize = 4096;
 
-/// Rows per tile of a tiled `n1 × n2` product, `target` rows per
-/// [`TILE_COLS`] columns, a multiple of `align`; or `None` where the
-/// untiled pass is the better one. Tiles come in a multiple of the thread
-/// count and within `align` rows of one another, so every thread gets the
-/// same work. (The tiling never changes the result: the GEMM splits rows
-/// only.)
-fn tile_rows(n1: usize, n2: usize, target: usize, align: usize) -> Option<usize> {
+/// Rows per tile of a tiled `n1 × n2` product ([`NARROW_TILE_ROWS`] up to
+/// [`TILE_COLS`] columns, else [`TILE_ROWS`] per [`TILE_COLS`] columns), a
+/// multiple of `align`; or `None` where the untiled pass is the better
+/// one. Tiles come in a multiple of the thread count and within `align`
+/// rows of one another, so every thread gets the same work. (The tiling
+/// never changes the result: the GEMM splits rows only.)
+fn tile_rows(n1: usize, n2: usize, align: usize) -> Option<usize> {
     let threads = rayon::current_num_threads();
     if n1 == 0 {
         return None;
     }
-    let target = target * n2.div_ceil(TILE_COLS).max(1);
+    let target = if n2 <= TILE_COLS {
+        NARROW_TILE_ROWS
+    } else {
+        TILE_ROWS * n2.div_ceil(TILE_COLS)
+    };
     let tiles = threads * n1.div_ceil(target * threads);
     let rows = n1.div_ceil(tiles).next_multiple_of(align);
     (threads > 1 && n2 <= MAX_TILE_COLS && rows >= MIN_TILE_ROWS).then_some(rows)
