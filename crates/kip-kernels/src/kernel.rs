@@ -990,8 +990,9 @@ const NARROW_TILE_ROWS: usize = 128;
 const TILE_COLS: usize = 256;
 
 /// Fewest rows per tile: below this a single-threaded GEMM per tile loses
-/// to one parallel GEMM.
-const MIN_TILE_ROWS: usize = 128;
+/// to one parallel GEMM. Half of [`NARROW_TILE_ROWS`], since the tile
+/// count rounds up (1037 rows on two threads: 10 tiles of 104).
+const MIN_TILE_ROWS: usize = 64;
 
 /// Most columns for the tiled pass: every tile's GEMM packs all of `b`, so
 /// the copies grow with the tile count times `b`'s size.
@@ -1393,5 +1394,42 @@ pub fn kernel_from_str(s: &str) -> Result<AnyKernel> {
 impl From<FcParams> for AnyKernel {
     fn from(p: FcParams) -> Self {
         Self::from_spec(KernelSpec::Fc(p))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The sizes the tiling tests in `tests/props.rs` use do take the
+    /// tiled paths on 2–5 threads (the tests compare them with one thread,
+    /// which never tiles), and the paper's shapes get the documented tiles.
+    #[test]
+    fn the_tiling_tests_shapes_are_tiled() {
+        for threads in 2..=5 {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            pool.install(|| {
+                for (n1, n2) in [(1037, 41), (1200, 7)] {
+                    assert!(tile_rows(n1, n2, 8).is_some(), "gram {n1}x{n2}, {threads} threads");
+                }
+                for (n1, n2) in [(1037, 41), (700, 300)] {
+                    assert!(
+                        tile_rows(n1, n2, VJP_BLOCK_ROWS).is_some(),
+                        "vjp {n1}x{n2}, {threads} threads"
+                    );
+                }
+                assert_eq!(tile_rows(1, 41, 8), None);
+            });
+        }
+        let two = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+        two.install(|| {
+            assert_eq!(tile_rows(5000, 100, 8), Some(128));
+            assert_eq!(tile_rows(5000, 1000, 8), Some(1256));
+            assert_eq!(tile_rows(5000, 100, VJP_BLOCK_ROWS), Some(128));
+            assert_eq!(tile_rows(700, 300, VJP_BLOCK_ROWS), Some(384));
+            assert_eq!(tile_rows(5000, 5000, 8), None);
+        });
+        let one = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+        one.install(|| assert_eq!(tile_rows(5000, 100, 8), None));
     }
 }

@@ -355,8 +355,8 @@ fn on_threads<T: Send>(threads: usize, f: impl FnOnce() -> T + Send) -> T {
 #[test]
 fn tiled_gram_gives_the_bits_of_the_untiled_one() {
     // One thread takes the untiled path (one GEMM, then the map); two to
-    // five threads tile these sizes into 2–5 row tiles of uneven lengths,
-    // for column-major and row-major `a`.
+    // five threads tile these sizes into 9–12 row tiles (the last one
+    // shorter), for column-major and row-major `a`.
     let a = DMatrix::from_fn(1037, 29, |i, j| ((i * 7 + j * 3) % 23) as f64 / 7.0 - 1.5);
     let a_rows: Vec<f64> = (0..a.nrows())
         .flat_map(|i| a.row(i).iter().copied().collect::<Vec<_>>())
