@@ -169,9 +169,10 @@ pub trait Kernel: Send + Sync + fmt::Debug {
     /// `n2 ≤ 4096`) the work before the GEMMs runs in row tiles, one task
     /// each: a single-threaded GEMM for the tile's inner products, the
     /// norms of its rows of `a`, the backward map, and the diagonal term
-    /// `(2/d)·(Σ_j g_ij ∂f/∂n)·a_i` of `dL/da` — all while the tile is in
-    /// cache, so `a` is read from memory once before the GEMMs (three
-    /// times untiled). Then one GEMM per side adds `P b/d` and `Pᵀ a/d`.
+    /// `(2/d)·(Σ_j g_ij ∂f/∂n)·a_i` of `dL/da` — one task reads the tile's
+    /// rows of `a` three times in a row, where the untiled pass makes three
+    /// passes over all of `a` (GEMM, norms, diagonal term). Then one GEMM
+    /// per side adds `P b/d` and `Pᵀ a/d`.
     /// Tiled and untiled give the same bits.
     ///
     /// # Errors
@@ -699,10 +700,15 @@ fn fold_rows(n2: usize, rows: impl IntoIterator<Item = Vec<f64>>) -> Vec<f64> {
     rb
 }
 
-/// Rows of `g`'s column pieces: rows `r0..r0 + m` of every column.
-fn g_rows(g: &DMatrix<f64>, r0: usize, m: usize) -> Vec<&[f64]> {
+/// Column pieces of `g`: rows `r0..r0 + m` of columns `cols`.
+fn g_rows(g: &DMatrix<f64>, r0: usize, m: usize, cols: std::ops::Range<usize>) -> Vec<&[f64]> {
     let n1 = g.nrows();
-    g.as_slice().chunks(n1).map(|c| &c[r0..r0 + m]).collect()
+    cols.map(|j| &g.as_slice()[j * n1 + r0..j * n1 + r0 + m]).collect()
+}
+
+/// The coefficients `(2/d)·r_i` of a VJP side's diagonal term.
+fn diag_coefs(r: &[f64], d: usize) -> Vec<f64> {
+    r.iter().map(|r| 2.0 / d as f64 * r).collect()
 }
 
 /// The tiled [`Kernel::vjp_into`] up to its GEMMs: in row tiles (whole rows
@@ -737,7 +743,7 @@ fn vjp_tiles<K: Kernel + ?Sized>(
         for i0 in (0..m).step_by(VJP_BLOCK_ROWS) {
             let h = VJP_BLOCK_ROWS.min(m - i0);
             let mut sub: Vec<&mut [f64]> = cols.iter_mut().map(|c| &mut c[i0..i0 + h]).collect();
-            let gsub = g_rows(g, r0 + i0, h);
+            let gsub = g_rows(g, r0 + i0, h, 0..g.ncols());
             rbs.push(vjp_grid_row(
                 kernel,
                 &mut sub,
@@ -755,9 +761,8 @@ fn vjp_tiles<K: Kernel + ?Sized>(
                 // disjoint.
                 .map(|c| unsafe { std::slice::from_raw_parts_mut(out.at(c * n1 + r0), m) })
                 .collect();
-            let coef: Vec<f64> = ra.iter().map(|r| 2.0 / d as f64 * r).collect();
-            // `a`'s rows are still in cache from the GEMM.
-            scaled_rows_into(&mut da_cols, &xa, r0, 0, &coef);
+            // The same task has just read these rows of `a` (GEMM, norms).
+            scaled_rows_into(&mut da_cols, &xa, r0, 0, &diag_coefs(&ra, d));
         }
         rbs
     })?;
@@ -808,9 +813,9 @@ fn vjp_blocks<K: Kernel + ?Sized>(
         .map(|(idx, mut pieces)| {
             let (i0, j0) = ((idx / ncb) * VJP_BLOCK_ROWS, (idx % ncb) * VJP_BLOCK_COLS);
             let (h, w) = (pieces[0].len(), pieces.len());
-            let gsub = &g_rows(g, i0, h)[j0..j0 + w];
+            let gsub = g_rows(g, i0, h, j0..j0 + w);
             let (mut ra, mut rb) = (vec![0.0; h], vec![0.0; w]);
-            kernel.map_vjp(&mut pieces, gsub, &na[i0..i0 + h], &nb[j0..j0 + w], &mut ra, &mut rb);
+            kernel.map_vjp(&mut pieces, &gsub, &na[i0..i0 + h], &nb[j0..j0 + w], &mut ra, &mut rb);
             (ra, rb)
         })
         .collect();
@@ -905,7 +910,7 @@ fn write_side(out: &mut DMatrix<f64>, x: &PointsView<'_>, r: &[f64], f: impl FnO
     if out.shape() != (n, d) {
         *out = zeroed_matrix(n, d);
     }
-    let coef: Vec<f64> = r.iter().map(|r| 2.0 / d as f64 * r).collect();
+    let coef = diag_coefs(r, d);
     let xr = MatRef::from_points(x);
     out.as_mut_slice()
         .par_chunks_mut(n)
@@ -978,12 +983,13 @@ fn map_columns(
 /// ad-hoc timer).
 const TILE_ROWS: usize = 512;
 
-/// Target rows per tile up to [`TILE_COLS`] columns: the tile of `a`
-/// (784 KB at d = 784) stays in a core's cache from the GEMM to the norm
-/// loop and, in the vjp, to the diagonal term of `dL/da` (vjp FC3 at
-/// 5000 × 100 × 784, ad-hoc timer: 128, 256 and 512 rows took 31.2, 32.3
-/// and 35.5 ms; Gram FC3, paired bench A/B: 1.22–1.23 against 1.24–1.25
-/// for 512 rows).
+/// Target rows per tile up to [`TILE_COLS`] columns: a tile of `a` small
+/// enough for a core's 1 MB L2 (784 KB at d = 784), read again by the norm
+/// loop and, in the vjp, by the diagonal term of `dL/da` after the GEMM
+/// (not all of it is still there: the norms still cost ~7% at 100
+/// columns, README). Measured: vjp FC3 at 5000 × 100 × 784, ad-hoc timer:
+/// 128, 256 and 512 rows took 31.2, 32.3 and 35.5 ms; Gram FC3, paired
+/// bench A/B: 1.22–1.23 against 1.24–1.25 for 512 rows.
 const NARROW_TILE_ROWS: usize = 128;
 
 /// Columns of `b` per [`TILE_ROWS`] of target tile height.
