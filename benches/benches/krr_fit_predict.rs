@@ -35,7 +35,7 @@ fn flops(n_s: usize) -> f64 {
 fn fit_predict(kernel: &dyn Kernel, x_s: &DMatrix<f64>, y_s: &DMatrix<f64>, x_t: &DMatrix<f64>) -> DMatrix<f64> {
     let k_ss = kernel.gram_sym(x_s).unwrap();
     let model = fit(&k_ss, y_s, Ridge::default()).unwrap();
-    predict_blocked(kernel, points(x_t), points(x_s), &model.alpha, BLOCK).unwrap()
+    predict_blocked(kernel, points(x_s), &model.alpha, points(x_t), BLOCK).unwrap()
 }
 
 fn bench(c: &mut Criterion) {

@@ -8,6 +8,7 @@
 //! floor, so the two figures compare like with like.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use kip_core::{gemm, MatMut, MatRef};
 use kip_nn::{Mlp, MlpParams, Trainer};
 use nalgebra::DMatrix;
 use rand::{Rng, SeedableRng};
@@ -22,49 +23,18 @@ fn uniform(rows: usize, cols: usize, rng: &mut ChaCha8Rng) -> DMatrix<f32> {
     DMatrix::from_fn(rows, cols, |_, _| rng.random::<f32>() * 2.0 - 1.0)
 }
 
-/// `dst = op(a)·op(b)` with the `gemm` crate (`t` = transpose by swapping
-/// strides), parallel: the floor the training step is measured against.
+/// `dst = op(a)·op(b)` through the workspace's GEMM (`t` = transpose:
+/// swapped strides, no copy): the floor the training step is measured
+/// against.
 fn mm(dst: &mut DMatrix<f32>, a: &DMatrix<f32>, ta: bool, b: &DMatrix<f32>, tb: bool) {
-    let (m, n) = dst.shape();
-    let k = if ta { a.nrows() } else { a.ncols() };
-    let strides = |x: &DMatrix<f32>, t: bool| {
-        let (rs, cs) = (1isize, x.nrows() as isize);
+    fn op(x: &DMatrix<f32>, t: bool) -> MatRef<'_, f32> {
         if t {
-            (cs, rs)
+            MatRef::from(x).t()
         } else {
-            (rs, cs)
+            MatRef::from(x)
         }
-    };
-    let (a_rs, a_cs) = strides(a, ta);
-    let (b_rs, b_cs) = strides(b, tb);
-    assert_eq!(if ta { a.ncols() } else { a.nrows() }, m);
-    assert_eq!(if tb { b.nrows() } else { b.ncols() }, n);
-    assert_eq!(if tb { b.ncols() } else { b.nrows() }, k);
-    // SAFETY: shapes checked above; column-major buffers owned by the
-    // matrices; `dst` does not alias `a` or `b`.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            m as isize,
-            1,
-            false,
-            a.as_ptr(),
-            a_cs,
-            a_rs,
-            b.as_ptr(),
-            b_cs,
-            b_rs,
-            0.0,
-            1.0,
-            false,
-            false,
-            false,
-            gemm::Parallelism::Rayon(0),
-        );
     }
+    gemm(1.0, op(a, ta), op(b, tb), 0.0, MatMut::from(dst));
 }
 
 fn mlp_step(c: &mut Criterion) {

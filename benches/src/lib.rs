@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion};
-use kip_kernels::{gemm, MatMut, MatRef, Scalar};
+use kip_core::{gemm, MatMut, MatRef, Scalar};
 use nalgebra::DMatrix;
 use rand::{Rng, SeedableRng};
 
@@ -68,16 +68,16 @@ pub fn gemm_secs_in<T: Scalar + nalgebra::Scalar>(m: usize, n: usize, k: usize, 
 /// output allocated and touched once): the floor the benches compare with.
 pub fn gemm_job<T: Scalar + nalgebra::Scalar>(m: usize, n: usize, k: usize) -> impl FnMut() {
     let (a, b) = kernel_inputs(m, n, k);
-    let (a, b) = (a.map(T::from_f64), b.map(T::from_f64));
+    let (a, b) = (a.map(T::of_f64), b.map(T::of_f64));
     let mut c = DMatrix::from_element(m, n, T::ZERO);
-    let one = T::from_f64(1.0);
+    let one = T::of_f64(1.0);
     move || {
         gemm(
-            MatMut::from_dmatrix(&mut c),
             one,
-            MatRef::from_dmatrix(&a),
-            MatRef::from_dmatrix(&b).t(),
+            MatRef::from(&a),
+            MatRef::from(&b).t(),
             T::ZERO,
+            MatMut::from(&mut c),
         );
         black_box(&c);
     }

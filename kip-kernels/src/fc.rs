@@ -25,8 +25,8 @@
 
 use std::f64::consts::PI;
 
-use crate::multiversion;
 use crate::simd::asin_acos;
+use kip_core::multiversion;
 
 /// `1 − cos²θ` below which two points count as collinear (θ ≲ 1e-6): the
 /// computed cosine of a point with itself is `1 − O(ulp)`, not 1.

@@ -7,8 +7,9 @@
 //! autodiff), which is what Kernel Inducing Points (Nguyen, Chen, Lee,
 //! ICLR 2021) differentiates through.
 //!
-//! The hot path is one GEMM (`gemm` crate, AVX-512 when present) and one
-//! fused, vectorised, parallel elementwise pass per Gram matrix.
+//! The hot path is one GEMM (the `gemm` crate through `kip-core`, AVX-512
+//! or AVX2 chosen at run time) and one fused, vectorised, parallel
+//! elementwise pass per Gram matrix.
 //!
 //! ```
 //! use kip_kernels::{Kernel, KernelSpec};
@@ -29,18 +30,25 @@
 
 #![warn(missing_docs)]
 
-pub mod error;
-pub mod fc;
-pub mod kernel;
-pub mod linalg;
+mod any_kernel;
+mod error;
+mod fc;
+mod kernel;
+mod linear;
+mod linearization;
+mod norms;
+mod points;
+mod rbf;
 mod simd;
-pub mod spec;
+mod spec;
+mod tiles;
+mod vjp;
 
+pub use any_kernel::{kernel_from_str, AnyKernel};
 pub use error::{KernelError, Result};
 pub use fc::{Activation, FcKind, FcParams, PartialsMut};
-pub use kernel::{kernel_from_str, row_norms, AnyKernel, Kernel, Linearization};
-pub use linalg::{
-    dot, gemm, points, points_row_major, zeroed_huge, zeroed_matrix, AnyPoints, MatMut, MatRef, NormedPoints,
-    PointsF32, PointsView, Scalar,
-};
+pub use kernel::Kernel;
+pub use linearization::Linearization;
+pub use norms::row_norms;
+pub use points::{points, points_row_major, AnyPoints, NormedPoints, PointsF32, PointsView};
 pub use spec::KernelSpec;

@@ -1,5 +1,4 @@
-//! Branch-free elementary functions that vectorise, and run-time selection
-//! of AVX-512 / AVX2 code paths.
+//! Branch-free elementary functions that vectorise.
 //!
 //! `std`'s `acos` is a scalar libm call (about 14 ns per value here), which
 //! would cost more than the GEMMs of a KIP step. The fdlibm rational
@@ -49,39 +48,6 @@ pub fn asin_acos(x: f64) -> (f64, f64) {
     } else {
         (asin_small, FRAC_PI_2 - asin_small)
     }
-}
-
-/// Generates a function that runs `$imp` compiled for AVX-512 or AVX2+FMA
-/// when the CPU has them (checked at run time, cached by std), else the
-/// portable build. `$imp` must be `#[inline(always)]`. Exported for the
-/// other kip crates' elementwise loops (the portable x86-64 build has only
-/// SSE2, two `f64` lanes).
-#[macro_export]
-macro_rules! multiversion {
-    ($(#[$m:meta])* $vis:vis fn $name:ident($($arg:ident : $ty:ty),* $(,)?) $(-> $ret:ty)? => $imp:path) => {
-        $(#[$m])*
-        $vis fn $name($($arg: $ty),*) $(-> $ret)? {
-            #[cfg(target_arch = "x86_64")]
-            {
-                #[target_feature(enable = "avx512f,avx512dq,avx512vl,avx2,fma")]
-                unsafe fn v4($($arg: $ty),*) $(-> $ret)? { $imp($($arg),*) }
-                #[target_feature(enable = "avx2,fma")]
-                unsafe fn v3($($arg: $ty),*) $(-> $ret)? { $imp($($arg),*) }
-                if std::is_x86_feature_detected!("avx512f")
-                    && std::is_x86_feature_detected!("avx512dq")
-                    && std::is_x86_feature_detected!("avx512vl")
-                {
-                    // SAFETY: the features were detected just above.
-                    return unsafe { v4($($arg),*) };
-                }
-                if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-                    // SAFETY: as above.
-                    return unsafe { v3($($arg),*) };
-                }
-            }
-            $imp($($arg),*)
-        }
-    };
 }
 
 #[cfg(test)]

@@ -23,7 +23,7 @@ pub const MAX_DEPTH: usize = 64;
 /// A kernel, by name and parameters. `spec.to_string().parse() == spec`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum KernelSpec {
-    /// Fully connected network kernel (see [`crate::fc`]).
+    /// Fully connected network kernel (see [`crate::FcParams`]).
     Fc(FcParams),
     /// `exp(−γ‖x−x'‖²/d)`.
     Rbf {

@@ -65,7 +65,7 @@ fn run(label: &str, pool: &Dataset, test: &Dataset, seed: u64) -> Result<(), Any
             points(&x_s),
             &mut k_block,
         )?;
-        acc.add_block(&k_block, &one_hot(&pool.labels()[start..start + len], c, true));
+        acc.add_block(&k_block, &one_hot(&pool.labels()[start..start + len], c, true))?;
         start += len;
     }
     let n_target = acc.n_target();

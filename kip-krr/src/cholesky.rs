@@ -4,7 +4,7 @@
 //! on one core at n = 4000 on a Zen 4 core whose FMA peak is 58, ten times
 //! nalgebra's unblocked one); nalgebra stays the public matrix type and faer
 //! works on zero-copy views of its buffers. The factor's buffer is a fresh
-//! zeroed allocation advised onto huge pages ([`kip_kernels::zeroed_huge`]):
+//! zeroed allocation advised onto huge pages ([`kip_core::zeroed_huge`]):
 //! with 4 KiB pages its page faults alone cost an eighth of the
 //! factorisation.
 
@@ -105,7 +105,7 @@ impl Cholesky {
         };
         let par = par_for(n);
         let mut mem = MemBuffer::new(cholesky_in_place_scratch::<f64>(n, par, Default::default()));
-        let mut l = kip_kernels::zeroed_matrix(n, n);
+        let mut l = kip_core::zeroed_matrix(n, n);
         let mut index = match attempt(k, ridge, &mut l, par, &mut mem) {
             Ok(()) => {
                 return Ok(Self { l, ridge, jitter: 0.0 });

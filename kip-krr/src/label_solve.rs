@@ -40,7 +40,7 @@
 //! `n_t < n_s` the result interpolates the targets (`A y_s* ≈ y_t`) but is not
 //! the minimum-norm solution.
 
-use kip_kernels::linalg::{gemm, MatMut, MatRef};
+use kip_core::{gemm, MatMut, MatRef};
 use kip_kernels::{Kernel, PointsView};
 use nalgebra::DMatrix;
 
@@ -73,8 +73,8 @@ pub const LS_REFINEMENTS: usize = 2;
 /// let k_ts = DMatrix::from_row_slice(3, 2, &[1.0, 0.2, 0.3, 1.0, 0.5, 0.5]);
 /// let y_t = DMatrix::from_row_slice(3, 1, &[1.0, -1.0, 0.0]);
 /// let mut acc = LabelSolveAccumulator::new(2, 1);
-/// acc.add_block(&k_ts.rows(0, 2).into_owned(), &y_t.rows(0, 2).into_owned());
-/// acc.add_block(&k_ts.rows(2, 1).into_owned(), &y_t.rows(2, 1).into_owned());
+/// acc.add_block(&k_ts.rows(0, 2).into_owned(), &y_t.rows(0, 2).into_owned())?;
+/// acc.add_block(&k_ts.rows(2, 1).into_owned(), &y_t.rows(2, 1).into_owned())?;
 /// let y_s = acc.finish(&k_ss, Ridge::default())?;
 /// let dense = label_solve(&k_ss, &k_ts, &y_t, Ridge::default())?;
 /// assert!((y_s - dense).abs().max() < 1e-12);
@@ -117,13 +117,26 @@ impl LabelSolveAccumulator {
     /// # Shapes
     /// `k_ts_block`: `m × n_s`; `y_t_block`: `m × C`.
     ///
-    /// # Panics
-    /// If the shapes do not match `new(n_s, C)` or each other.
-    pub fn add_block(&mut self, k_ts_block: &DMatrix<f64>, y_t_block: &DMatrix<f64>) {
+    /// # Errors
+    /// [`KrrError::Shape`] if `k_ts_block` does not have `n_s` columns or
+    /// `y_t_block` is not `m × C` (nothing is accumulated then).
+    pub fn add_block(&mut self, k_ts_block: &DMatrix<f64>, y_t_block: &DMatrix<f64>) -> Result<()> {
         let (n_s, c) = self.rhs.shape();
         let m = k_ts_block.nrows();
-        assert_eq!(k_ts_block.ncols(), n_s, "add_block: k_ts_block must have n_s columns");
-        assert_eq!(y_t_block.shape(), (m, c), "add_block: y_t_block must be m x C");
+        if k_ts_block.ncols() != n_s {
+            return Err(shape_err(
+                "k_ts_block",
+                format!("m x {n_s} (one column per support point)"),
+                k_ts_block.shape(),
+            ));
+        }
+        if y_t_block.shape() != (m, c) {
+            return Err(shape_err(
+                "y_t_block",
+                format!("{m} x {c} (as k_ts_block, C labels)"),
+                y_t_block.shape(),
+            ));
+        }
         if self.non_finite.is_none() {
             if !k_ts_block.iter().all(|v| v.is_finite()) {
                 self.non_finite = Some("k_ts");
@@ -132,24 +145,13 @@ impl LabelSolveAccumulator {
             }
         }
         if self.non_finite.is_some() || m == 0 {
-            return;
+            return Ok(());
         }
-        let kt = MatRef::from_dmatrix(k_ts_block).t();
-        gemm(
-            MatMut::from_dmatrix(&mut self.gram),
-            1.0,
-            kt,
-            MatRef::from_dmatrix(k_ts_block),
-            1.0,
-        );
-        gemm(
-            MatMut::from_dmatrix(&mut self.rhs),
-            1.0,
-            kt,
-            MatRef::from_dmatrix(y_t_block),
-            1.0,
-        );
+        let kt = MatRef::from(k_ts_block).t();
+        gemm(1.0, kt, MatRef::from(k_ts_block), 1.0, MatMut::from(&mut self.gram));
+        gemm(1.0, kt, MatRef::from(y_t_block), 1.0, MatMut::from(&mut self.rhs));
         self.n_target += m;
+        Ok(())
     }
 
     /// Solve for the labels `y_s* = (K_ss + λI) z`, `z` the (iterated
@@ -189,26 +191,14 @@ impl LabelSolveAccumulator {
         for _ in 0..LS_REFINEMENTS {
             // r = b − G z, then z += (G + μI)⁻¹ r.
             r.copy_from(&rhs);
-            gemm(
-                MatMut::from_dmatrix(&mut r),
-                -1.0,
-                MatRef::from_dmatrix(&gram),
-                MatRef::from_dmatrix(&z),
-                1.0,
-            );
+            gemm(-1.0, MatRef::from(&gram), MatRef::from(&z), 1.0, MatMut::from(&mut r));
             chol.solve_in_place(&mut r);
             z += &r;
         }
         // y_s* = (K_ss + λI) z: C is multiplied, never inverted.
         let lambda = ridge.value(k_ss);
         let mut y = z.clone();
-        gemm(
-            MatMut::from_dmatrix(&mut y),
-            1.0,
-            MatRef::from_dmatrix(k_ss),
-            MatRef::from_dmatrix(&z),
-            lambda,
-        );
+        gemm(1.0, MatRef::from(k_ss), MatRef::from(&z), lambda, MatMut::from(&mut y));
         Ok(y)
     }
 }
@@ -240,7 +230,7 @@ pub fn label_solve(k_ss: &DMatrix<f64>, k_ts: &DMatrix<f64>, y_t: &DMatrix<f64>,
         ));
     }
     let mut acc = LabelSolveAccumulator::new(n_s, y_t.ncols());
-    acc.add_block(k_ts, y_t);
+    acc.add_block(k_ts, y_t)?;
     acc.finish(k_ss, ridge)
 }
 
@@ -290,7 +280,7 @@ pub fn label_solve_streaming(
             y_block = DMatrix::zeros(len, c);
         }
         y_block.copy_from(&y_target.rows(start, len));
-        acc.add_block(&k_block, &y_block);
+        acc.add_block(&k_block, &y_block)?;
         start += len;
     }
     acc.finish(&k_ss, ridge)
@@ -323,8 +313,18 @@ mod tests {
             label_solve(&k_ss, &k_ts, &y, Ridge::Absolute(-1.0)),
             Err(KrrError::InvalidParam { .. })
         ));
+        let mut acc = LabelSolveAccumulator::new(2, 1);
         assert!(matches!(
-            LabelSolveAccumulator::new(2, 1).finish(&k_ss, Ridge::default()),
+            acc.add_block(&DMatrix::zeros(3, 3), &y),
+            Err(KrrError::Shape { what: "k_ts_block", .. })
+        ));
+        assert!(matches!(
+            acc.add_block(&k_ts, &DMatrix::zeros(3, 2)),
+            Err(KrrError::Shape { what: "y_t_block", .. })
+        ));
+        assert_eq!(acc.n_target(), 0);
+        assert!(matches!(
+            acc.finish(&k_ss, Ridge::default()),
             Err(KrrError::Shape { what: "targets", .. })
         ));
     }

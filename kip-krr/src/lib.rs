@@ -41,7 +41,7 @@
 //! // Blocked prediction on new points equals the one-shot product.
 //! let x_t = DMatrix::from_row_slice(2, 2, &[0.5, 0.5, -0.2, 1.0]);
 //! let one_shot = predict(&kernel.gram(&x_t, &x_s)?, &model.alpha);
-//! let blocked = predict_blocked(&kernel, points(&x_t), points(&x_s), &model.alpha, 1)?;
+//! let blocked = predict_blocked(&kernel, points(&x_s), &model.alpha, points(&x_t), 1)?;
 //! assert!((one_shot - blocked).abs().max() < 1e-12);
 //! # Ok::<(), kip_krr::KrrError>(())
 //! ```

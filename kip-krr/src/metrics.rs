@@ -1,24 +1,11 @@
 //! Classification accuracy and the reference's mean squared error loss.
 
+use kip_core::argmax;
 use nalgebra::DMatrix;
 
-/// Index of the largest entry of row `i` (ties and NaNs: lowest index wins).
-fn argmax_row(pred: &DMatrix<f64>, i: usize) -> usize {
-    let mut best = 0;
-    let mut best_v = pred[(i, 0)];
-    for j in 1..pred.ncols() {
-        let v = pred[(i, j)];
-        if v > best_v || (best_v.is_nan() && !v.is_nan()) {
-            best = j;
-            best_v = v;
-        }
-    }
-    best
-}
-
-/// Fraction of rows whose argmax equals the label (ties → the lowest class
-/// index; a NaN entry never wins against a number). 0 for zero rows or zero
-/// columns.
+/// Fraction of rows whose argmax equals the label ([`kip_core::argmax`]:
+/// ties → the lowest class index; a NaN entry never wins). 0 for zero rows
+/// or zero columns.
 ///
 /// # Shapes
 /// `pred`: `n × C`; `labels`: `n`.
@@ -39,7 +26,9 @@ pub fn accuracy(pred: &DMatrix<f64>, labels: &[usize]) -> f64 {
     if n == 0 || pred.ncols() == 0 {
         return 0.0;
     }
-    let hits = (0..n).filter(|&i| argmax_row(pred, i) == labels[i]).count();
+    let hits = (0..n)
+        .filter(|&i| argmax(pred.row(i).iter().copied()) == labels[i])
+        .count();
     hits as f64 / n as f64
 }
 
@@ -74,11 +63,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn argmax_ties_and_nan() {
+    fn accuracy_uses_the_first_maximum_and_skips_nan() {
         let pred = DMatrix::from_row_slice(3, 3, &[1.0, 1.0, 0.0, f64::NAN, 0.5, 0.7, 0.0, 2.0, 2.0]);
-        assert_eq!(argmax_row(&pred, 0), 0);
-        assert_eq!(argmax_row(&pred, 1), 2);
-        assert_eq!(argmax_row(&pred, 2), 1);
         assert_eq!(accuracy(&pred, &[0, 2, 1]), 1.0);
         assert_eq!(accuracy(&DMatrix::zeros(0, 3), &[]), 0.0);
     }

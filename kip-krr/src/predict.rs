@@ -1,6 +1,6 @@
 //! Prediction `K_ts α`, one-shot or in blocks of test points, and evaluation.
 
-use kip_kernels::linalg::{gemm, MatMut, MatRef};
+use kip_core::{gemm, MatMut, MatRef};
 use kip_kernels::{Kernel, PointsView};
 use nalgebra::DMatrix;
 
@@ -32,11 +32,11 @@ pub fn predict(k_ts: &DMatrix<f64>, alpha: &DMatrix<f64>) -> DMatrix<f64> {
     );
     let mut out = DMatrix::zeros(k_ts.nrows(), alpha.ncols());
     gemm(
-        MatMut::from_dmatrix(&mut out),
         1.0,
-        MatRef::from_dmatrix(k_ts),
-        MatRef::from_dmatrix(alpha),
+        MatRef::from(k_ts),
+        MatRef::from(alpha),
         0.0,
+        MatMut::from(&mut out),
     );
     out
 }
@@ -61,8 +61,11 @@ pub(crate) fn check_block(block: usize) -> Result<()> {
 /// [`predict`]`(&kernel.gram(x_test, x_support), alpha)` up to rounding
 /// (the same products, cut into row blocks).
 ///
+/// Arguments come in the order of [`evaluate`]: the support side (points,
+/// then what was fitted on them), then the test points.
+///
 /// # Shapes
-/// `x_test`: `n_t × d`; `x_support`: `n_s × d`; `alpha`: `n_s × C` →
+/// `x_support`: `n_s × d`; `alpha`: `n_s × C`; `x_test`: `n_t × d` →
 /// `n_t × C`.
 ///
 /// # Errors
@@ -72,9 +75,9 @@ pub(crate) fn check_block(block: usize) -> Result<()> {
 /// non-finite).
 pub fn predict_blocked(
     kernel: &dyn Kernel,
-    x_test: PointsView<'_>,
     x_support: PointsView<'_>,
     alpha: &DMatrix<f64>,
+    x_test: PointsView<'_>,
     block: usize,
 ) -> Result<DMatrix<f64>> {
     check_block(block)?;
@@ -102,13 +105,7 @@ pub fn predict_blocked(
         kernel.gram_into(x_test.rows(start, len), x_support, &mut k_block)?;
         // Rows start..start+len of the column-major n_t × C output.
         let dst = MatMut::new(&mut out.as_mut_slice()[start..], len, c, 1, n_t);
-        gemm(
-            dst,
-            1.0,
-            MatRef::from_dmatrix(&k_block),
-            MatRef::from_dmatrix(alpha),
-            0.0,
-        );
+        gemm(1.0, MatRef::from(&k_block), MatRef::from(alpha), 0.0, dst);
         start += len;
     }
     Ok(out)
@@ -165,7 +162,7 @@ pub fn evaluate(
     let mut k_ss = DMatrix::zeros(0, 0);
     kernel.gram_sym_into(x_support, &mut k_ss)?;
     let model = fit(&k_ss, y_support, ridge)?;
-    let pred = predict_blocked(kernel, x_test, x_support, &model.alpha, block)?;
+    let pred = predict_blocked(kernel, x_support, &model.alpha, x_test, block)?;
     Ok(Eval {
         accuracy: accuracy(&pred, test_labels),
         loss: y_test.map(|y| mse_loss(&pred, y)),
@@ -188,19 +185,19 @@ mod tests {
         let alpha = data(7, 3, 3);
         let full = predict(&kernel.gram(&xt, &xs).unwrap(), &alpha);
         for block in [1, 5, 23, 100] {
-            let b = predict_blocked(&kernel, points(&xt), points(&xs), &alpha, block).unwrap();
+            let b = predict_blocked(&kernel, points(&xs), &alpha, points(&xt), block).unwrap();
             assert!((&b - &full).abs().max() <= 1e-12 * full.abs().max());
         }
         assert!(matches!(
-            predict_blocked(&kernel, points(&xt), points(&xs), &alpha, 0),
+            predict_blocked(&kernel, points(&xs), &alpha, points(&xt), 0),
             Err(KrrError::InvalidParam { name: "block", .. })
         ));
         assert!(matches!(
-            predict_blocked(&kernel, points(&xt), points(&xs), &data(6, 3, 0), 4),
+            predict_blocked(&kernel, points(&xs), &data(6, 3, 0), points(&xt), 4),
             Err(KrrError::Shape { what: "alpha", .. })
         ));
         assert!(matches!(
-            predict_blocked(&kernel, points(&data(3, 4, 0)), points(&xs), &alpha, 4),
+            predict_blocked(&kernel, points(&xs), &alpha, points(&data(3, 4, 0)), 4),
             Err(KrrError::Kernel(_))
         ));
     }

@@ -83,7 +83,8 @@ fn streaming_label_solve_equals_dense() {
     // The accumulator in uneven pieces, out of order.
     let mut acc = LabelSolveAccumulator::new(30, 10);
     for (start, len) in [(300, 217), (0, 100), (100, 200)] {
-        acc.add_block(&k_ts.rows(start, len).into_owned(), &y_t.rows(start, len).into_owned());
+        acc.add_block(&k_ts.rows(start, len).into_owned(), &y_t.rows(start, len).into_owned())
+            .unwrap();
     }
     assert_eq!(acc.n_target(), 517);
     assert!(rel(&acc.finish(&k_ss, Ridge::default()).unwrap(), &dense) < 1e-9);

@@ -21,7 +21,7 @@ proptest! {
         let (_, y_s) = labels(n_s, c, seed + 2);
         let model = fit(&kernel.gram_sym(&x_s).unwrap(), &y_s, Ridge::Relative(1e-3)).unwrap();
         let one_shot = predict(&kernel.gram(&x_t, &x_s).unwrap(), &model.alpha);
-        let blocked = predict_blocked(&kernel, view(&x_t), view(&x_s), &model.alpha, block).unwrap();
+        let blocked = predict_blocked(&kernel, view(&x_s), &model.alpha, view(&x_t), block).unwrap();
         prop_assert!((&blocked - &one_shot).abs().max() <= 1e-12 * one_shot.abs().max().max(1e-300));
     }
 

@@ -114,11 +114,11 @@ fn update_all_impl(p: &AdamParams, c1: f64, c2: f64, x: &mut [f64], g: &[f64], m
     }
 }
 
-kip_kernels::multiversion! {
+kip_core::multiversion! {
     fn all_finite(p: &AdamParams, c1: f64, c2: f64, x: &[f64], g: &[f64], m: &[f64], v: &[f64]) -> bool => all_finite_impl
 }
 
-kip_kernels::multiversion! {
+kip_core::multiversion! {
     fn update_all(p: &AdamParams, c1: f64, c2: f64, x: &mut [f64], g: &[f64], m: &mut [f64], v: &mut [f64]) => update_all_impl
 }
 

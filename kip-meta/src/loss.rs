@@ -12,7 +12,8 @@
 //! Two big GEMMs per step (the K_ts forward and its VJP); everything else is
 //! O(n_s² d + n_t n_s C). Buffers live in [`KipWorkspace`] and are reused.
 
-use kip_kernels::{gemm, Kernel, Linearization, MatMut, MatRef, NormedPoints, PointsView};
+use kip_core::{gemm, MatMut, MatRef};
+use kip_kernels::{Kernel, Linearization, NormedPoints, PointsView};
 use kip_krr::{Cholesky, Ridge};
 use nalgebra::DMatrix;
 
@@ -92,11 +93,11 @@ pub fn kip_loss_grad<'a>(
     chol.solve_in_place(&mut ws.alpha);
     resize(&mut ws.pred, n_t, c);
     gemm(
-        MatMut::from_dmatrix(&mut ws.pred),
         1.0,
-        MatRef::from_dmatrix(ws.lin.k()),
-        MatRef::from_dmatrix(&ws.alpha),
+        MatRef::from(ws.lin.k()),
+        MatRef::from(&ws.alpha),
         0.0,
+        MatMut::from(&mut ws.pred),
     );
 
     // Residual R = (pred − y_t)/(n_t C) in place of pred; loss and accuracy.
@@ -131,21 +132,21 @@ pub fn kip_loss_grad<'a>(
     // β = (K_ss+λI)⁻¹ K_tsᵀ R.
     resize(&mut ws.beta, n_s, c);
     gemm(
-        MatMut::from_dmatrix(&mut ws.beta),
         1.0,
-        MatRef::from_dmatrix(ws.lin.k()).t(),
-        MatRef::from_dmatrix(r),
+        MatRef::from(ws.lin.k()).t(),
+        MatRef::from(r),
         0.0,
+        MatMut::from(&mut ws.beta),
     );
     chol.solve_in_place(&mut ws.beta);
     // dL/dK_ss = −β αᵀ − (reg/n_s) tr(β αᵀ) I.
     resize(&mut ws.g_ss, n_s, n_s);
     gemm(
-        MatMut::from_dmatrix(&mut ws.g_ss),
         -1.0,
-        MatRef::from_dmatrix(&ws.beta),
-        MatRef::from_dmatrix(&ws.alpha).t(),
+        MatRef::from(&ws.beta),
+        MatRef::from(&ws.alpha).t(),
         0.0,
+        MatMut::from(&mut ws.g_ss),
     );
     let tr: f64 = ws.beta.iter().zip(ws.alpha.iter()).map(|(b, a)| b * a).sum();
     for i in 0..n_s {

@@ -1,5 +1,6 @@
 //! KIP hyperparameters, validated once (linfa's ParamGuard idea).
 
+pub use kip_core::LrSchedule;
 use kip_kernels::KernelSpec;
 use serde::{Deserialize, Serialize};
 
@@ -16,55 +17,6 @@ pub enum Init {
         /// Standard deviation.
         std: f64,
     },
-}
-
-/// How the learning rate changes over the run.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub enum LrSchedule {
-    /// `lr` at every step (the reference).
-    #[default]
-    Constant,
-    /// Cosine decay from `lr` at step 0 to `min_factor · lr` at the last
-    /// step: `lr · (m + (1 − m) · ½(1 + cos(π t / T)))`, `T` = total steps.
-    Cosine {
-        /// Final fraction of the learning rate, in [0, 1].
-        min_factor: f64,
-    },
-}
-
-impl LrSchedule {
-    /// The learning-rate multiplier at 0-based `step` of `steps`.
-    pub fn factor(&self, step: usize, steps: usize) -> f64 {
-        match *self {
-            LrSchedule::Constant => 1.0,
-            LrSchedule::Cosine { min_factor } => {
-                let t = if steps > 1 {
-                    (step as f64 / (steps - 1) as f64).min(1.0)
-                } else {
-                    0.0
-                };
-                min_factor + (1.0 - min_factor) * 0.5 * (1.0 + (std::f64::consts::PI * t).cos())
-            }
-        }
-    }
-}
-
-impl std::str::FromStr for LrSchedule {
-    type Err = String;
-
-    /// `constant`, `cosine` (decay to 0) or `cosine:M` (decay to `M · lr`).
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        let expected = "expected constant, cosine or cosine:M with M in [0, 1]";
-        match s.split_once(':') {
-            None if s == "constant" => Ok(LrSchedule::Constant),
-            None if s == "cosine" => Ok(LrSchedule::Cosine { min_factor: 0.0 }),
-            Some(("cosine", m)) => match m.parse::<f64>() {
-                Ok(m) if (0.0..=1.0).contains(&m) => Ok(LrSchedule::Cosine { min_factor: m }),
-                _ => Err(format!("`{s}`: {expected}")),
-            },
-            _ => Err(format!("`{s}`: {expected}")),
-        }
-    }
 }
 
 /// Arithmetic of the two big products of a step (`K_ts`'s inner products
@@ -265,29 +217,6 @@ impl KipParams {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn cosine_schedule_runs_from_one_to_its_floor() {
-        let c: LrSchedule = "cosine:0.1".parse().unwrap();
-        assert_eq!(c.factor(0, 101), 1.0);
-        assert!((c.factor(50, 101) - 0.55).abs() < 1e-12);
-        assert!((c.factor(100, 101) - 0.1).abs() < 1e-12);
-        assert!(
-            (c.factor(500, 101) - 0.1).abs() < 1e-12,
-            "past the end it stays at the floor"
-        );
-        assert_eq!(
-            "cosine".parse::<LrSchedule>().unwrap(),
-            LrSchedule::Cosine { min_factor: 0.0 }
-        );
-        assert_eq!("constant".parse::<LrSchedule>().unwrap().factor(7, 10), 1.0);
-        for bad in ["linear", "cosine:2", "cosine:x", "constant:1", ""] {
-            assert!(
-                bad.parse::<LrSchedule>().unwrap_err().contains("expected constant"),
-                "{bad}"
-            );
-        }
-    }
 
     #[test]
     fn defaults_are_valid_and_each_check_trips() {

@@ -14,7 +14,7 @@ use std::error::Error;
 use std::path::Path;
 
 use kip_data::{class_balanced, one_hot, Preprocess, SupportSet};
-use kip_nn::{cosine_lr, evaluate, Mlp, MlpParams, Trainer};
+use kip_nn::{evaluate, Mlp, MlpParams, Trainer};
 use nalgebra::{DMatrix, SymmetricEigen};
 use rand::SeedableRng;
 
@@ -151,7 +151,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     let yc: DMatrix<f32> = y.transpose().map(|v| v as f32);
     let every: usize = get("every", "50").parse()?;
     for step in 0..params.steps {
-        let lr = cosine_lr(params.lr(), step, params.steps);
+        let lr = params.lr_at(step);
         let loss = tr.step(xc.as_view(), yc.as_view(), &labels, lr)?;
         if (step + 1) % every == 0 || step + 1 == params.steps {
             let e_tr = evaluate(tr.model(), &x, &labels, Some(&y))?;

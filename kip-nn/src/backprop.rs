@@ -9,13 +9,13 @@
 //!
 //! all of them GEMMs on zero-copy (possibly transposed) views.
 
-use nalgebra::{DMatrix, DMatrixView, DMatrixViewMut, DVector};
+use nalgebra::{DMatrix, DMatrixView, DVector};
 use rayon::prelude::*;
 
-use crate::gemm::{gemm, Operand};
 use crate::mlp::{Mlp, PAR_CHUNK};
 use crate::params::Loss;
 use crate::real::Real;
+use kip_core::{gemm, MatMut, MatRef};
 
 /// Sum over the columns of `out` (`C × b`, one sample per column) of the
 /// per-sample loss: `½·Σ_c (f_c − y_c)² / C` (MSE, so that dividing by `b`
@@ -180,7 +180,7 @@ pub(crate) fn loss_and_grad<T: Real>(
         let input = if l == 0 { x } else { hs[l - 1].as_view() };
         let [dz0, dz1] = &mut *dz;
         let (cur, next) = if l % 2 == 0 { (&*dz0, dz1) } else { (&*dz1, dz0) };
-        let dzl = if l == depth { dout.as_view() } else { cur.as_view() };
+        let dzl: DMatrixView<'_, T> = if l == depth { dout.as_view() } else { cur.as_view() };
 
         let gw = &mut grads.w[l];
         let beta = if weight_decay > T::ZERO {
@@ -190,23 +190,29 @@ pub(crate) fn loss_and_grad<T: Real>(
         } else {
             T::ZERO
         };
-        gemm(gw.as_view_mut(), beta, layer.sw, Operand::n(dzl), Operand::t(input));
+        gemm(
+            layer.sw,
+            MatRef::from(dzl),
+            MatRef::from(input).t(),
+            beta,
+            MatMut::from(gw),
+        );
         let gb = grads.b[l].as_mut_slice();
         let rows = gb.len();
         gemm(
-            DMatrixViewMut::from_slice(gb, rows, 1),
-            T::ZERO,
             layer.sb,
-            Operand::n(dzl),
-            Operand::n(ones),
+            MatRef::from(dzl),
+            MatRef::from(ones),
+            T::ZERO,
+            MatMut::col_major(gb, rows, 1),
         );
         if l > 0 {
             gemm(
-                next.as_view_mut(),
-                T::ZERO,
                 layer.sw,
-                Operand::t(layer.w.as_view()),
-                Operand::n(dzl),
+                MatRef::from(&layer.w).t(),
+                MatRef::from(dzl),
+                T::ZERO,
+                MatMut::from(&mut *next),
             );
             relu_mask(next.as_mut_slice(), hs[l - 1].as_slice());
         }

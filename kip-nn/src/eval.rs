@@ -1,10 +1,11 @@
 //! Evaluation: accuracy and loss on any labelled set, in blocks.
 
+use kip_core::argmax;
 use nalgebra::DMatrix;
 
 use crate::backprop::loss_sum;
 use crate::error::{NnError, Result};
-use crate::mlp::{argmax, Mlp};
+use crate::mlp::Mlp;
 use crate::params::Loss;
 use crate::real::Real;
 

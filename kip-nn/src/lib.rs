@@ -11,7 +11,8 @@
 //!   [`Parameterization`] with `w_std = √2`, `b_std = 0.1`.
 //! - Losses: `½·mean` squared error over all `n × C` entries (like the KRR
 //!   loss) or softmax cross-entropy ([`Loss`]).
-//! - Optimisers: SGD with momentum 0.9 or Adam, both with cosine decay;
+//! - Optimisers: SGD with momentum 0.9 or Adam, with a learning-rate
+//!   schedule (`kip_core::LrSchedule`, cosine decay by default);
 //!   L2 weight decay on the weights; seeded mini-batches; optional early
 //!   stopping on a validation split ([`MlpParams`]).
 //! - Optional centring ([`MlpParams::center`]): train `f(x; θ) − f(x; θ₀)`,
@@ -58,7 +59,6 @@
 mod backprop;
 mod error;
 mod eval;
-mod gemm;
 mod mlp;
 mod optim;
 mod params;
@@ -68,7 +68,7 @@ mod train;
 pub use crate::error::{NnError, Result};
 pub use crate::eval::{centered_one_hot, evaluate, Eval};
 pub use crate::mlp::{Layer, Mlp};
-pub use crate::optim::{cosine_lr, ADAM_BETA1, ADAM_BETA2, ADAM_EPS};
+pub use crate::optim::{ADAM_BETA1, ADAM_BETA2, ADAM_EPS};
 pub use crate::params::{default_lr, Loss, MlpParams, Optimizer, Parameterization, ValidParams};
 pub use crate::real::Real;
 pub use crate::train::{train, train_in, TrainReport, Trainer};

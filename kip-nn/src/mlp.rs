@@ -7,9 +7,9 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
 
-use crate::gemm::{gemm, Operand};
 use crate::params::{Loss, Parameterization, ValidParams};
 use crate::real::Real;
+use kip_core::{argmax, gemm, MatMut, MatRef};
 
 /// Rows per block when running a network over a large input.
 pub(crate) const EVAL_BLOCK: usize = 1000;
@@ -42,11 +42,11 @@ impl<T: Real> Layer<T> {
     /// the GEMM.
     pub(crate) fn forward_into(&self, input: DMatrixView<'_, T>, out: &mut DMatrix<T>, relu: bool) {
         gemm(
-            out.as_view_mut(),
-            T::ZERO,
             self.sw,
-            Operand::n(self.w.as_view()),
-            Operand::n(input),
+            MatRef::from(&self.w),
+            MatRef::from(input),
+            T::ZERO,
+            MatMut::from(&mut *out),
         );
         add_bias_act(out.as_mut_slice(), self.b.as_slice(), self.sb, relu);
     }
@@ -239,7 +239,8 @@ impl<T: Real> Mlp<T> {
         y
     }
 
-    /// Predicted class ids: the argmax of each output row (first on ties).
+    /// Predicted class ids: the argmax of each output row
+    /// ([`kip_core::argmax`]: first on ties, NaN never wins).
     ///
     /// # Panics
     ///
@@ -268,19 +269,6 @@ fn forward_layers<T: Real>(layers: &[Layer<T>], x: DMatrixView<'_, T>, hs: &mut 
     }
     let input = if depth == 0 { x } else { hs[depth - 1].as_view() };
     layers[depth].forward_into(input, out, false);
-}
-
-/// Index of the largest value (first on ties; NaN never wins).
-pub(crate) fn argmax<T: Real>(values: impl Iterator<Item = T>) -> usize {
-    let mut best = 0;
-    let mut best_v: Option<T> = None;
-    for (i, v) in values.enumerate() {
-        if best_v.is_none_or(|b| v > b) {
-            best = i;
-            best_v = Some(v);
-        }
-    }
-    best
 }
 
 /// `dst = srcᵀ` converted to `T` (`src` is `rows × d` f64, `dst` `d × rows`).

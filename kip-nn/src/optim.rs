@@ -1,4 +1,4 @@
-//! Optimisers (SGD with momentum, Adam) and the cosine learning-rate decay.
+//! Optimisers: SGD with momentum, Adam.
 
 use rayon::prelude::*;
 
@@ -13,22 +13,6 @@ pub const ADAM_BETA1: f64 = 0.9;
 pub const ADAM_BETA2: f64 = 0.999;
 /// Adam's ε.
 pub const ADAM_EPS: f64 = 1e-8;
-
-/// Cosine decay from `peak` at step 0 towards 0 at step `steps`:
-/// `peak·½(1 + cos(π·step/steps))`.
-///
-/// # Examples
-///
-/// ```
-/// use kip_nn::cosine_lr;
-/// assert_eq!(cosine_lr(2.0, 0, 10), 2.0);
-/// assert!((cosine_lr(2.0, 5, 10) - 1.0).abs() < 1e-12);
-/// assert!(cosine_lr(2.0, 10, 10).abs() < 1e-12);
-/// ```
-pub fn cosine_lr(peak: f64, step: usize, steps: usize) -> f64 {
-    let t = step.min(steps) as f64 / steps.max(1) as f64;
-    peak * 0.5 * (1.0 + (std::f64::consts::PI * t).cos())
-}
 
 /// Per-parameter optimiser state (momentum / Adam moments).
 #[derive(Debug, Clone)]

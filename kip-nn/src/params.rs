@@ -4,6 +4,8 @@
 use std::fmt;
 use std::str::FromStr;
 
+use kip_core::LrSchedule;
+
 use crate::error::{NnError, Result};
 
 /// How weights enter the forward pass.
@@ -41,8 +43,8 @@ pub enum Loss {
     CrossEntropy,
 }
 
-/// Optimiser. Both follow a cosine learning-rate decay from `lr` to 0 over
-/// the run: `lr_t = lr·½(1 + cos(π·t/steps))`.
+/// Optimiser. Both take the learning rate `lr_t` of [`MlpParams::lr_schedule`]
+/// at step `t` (by default a cosine decay from `lr` to 0 at the last step).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Optimizer {
     /// SGD with heavy-ball momentum: `v ← μ·v + g`, `θ ← θ − lr_t·v`.
@@ -184,6 +186,7 @@ pub fn default_lr(param: Parameterization, optimizer: Optimizer, loss: Loss) -> 
 /// | `loss` | `Mse` | [`Loss`] | — |
 /// | `optimizer` | SGD, momentum 0.9 | [`Optimizer`] | momentum in [0, 1) |
 /// | `lr` | `None` | peak learning rate; `None` = [`default_lr`] | finite, > 0 |
+/// | `lr_schedule` | cosine to 0 | learning-rate multiplier over `steps` ([`LrSchedule`], the one KIP uses) | cosine floor in [0, 1] |
 /// | `steps` | 1000 | optimiser steps (not epochs) | ≥ 1 |
 /// | `batch` | 128 | mini-batch size; ≥ n means full batch | ≥ 1 |
 /// | `weight_decay` | 0 | L2 coefficient λ: adds `½λ‖W‖²` (weights only, not biases) to the objective | finite, ≥ 0 |
@@ -223,6 +226,8 @@ pub struct MlpParams {
     pub optimizer: Optimizer,
     /// Peak learning rate; `None` picks [`default_lr`].
     pub lr: Option<f64>,
+    /// How the learning rate changes over `steps`.
+    pub lr_schedule: LrSchedule,
     /// Number of optimiser steps.
     pub steps: usize,
     /// Mini-batch size.
@@ -250,6 +255,7 @@ impl Default for MlpParams {
             loss: Loss::Mse,
             optimizer: Optimizer::default(),
             lr: None,
+            lr_schedule: LrSchedule::Cosine { min_factor: 0.0 },
             steps: 1000,
             batch: 128,
             weight_decay: 0.0,
@@ -277,6 +283,11 @@ impl ValidParams {
     /// The resolved peak learning rate.
     pub fn lr(&self) -> f64 {
         self.lr
+    }
+    /// The learning rate at 0-based `step`: the peak rate times the
+    /// schedule's factor ([`LrSchedule::factor`] over `steps`).
+    pub fn lr_at(&self, step: usize) -> f64 {
+        self.lr * self.inner.lr_schedule.factor(step, self.inner.steps)
     }
 }
 
@@ -324,6 +335,9 @@ impl MlpParams {
             if !(lr.is_finite() && lr > 0.0) {
                 return Err(invalid("lr", lr, "finite and > 0"));
             }
+        }
+        if !self.lr_schedule.is_valid() {
+            return Err(invalid("lr_schedule", self.lr_schedule, "a cosine floor in [0, 1]"));
         }
         if self.steps == 0 {
             return Err(invalid("steps", self.steps, ">= 1"));
@@ -400,6 +414,13 @@ mod tests {
                 ..d()
             },
             "lr",
+        );
+        trips(
+            MlpParams {
+                lr_schedule: LrSchedule::Cosine { min_factor: 2.0 },
+                ..d()
+            },
+            "lr_schedule",
         );
         trips(MlpParams { steps: 0, ..d() }, "steps");
         trips(MlpParams { batch: 0, ..d() }, "batch");

@@ -4,18 +4,13 @@ use std::fmt::Debug;
 use std::iter::Sum;
 use std::ops::{Add, AddAssign, Div, Mul, MulAssign, Neg, Sub, SubAssign};
 
-mod sealed {
-    pub trait Sealed {}
-    impl Sealed for f32 {}
-    impl Sealed for f64 {}
-}
-
-/// A compute scalar: implemented for `f32` (the training default: about
-/// twice the GEMM throughput) and `f64` (used by the gradient check).
+/// A compute scalar: `f32` (the training default: about twice the GEMM
+/// throughput) or `f64` (used by the gradient check).
 ///
-/// Sealed: the GEMM backend supports exactly these two types.
+/// Built on [`kip_core::Scalar`], which is sealed to exactly these two
+/// types (the GEMM backend's), so `Real` is too.
 pub trait Real:
-    sealed::Sealed
+    kip_core::Scalar
     + nalgebra::RealField
     + Copy
     + Debug
@@ -33,31 +28,7 @@ pub trait Real:
     + MulAssign
     + Sum
 {
-    /// 0.
-    const ZERO: Self;
-    /// 1.
-    const ONE: Self;
-    /// Nearest representable value.
-    fn of_f64(v: f64) -> Self;
-    /// Exact widening (or identity).
-    fn as_f64(self) -> f64;
 }
 
-macro_rules! impl_real {
-    ($t:ty) => {
-        impl Real for $t {
-            const ZERO: Self = 0.0;
-            const ONE: Self = 1.0;
-            #[inline(always)]
-            fn of_f64(v: f64) -> Self {
-                v as $t
-            }
-            #[inline(always)]
-            fn as_f64(self) -> f64 {
-                self as f64
-            }
-        }
-    };
-}
-impl_real!(f32);
-impl_real!(f64);
+impl Real for f32 {}
+impl Real for f64 {}

@@ -10,7 +10,7 @@ use crate::backprop::{loss_and_grad, Grads, Workspace};
 use crate::error::{NnError, Result};
 use crate::eval::{check_labels, evaluate};
 use crate::mlp::{Mlp, EVAL_BLOCK};
-use crate::optim::{cosine_lr, OptimState};
+use crate::optim::OptimState;
 use crate::params::{Loss, ValidParams};
 use crate::real::Real;
 
@@ -231,7 +231,7 @@ fn gather_columns<T: Real>(x: &DMatrix<f64>, idx: &[usize]) -> DMatrix<T> {
 /// `round(val_fraction·n)` (≥ 1) rows; the rest are the training rows.
 /// Each epoch shuffles them (seeded) and walks mini-batches of
 /// `min(batch, n_train)` (the last one may be smaller); the learning rate
-/// decays as [`cosine_lr`] over `steps`. With a validation split, the
+/// follows [`MlpParams::lr_schedule`](crate::MlpParams::lr_schedule) over `steps`. With a validation split, the
 /// validation loss is measured after every epoch (and the last step), the
 /// best parameters are kept and returned, and training stops after
 /// `patience` evaluations without improvement.
@@ -345,7 +345,7 @@ pub fn train_in<T: Real>(
 
     for step in 0..params.steps {
         let pos = step % per_epoch;
-        let lr = cosine_lr(params.lr(), step, params.steps);
+        let lr = params.lr_at(step);
         if full_batch {
             let f0 = f0t.as_ref().map(|f| f.as_view());
             trainer.step_offset(xt.as_view(), yt.as_view(), &lt, f0, lr)?;
@@ -506,8 +506,7 @@ mod tests {
         let mut t = Trainer::new(Mlp::<f64>::init(6, 3, &p, p.seed), &p);
         let (xc, yc) = (x.transpose(), y.transpose());
         for s in 0..5 {
-            t.step(xc.as_view(), yc.as_view(), &labels, cosine_lr(p.lr(), s, 5))
-                .unwrap();
+            t.step(xc.as_view(), yc.as_view(), &labels, p.lr_at(s)).unwrap();
         }
         assert!((t.model().forward(&x) - r.model.forward(&x)).norm() < 1e-10);
     }

@@ -1,6 +1,6 @@
 //! Properties of the public API (proptest).
 
-use kip_nn::{centered_one_hot, cosine_lr, evaluate, train, train_in, Mlp, MlpParams, Parameterization};
+use kip_nn::{centered_one_hot, evaluate, train, train_in, Mlp, MlpParams, Parameterization};
 use nalgebra::DMatrix;
 use proptest::prelude::*;
 
@@ -48,17 +48,6 @@ proptest! {
         for (i, &l) in labels.iter().enumerate() {
             prop_assert!(y.row(i).sum().abs() < 1e-12);
             prop_assert!((y[(i, l)] - 6.0 / 7.0).abs() < 1e-12);
-        }
-    }
-
-    /// The cosine schedule decreases from the peak to zero.
-    #[test]
-    fn cosine_schedule_is_monotone(peak in 1e-4f64..10.0, steps in 1usize..500) {
-        let mut prev = f64::INFINITY;
-        for t in 0..=steps {
-            let lr = cosine_lr(peak, t, steps);
-            prop_assert!(lr <= prev + 1e-15 && lr >= -1e-15 && lr <= peak);
-            prev = lr;
         }
     }
 
