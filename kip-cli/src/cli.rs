@@ -67,9 +67,10 @@ pub struct DistillArgs {
     /// class-balanced batch the training set allows when smaller].
     #[arg(long)]
     pub target_batch: Option<usize>,
-    /// Adam steps (total, including steps done before a --resume).
-    #[arg(long, default_value_t = 300)]
-    pub steps: usize,
+    /// Adam steps in all, including steps done before a --resume [default:
+    /// 300; with --resume, the run's own].
+    #[arg(long)]
+    pub steps: Option<usize>,
     /// Adam learning rate.
     #[arg(long, allow_negative_numbers = true, default_value_t = 0.01)]
     pub lr: f64,
@@ -119,7 +120,8 @@ pub struct DistillArgs {
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Continue the run in this directory from its checkpoint (its
-    /// config.json supplies every setting but --steps and the output flags).
+    /// config.json supplies every setting but --steps, --data-dir and the
+    /// output flags).
     #[arg(long)]
     pub resume: Option<PathBuf>,
     /// No progress bar or messages, only errors.
@@ -203,12 +205,16 @@ pub struct TransferArgs {
     /// Loss: mse (against the support labels) or xent.
     #[arg(long, default_value = "mse")]
     pub loss: String,
-    /// Optimiser: sgd (momentum 0.9, cosine decay) or adam.
+    /// Optimiser: sgd (momentum 0.9) or adam.
     #[arg(long, default_value = "sgd")]
     pub optimizer: String,
     /// Learning rate [default: the trainer's documented default].
     #[arg(long, allow_negative_numbers = true)]
     pub lr: Option<f64>,
+    /// Learning-rate schedule over --steps: constant, cosine (decay to 0 at
+    /// the last step) or cosine:M (decay to M·lr), as `kip distill`'s.
+    #[arg(long, default_value = "cosine")]
+    pub lr_schedule: String,
     /// Training steps.
     #[arg(long, default_value_t = 1000)]
     pub steps: usize,

@@ -1,68 +1,151 @@
-//! The binary's error: a library error or a usage problem, with exit codes.
+//! The binary's error: a usage problem (exit 2) or a failure at run time
+//! (exit 1), with the libraries' parameter names turned into flags.
+
+use kip_data::DataError;
+use kip_meta::MetaError;
 
 /// What can end a command.
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
-    /// A flag value the library rejected or that does not fit the data
-    /// (exit code 2).
+    /// A flag value the libraries rejected, missing data files, a folder
+    /// that is not what the command needs (exit code 2).
     #[error("{0}")]
     Usage(String),
-    /// Anything that failed at run time (exit code 1).
-    #[error("{0}")]
-    Runtime(String),
-    /// Data errors.
+    /// Data errors (exit 2 for missing or unknown datasets, else 1).
     #[error(transparent)]
-    Data(#[from] kip_data::DataError),
-    /// KIP errors.
+    Data(DataError),
+    /// KIP and run-directory errors.
     #[error(transparent)]
-    Meta(#[from] kip_meta::MetaError),
+    Meta(MetaError),
     /// KRR errors.
     #[error(transparent)]
-    Krr(#[from] kip_krr::KrrError),
-    /// Kernel errors (a bad --kernel is a usage error).
-    #[error("--kernel: {0}")]
-    Kernel(#[from] kip_kernels::KernelError),
+    Krr(kip_krr::KrrError),
     /// Network training errors.
     #[error(transparent)]
-    Nn(#[from] kip_nn::NnError),
-    /// File errors.
-    #[error("{path}: {source}")]
-    Io {
-        /// The file.
-        path: std::path::PathBuf,
-        /// The OS error.
-        source: std::io::Error,
-    },
-}
-
-impl CliError {
-    /// 2 for usage errors (bad flags, missing data files), 1 otherwise.
-    pub fn exit_code(&self) -> i32 {
-        match self {
-            CliError::Usage(_) | CliError::Kernel(_) => 2,
-            CliError::Meta(kip_meta::MetaError::Param { .. }) => 2,
-            CliError::Meta(kip_meta::MetaError::Kernel(_)) => 2,
-            CliError::Data(e) if is_usage_data_error(e) => 2,
-            CliError::Nn(kip_nn::NnError::InvalidParam { .. }) => 2,
-            _ => 1,
-        }
-    }
-}
-
-fn is_usage_data_error(e: &kip_data::DataError) -> bool {
-    matches!(
-        e,
-        kip_data::DataError::Missing { .. } | kip_data::DataError::UnknownDataset { .. }
-    )
+    Nn(kip_nn::NnError),
+    /// Kernel errors on the data (shapes, non-finite values).
+    #[error(transparent)]
+    Kernel(kip_kernels::KernelError),
 }
 
 /// Result alias of the binary.
 pub type Result<T> = std::result::Result<T, CliError>;
 
-/// Wrap an I/O error with its path.
-pub fn io(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> CliError + '_ {
-    move |source| CliError::Io {
-        path: path.to_path_buf(),
-        source,
+/// The flag that sets a library parameter (`n_target` → `--target-batch`).
+fn flag(name: &str) -> String {
+    let flag = match name {
+        "kernels" => "kernel",
+        "n_support" => "support",
+        "n_target" => "target-batch",
+        "adam.lr" => "lr",
+        "adam.first_step_index" => "adam-first-step",
+        "init.std" => "init-std",
+        other => other,
+    };
+    format!("--{}", flag.replace(['_', '.'], "-"))
+}
+
+/// A usage error naming the flag, its value and what it should be.
+fn flag_error(name: &str, value: &str, expected: &str) -> CliError {
+    CliError::Usage(format!("{} {value}: expected {expected}", flag(name)))
+}
+
+impl From<MetaError> for CliError {
+    fn from(e: MetaError) -> Self {
+        match e {
+            MetaError::Param { name, value, expected } => flag_error(name, &value, &expected),
+            MetaError::Kernel(k) => k.into(),
+            MetaError::RunDir { .. } => CliError::Usage(e.to_string()),
+            MetaError::Data(d) => d.into(),
+            MetaError::Krr(k) => k.into(),
+            e => CliError::Meta(e),
+        }
+    }
+}
+
+impl From<DataError> for CliError {
+    fn from(e: DataError) -> Self {
+        match e {
+            DataError::Holdout { holdout, .. } => CliError::Usage(format!("--holdout {holdout}: {e}")),
+            e => CliError::Data(e),
+        }
+    }
+}
+
+impl From<kip_krr::KrrError> for CliError {
+    fn from(e: kip_krr::KrrError) -> Self {
+        match e {
+            kip_krr::KrrError::InvalidParam { name, value, expected } => flag_error(name, &value.to_string(), expected),
+            kip_krr::KrrError::Kernel(k) => k.into(),
+            e => CliError::Krr(e),
+        }
+    }
+}
+
+impl From<kip_kernels::KernelError> for CliError {
+    /// A bad spec is a bad `--kernel`; other kernel errors are about the data.
+    fn from(e: kip_kernels::KernelError) -> Self {
+        match e {
+            kip_kernels::KernelError::Spec { .. } | kip_kernels::KernelError::Param { .. } => {
+                CliError::Usage(format!("--kernel: {e}"))
+            }
+            e => CliError::Kernel(e),
+        }
+    }
+}
+
+impl From<kip_nn::NnError> for CliError {
+    fn from(e: kip_nn::NnError) -> Self {
+        match e {
+            kip_nn::NnError::InvalidParam { name, value, expected } => flag_error(name, &value, expected),
+            e => CliError::Nn(e),
+        }
+    }
+}
+
+impl CliError {
+    /// A usage error about `flag`.
+    pub fn flag(flag: &str, e: impl std::fmt::Display) -> Self {
+        CliError::Usage(format!("{flag}: {e}"))
+    }
+
+    /// 2 for usage errors (bad flags, missing data files, a folder that is
+    /// not a run), 1 otherwise.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            CliError::Usage(_) => 2,
+            CliError::Data(DataError::Missing { .. } | DataError::UnknownDataset { .. }) => 2,
+            _ => 1,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn library_names_become_flags() {
+        for (name, want) in [
+            ("n_support", "--support"),
+            ("n_target", "--target-batch"),
+            ("adam.lr", "--lr"),
+            ("adam.first_step_index", "--adam-first-step"),
+            ("lr_schedule", "--lr-schedule"),
+            ("init.std", "--init-std"),
+            ("eval_block", "--eval-block"),
+            ("width", "--width"),
+        ] {
+            assert_eq!(flag(name), want);
+        }
+        let e = CliError::from(MetaError::Param {
+            name: "n_target",
+            value: "0".into(),
+            expected: ">= 1".into(),
+        });
+        assert_eq!(
+            (e.to_string().as_str(), e.exit_code()),
+            ("--target-batch 0: expected >= 1", 2)
+        );
     }
 }

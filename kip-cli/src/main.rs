@@ -2,27 +2,15 @@
 
 mod cli;
 mod commands;
-mod data;
 mod error;
 mod progress;
-mod rundir;
 
 use clap::Parser;
 
 fn main() {
     let cli = cli::Cli::parse();
-    if let Some(n) = cli.threads {
-        if n == 0 {
-            eprintln!("error: --threads 0: expected >= 1 (omit --threads to use all cores)");
-            std::process::exit(2);
-        }
-        if let Err(e) = rayon::ThreadPoolBuilder::new().num_threads(n).build_global() {
-            eprintln!("error: --threads {n}: {e}");
-            std::process::exit(2);
-        }
-    }
-    match commands::run(cli.command) {
-        Ok(code) => std::process::exit(code),
+    let code = match commands::run(cli) {
+        Ok(code) => code,
         Err(e) => {
             let first = e.to_string();
             eprintln!("error: {first}");
@@ -35,7 +23,8 @@ fn main() {
                 }
                 source = s.source();
             }
-            std::process::exit(e.exit_code());
+            e.exit_code()
         }
-    }
+    };
+    std::process::exit(code);
 }

@@ -1,17 +1,119 @@
-//! Progress bars (hidden with --quiet or when stderr is not a terminal).
+//! What `kip distill` shows while it runs: notes, a progress bar (hidden
+//! with --quiet or when stderr is not a terminal), and Ctrl-C, which stops
+//! the run after a checkpoint.
+
+use std::ops::ControlFlow;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use indicatif::{ProgressBar, ProgressStyle};
+use kip_meta::{MetricsLine, Observer, RunStart, Start};
 
-/// A progress bar over `total` steps, starting at `pos`.
-pub fn bar(total: usize, pos: usize, quiet: bool) -> ProgressBar {
-    if quiet {
-        return ProgressBar::hidden();
+use crate::error::{CliError, Result};
+
+/// The observer of a `kip distill` run.
+pub struct Progress {
+    bar: ProgressBar,
+    quiet: bool,
+    dir: PathBuf,
+    /// The dataset's name and what the run does, for the start message.
+    dataset: String,
+    detail: String,
+    last_acc: f64,
+    interrupted: Arc<AtomicBool>,
+}
+
+impl Progress {
+    /// An observer for the run in `dir` on `dataset`; `detail` (support
+    /// size, batch, kernel) goes into the start message. Installs the
+    /// SIGINT handler.
+    ///
+    /// # Errors
+    /// If the handler cannot be installed.
+    pub fn new(dir: PathBuf, dataset: String, detail: String, quiet: bool) -> Result<Self> {
+        let interrupted = Arc::new(AtomicBool::new(false));
+        signal_hook::flag::register(signal_hook::consts::SIGINT, Arc::clone(&interrupted))
+            .map_err(|e| CliError::Usage(format!("cannot install the SIGINT handler: {e}")))?;
+        Ok(Self {
+            bar: ProgressBar::hidden(),
+            quiet,
+            dir,
+            dataset,
+            detail,
+            last_acc: f64::NAN,
+            interrupted,
+        })
     }
-    let pb = ProgressBar::new(total as u64);
-    pb.set_style(
-        ProgressStyle::with_template("{bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}] {msg}")
-            .expect("valid template"),
-    );
-    pb.set_position(pos as u64);
-    pb
+
+    /// A message on stderr (not with --quiet).
+    pub fn say(&self, s: &str) {
+        if !self.quiet {
+            self.bar.suspend(|| eprintln!("{s}"));
+        }
+    }
+
+    /// Leaves the bar where it is (after a stop or a failure).
+    pub fn abandon(&self) {
+        self.bar.abandon();
+    }
+
+    /// Clears the bar (after a finished run).
+    pub fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+
+    fn stop_requested(&self) -> ControlFlow<()> {
+        if self.interrupted.load(Ordering::SeqCst) {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    }
+}
+
+impl Observer for Progress {
+    fn started(&mut self, s: &RunStart<'_>) -> ControlFlow<()> {
+        for n in s.notes {
+            self.say(&format!("note: {n}"));
+        }
+        match s.start {
+            Start::New => {}
+            Start::Resumed { step } => self.say(&format!("resuming {} at step {step}", self.dir.display())),
+            Start::Restarted => self.say(&format!(
+                "no checkpoint in {} yet: starting at step 0",
+                self.dir.display()
+            )),
+        }
+        self.say(&format!(
+            "{}: {} train / {} test images, {}",
+            self.dataset, s.train_size, s.test_size, self.detail
+        ));
+        self.say(&format!("test accuracy at step {}: {:.4}", s.step, s.eval.accuracy));
+        self.last_acc = s.eval.accuracy;
+        if !self.quiet {
+            self.bar = ProgressBar::new(s.steps as u64);
+            self.bar.set_style(
+                ProgressStyle::with_template("{bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}] {msg}")
+                    .expect("a valid template"),
+            );
+            self.bar.set_position(s.step as u64);
+        }
+        self.stop_requested()
+    }
+
+    fn step(&mut self, line: &MetricsLine) -> ControlFlow<()> {
+        if let Some(acc) = line.test_acc {
+            self.last_acc = acc;
+        }
+        if line.test_acc.is_some() || line.step % 10 == 0 {
+            self.bar.set_message(format!(
+                "loss {:.4e} test acc {:.4}",
+                line.loss.unwrap_or(f64::NAN),
+                self.last_acc
+            ));
+        }
+        self.bar.inc(1);
+        self.stop_requested()
+    }
 }

@@ -39,9 +39,15 @@ fn distill_defaults_then_eval_inspect_label_solve_transfer() {
     }
     let metrics = std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap();
     let lines: Vec<Value> = metrics.lines().map(json).collect();
-    assert_eq!(lines.len(), 300, "one line per default step");
-    for (i, l) in lines.iter().enumerate() {
-        assert_eq!(l["step"].as_u64(), Some(i as u64 + 1), "{l}");
+    assert_eq!(lines.len(), 301, "the step-0 baseline, then one line per default step");
+    let baseline = &lines[0];
+    assert_eq!(baseline["step"].as_u64(), Some(0), "{baseline}");
+    assert!(
+        baseline["loss"].is_null() && baseline["test_acc"].as_f64().is_some(),
+        "{baseline}"
+    );
+    for (i, l) in lines.iter().enumerate().skip(1) {
+        assert_eq!(l["step"].as_u64(), Some(i as u64), "{l}");
         assert!(l["loss"].as_f64().is_some_and(f64::is_finite), "{l}");
         assert!(l["elapsed_s"].as_f64().is_some(), "{l}");
     }
@@ -55,6 +61,11 @@ fn distill_defaults_then_eval_inspect_label_solve_transfer() {
     let init = summary["init_test_acc"].as_f64().unwrap();
     let fin = summary["final_test_acc"].as_f64().unwrap();
     assert!(fin > init, "KIP improves test accuracy: {init} -> {fin}");
+    assert_eq!(
+        baseline["test_acc"].as_f64(),
+        Some(init),
+        "the summary's start is the baseline"
+    );
     assert_eq!(last["test_acc"].as_f64(), Some(fin));
 
     // eval reproduces the final accuracy.
@@ -107,7 +118,7 @@ fn distill_defaults_then_eval_inspect_label_solve_transfer() {
     }
 
     // numpy reads support.npz.
-    if have_numpy() {
+    if numpy("the numpy check of support.npz") {
         python(
             dir,
             "import numpy as np\n\
@@ -117,8 +128,6 @@ fn distill_defaults_then_eval_inspect_label_solve_transfer() {
              for k in z.files:\n    a = z[k]\n    assert a.shape[0] >= 1, (k, a.shape)\n\
              print(sorted(names))\n",
         );
-    } else {
-        eprintln!("note: python3 with numpy not found; skipping the numpy check of support.npz");
     }
 }
 

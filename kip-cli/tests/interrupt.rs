@@ -121,8 +121,8 @@ fn sigkill_and_resume_reproduce_the_uninterrupted_run() {
     assert_eq!(sa.y_s, sb.y_s);
     assert_eq!(sa.adam_x.m, sb.adam_x.m);
     assert_eq!(sa.adam_x.v, sb.adam_x.v);
-    // The metrics log has each step once, in order.
-    assert_eq!(logged_steps(&b), (1..=400).collect::<Vec<u64>>());
+    // The metrics log has the step-0 baseline, then each step once, in order.
+    assert_eq!(logged_steps(&b), (0..=400).collect::<Vec<u64>>());
 }
 
 /// Steps of a run's metrics log, in order.
@@ -153,7 +153,7 @@ fn resume_after_the_final_checkpoint_logs_each_step_once() {
     kip_ok(t.path(), &args);
     std::fs::remove_file(Path::new(&run).join("summary.json")).unwrap();
     kip_ok(t.path(), &["distill", "--resume", &run, "--steps", "20", "--quiet"]);
-    assert_eq!(logged_steps(&run), (1..=20).collect::<Vec<u64>>());
+    assert_eq!(logged_steps(&run), (0..=20).collect::<Vec<u64>>());
     assert!(Path::new(&run).join("summary.json").is_file());
 }
 

@@ -1,23 +1,23 @@
 //! Corruption: frozen-pixel masks and Gaussian noise initialisation.
 
+use nalgebra::DMatrix;
 use rand::Rng;
 use rand_distr::{Distribution, Normal};
 
 use crate::error::{DataError, Result};
 
-/// A fixed Bernoulli mask over an `n × d` support set: frozen pixels keep
-/// their initial value because their gradient is zeroed every step.
+/// A fixed mask over an `n × d` support set (the paper's corrupted-pixel
+/// "privacy" runs): frozen pixels keep their initial value because their
+/// gradient is zeroed every step.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PixelMask {
-    n: usize,
-    d: usize,
-    frozen: Vec<bool>,
-    fraction_bits: u64,
+    frozen: DMatrix<bool>,
 }
 
 impl PixelMask {
     /// Draws each of the `n · d` entries frozen independently with
-    /// probability `p` (one `rng.random::<f64>()` per entry, row-major).
+    /// probability `p` (one `rng.random::<f64>()` per entry, in row-major
+    /// order: image by image).
     ///
     /// # Errors
     /// [`DataError::Invalid`] unless `0 <= p < 1`.
@@ -27,56 +27,76 @@ impl PixelMask {
                 "pixel corruption fraction must be in [0, 1), got {p}"
             )));
         }
-        let frozen = (0..n * d).map(|_| rng.random::<f64>() < p).collect();
+        let draws: Vec<bool> = (0..n * d).map(|_| rng.random::<f64>() < p).collect();
         Ok(PixelMask {
-            n,
-            d,
-            frozen,
-            fraction_bits: p.to_bits(),
+            frozen: DMatrix::from_row_slice(n, d, &draws),
         })
     }
 
-    /// Whether entry `i` (row-major index into `n × d`) is frozen.
+    /// A mask with the given frozen entries (`n × d`), e.g. read back from
+    /// a checkpoint.
+    pub fn from_frozen(frozen: DMatrix<bool>) -> PixelMask {
+        PixelMask { frozen }
+    }
+
+    /// The frozen entries, `n × d`.
+    pub fn frozen(&self) -> &DMatrix<bool> {
+        &self.frozen
+    }
+
+    /// Whether pixel `j` of image `i` is frozen.
     ///
     /// # Panics
-    /// If `i >= n · d`.
-    pub fn is_frozen(&self, i: usize) -> bool {
-        self.frozen[i]
+    /// If `(i, j)` lies outside `n × d`.
+    pub fn is_frozen(&self, i: usize, j: usize) -> bool {
+        self.frozen[(i, j)]
     }
 
-    /// Zeros the frozen entries of a row-major `n × d` gradient.
-    ///
-    /// # Panics
-    /// If `grad.len() != n · d`.
-    pub fn apply_to_gradient(&self, grad: &mut [f64]) {
-        assert_eq!(
-            grad.len(),
-            self.frozen.len(),
-            "apply_to_gradient: gradient has {} values, mask covers {} x {}",
-            grad.len(),
-            self.n,
-            self.d
-        );
-        for (g, &f) in grad.iter_mut().zip(&self.frozen) {
-            if f {
-                *g = 0.0;
-            }
-        }
-    }
-
-    /// The requested frozen probability `p`.
-    pub fn fraction(&self) -> f64 {
-        f64::from_bits(self.fraction_bits)
-    }
-
-    /// Number of frozen entries actually drawn.
+    /// Number of frozen entries.
     pub fn frozen_count(&self) -> usize {
         self.frozen.iter().filter(|&&f| f).count()
     }
 
     /// `(n, d)`.
     pub fn dims(&self) -> (usize, usize) {
-        (self.n, self.d)
+        self.frozen.shape()
+    }
+
+    /// Sets the frozen entries of `x` to those of `values` (the corruption
+    /// itself); the others are left alone.
+    ///
+    /// # Panics
+    /// If `x` or `values` is not `n × d`.
+    pub fn fill_frozen(&self, x: &mut DMatrix<f64>, values: &DMatrix<f64>) {
+        self.check_shape("fill_frozen", x.shape());
+        self.check_shape("fill_frozen", values.shape());
+        for ((v, &f), &new) in x.iter_mut().zip(self.frozen.iter()).zip(values.iter()) {
+            if f {
+                *v = new;
+            }
+        }
+    }
+
+    /// Zeros the frozen entries of an `n × d` gradient.
+    ///
+    /// # Panics
+    /// If `grad` is not `n × d`.
+    pub fn apply_to_gradient(&self, grad: &mut DMatrix<f64>) {
+        self.check_shape("apply_to_gradient", grad.shape());
+        for (g, &f) in grad.iter_mut().zip(self.frozen.iter()) {
+            if f {
+                *g = 0.0;
+            }
+        }
+    }
+
+    fn check_shape(&self, what: &str, shape: (usize, usize)) {
+        assert_eq!(
+            shape,
+            self.frozen.shape(),
+            "PixelMask::{what}: a {shape:?} matrix for a mask over {:?}",
+            self.frozen.shape()
+        );
     }
 }
 
@@ -96,21 +116,44 @@ mod tests {
     use rand::SeedableRng;
 
     #[test]
-    fn mask_freezes_fraction() {
+    fn mask_freezes_fraction_and_only_frozen_entries() {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
         assert!(PixelMask::bernoulli(2, 2, 1.0, &mut rng).is_err());
         assert!(PixelMask::bernoulli(2, 2, -0.1, &mut rng).is_err());
         let m = PixelMask::bernoulli(100, 100, 0.3, &mut rng).unwrap();
         let f = m.frozen_count() as f64 / 1e4;
         assert!((f - 0.3).abs() < 0.03, "{f}");
-        let mut g = vec![1.0; 10_000];
+        let mut g = DMatrix::from_element(100, 100, 1.0);
         m.apply_to_gradient(&mut g);
-        for (i, &v) in g.iter().enumerate() {
-            assert_eq!(v == 0.0, m.is_frozen(i));
+        let mut x = DMatrix::from_element(100, 100, 1.0);
+        m.fill_frozen(&mut x, &DMatrix::from_element(100, 100, 7.0));
+        for i in 0..100 {
+            for j in 0..100 {
+                assert_eq!(g[(i, j)] == 0.0, m.is_frozen(i, j));
+                assert_eq!(x[(i, j)] == 7.0, m.is_frozen(i, j));
+            }
         }
-        assert_eq!(m.fraction(), 0.3);
         let z = PixelMask::bernoulli(3, 3, 0.0, &mut rng).unwrap();
         assert_eq!(z.frozen_count(), 0);
+    }
+
+    #[test]
+    fn draws_are_row_major() {
+        let mut a = rand_chacha::ChaCha8Rng::seed_from_u64(9);
+        let mut b = a.clone();
+        let m = PixelMask::bernoulli(3, 4, 0.5, &mut a).unwrap();
+        for i in 0..3 {
+            for j in 0..4 {
+                assert_eq!(m.is_frozen(i, j), b.random::<f64>() < 0.5);
+            }
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "apply_to_gradient")]
+    fn a_gradient_of_another_shape_is_refused() {
+        let m = PixelMask::from_frozen(DMatrix::from_element(2, 3, true));
+        m.apply_to_gradient(&mut DMatrix::zeros(3, 2));
     }
 
     #[test]

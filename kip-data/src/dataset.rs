@@ -264,14 +264,13 @@ impl Dataset {
     /// This is the `--holdout N` rule.
     ///
     /// # Errors
-    /// [`DataError::Invalid`] unless `0 < n_test < len()`.
+    /// [`DataError::Holdout`] unless `0 < n_test < len()`.
     pub fn holdout(&self, n_test: usize) -> Result<(Dataset, Dataset)> {
         if n_test == 0 || n_test >= self.len() {
-            return Err(DataError::invalid(format!(
-                "holdout of {n_test} images from a dataset of {}: need 0 < holdout < {}",
-                self.len(),
-                self.len()
-            )));
+            return Err(DataError::Holdout {
+                holdout: n_test,
+                len: self.len(),
+            });
         }
         Ok(self.split_at(self.len() - n_test))
     }

@@ -84,6 +84,28 @@ pub enum DataError {
         /// The accepted names and forms.
         accepted: Vec<String>,
     },
+    /// A held-out test set that leaves no training image (or holds none).
+    #[error("a holdout of {holdout} images from a training set of {len}: need 0 < holdout < {len}")]
+    Holdout {
+        /// Images asked for.
+        holdout: usize,
+        /// Training images available.
+        len: usize,
+    },
+    /// A class-balanced draw asks a class for more images than it has.
+    #[error("{n} class-balanced images over {classes} classes need {needed} of class {class}, which has {available}")]
+    TooFewInClass {
+        /// Images requested in all.
+        n: usize,
+        /// Number of classes.
+        classes: usize,
+        /// The first class that falls short.
+        class: usize,
+        /// Images of that class.
+        available: usize,
+        /// Images of that class the draw needs.
+        needed: usize,
+    },
     /// A parameter or an in-memory argument is invalid (bad probability,
     /// mismatched lengths, empty dataset, non-finite pixel, ...).
     #[error("invalid argument: {what}")]
@@ -137,7 +159,8 @@ impl DataError {
         }
     }
 
-    pub(crate) fn io(path: &std::path::Path, source: std::io::Error) -> Self {
+    /// Shorthand for [`DataError::Io`] on `path`.
+    pub fn io(path: &std::path::Path, source: std::io::Error) -> Self {
         DataError::Io {
             path: path.to_path_buf(),
             source,

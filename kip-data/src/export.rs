@@ -10,6 +10,7 @@ use crate::dataset::ImageShape;
 use crate::error::{DataError, Result};
 use crate::io::write_atomic;
 use crate::npz::{npz_err, open, read_array, Array, ArrayData};
+use crate::preprocess::Transform;
 
 /// A learned support set with everything needed to use or inspect it.
 #[derive(Clone, Debug)]
@@ -29,6 +30,44 @@ pub struct SupportSet {
 }
 
 impl SupportSet {
+    /// A support set from its model-space images `x_model` (`n × d`), label
+    /// vectors `y` (`n × C`) and class ids, with the images mapped back to
+    /// the original pixel scale by inverting `transform`.
+    ///
+    /// # Errors
+    /// [`DataError::Invalid`] if the shapes disagree with each other, with
+    /// the transform's image shape or with the `C` class names.
+    pub fn from_model(
+        x_model: &DMatrix<f64>,
+        y: &DMatrix<f64>,
+        labels: &[usize],
+        transform: &Transform,
+        class_names: &[String],
+    ) -> Result<SupportSet> {
+        let (n, d) = x_model.shape();
+        let shape = transform.shape();
+        let c = class_names.len();
+        if d != shape.dim() || y.shape() != (n, c) || labels.len() != n {
+            return Err(DataError::invalid(format!(
+                "support set of {n} x {d} images, {:?} labels and {} class ids for images of shape {shape} and {c} classes",
+                y.shape(),
+                labels.len()
+            )));
+        }
+        let mut rows: Vec<f64> = (0..n * d).map(|k| x_model[(k / d, k % d)]).collect();
+        transform.invert_rows(&mut rows, n);
+        let s = SupportSet {
+            shape,
+            x_model: x_model.clone(),
+            x_pixels: DMatrix::from_row_slice(n, d, &rows),
+            y: y.clone(),
+            labels: labels.to_vec(),
+            class_names: class_names.to_vec(),
+        };
+        s.check()?;
+        Ok(s)
+    }
+
     fn check(&self) -> Result<()> {
         let (n, d) = (self.labels.len(), self.shape.dim());
         let c = self.class_names.len();
@@ -68,8 +107,9 @@ impl SupportSet {
     /// | `labels` | int64 | `[n]` |
     /// | `class_names_utf8` | uint8 | `[bytes]`: names joined by `\n` |
     ///
-    /// The write is atomic (temporary file in the same folder, then rename):
-    /// on error no partial file is left and an existing `path` is untouched.
+    /// The write is atomic ([`crate::write_atomic`]): on error no partial
+    /// file is left and an existing `path` is untouched. The archive's
+    /// timestamps are fixed, so equal support sets give equal files.
     ///
     /// # Errors
     /// [`DataError::Invalid`] if the dimensions disagree; [`DataError::Io`]
@@ -83,7 +123,9 @@ impl SupportSet {
         write_atomic(path, |w| {
             let io = |e: std::io::Error| DataError::io(path, e);
             let mut npz = NpzWriter::new(w);
-            let opts = npyz::zip::write::FileOptions::default;
+            // A fixed timestamp (the zip epoch, 1980-01-01): the same support
+            // set gives the same bytes, so runs can be compared with `cmp`.
+            let opts = || npyz::zip::write::FileOptions::default().last_modified_time(npyz::zip::DateTime::default());
             {
                 let mut a = npz
                     .array::<f32>("x", opts())
@@ -140,11 +182,10 @@ impl SupportSet {
                 a.extend(names.iter().copied()).map_err(io)?;
                 a.finish().map_err(io)?;
             }
-            let bw = npz
-                .zip_writer()
+            npz.zip_writer()
                 .finish()
                 .map_err(|e| DataError::io(path, std::io::Error::other(e.to_string())))?;
-            bw.into_inner().map_err(|e| DataError::io(path, e.into_error()))
+            Ok(())
         })
     }
 

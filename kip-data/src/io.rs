@@ -1,7 +1,9 @@
 //! Whole-file reading with transparent gzip decompression.
 
-use std::io::Read;
-use std::path::Path;
+use std::fs::File;
+use std::io::{BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::error::{DataError, Result};
 
@@ -61,18 +63,38 @@ pub(crate) fn bytes_to_f32(bytes: &[u8]) -> Vec<f32> {
     bytes.iter().map(|&b| b as f32).collect()
 }
 
-/// Writes a file atomically: `write` fills a temporary file in the same
-/// folder, which is flushed, synced and renamed over `path`. On any error the
-/// temporary file is removed and `path` is untouched.
-pub(crate) fn write_atomic<F>(path: &Path, write: F) -> Result<()>
+/// Writes `path` atomically: `write` fills a temporary file with a unique
+/// name in the same folder, which is flushed, synced (`fsync`) and renamed
+/// over `path`; then the folder is synced, so the rename itself survives a
+/// crash. At any moment `path` holds the old file or the complete new one,
+/// never a torn one. On any error the temporary file is removed and `path`
+/// is untouched.
+///
+/// This is the one atomic writer of the workspace: support sets, pictures,
+/// checkpoints, run configurations and summaries all go through it.
+///
+/// # Errors
+/// [`DataError::Invalid`] for a path without a file name; [`DataError::Io`]
+/// naming the file when it cannot be created, written, synced or renamed;
+/// whatever `write` returns.
+///
+/// # Examples
+/// ```
+/// use std::io::Write;
+/// let dir = tempfile::tempdir()?;
+/// let path = dir.path().join("note.txt");
+/// kip_data::write_atomic(&path, |w| w.write_all(b"hello").map_err(|e| kip_data::DataError::io(&path, e)))?;
+/// assert_eq!(std::fs::read(&path)?, b"hello");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn write_atomic<F>(path: &Path, write: F) -> Result<()>
 where
-    F: FnOnce(std::io::BufWriter<std::fs::File>) -> std::result::Result<std::fs::File, DataError>,
+    F: FnOnce(&mut BufWriter<File>) -> Result<()>,
 {
-    use std::sync::atomic::{AtomicU64, Ordering};
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => std::path::PathBuf::from("."),
+        _ => PathBuf::from("."),
     };
     let name = path
         .file_name()
@@ -83,22 +105,37 @@ where
         std::process::id(),
         COUNTER.fetch_add(1, Ordering::Relaxed)
     ));
-    let file = std::fs::File::create(&tmp).map_err(|e| DataError::io(&tmp, e))?;
-    let result = write(std::io::BufWriter::new(file)).and_then(|f| {
-        f.sync_all().map_err(|e| DataError::io(&tmp, e))?;
+    let file = File::create(&tmp).map_err(|e| DataError::io(&tmp, e))?;
+    let mut w = BufWriter::new(file);
+    let result = write(&mut w).and_then(|()| {
+        let f = w.into_inner().map_err(|e| DataError::io(path, e.into_error()))?;
+        f.sync_all().map_err(|e| DataError::io(path, e))?;
         drop(f);
         std::fs::rename(&tmp, path).map_err(|e| DataError::io(path, e))
     });
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
+        return result;
     }
-    result
+    // The rename is durable only once the folder is synced. Some file
+    // systems refuse to sync a folder; the new file is in place either way.
+    if let Ok(d) = File::open(&dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// [`write_atomic`] of a byte buffer.
+///
+/// # Errors
+/// As [`write_atomic`].
+pub fn write_file_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic(path, |w| w.write_all(bytes).map_err(|e| DataError::io(path, e)))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Write;
 
     #[test]
     fn gzip_and_raw_are_transparent() {
@@ -111,5 +148,34 @@ mod tests {
         enc.write_all(b"world").unwrap();
         std::fs::write(&gz, enc.finish().unwrap()).unwrap();
         assert_eq!(read_maybe_gz(&gz).unwrap(), b"world");
+    }
+}
+
+#[cfg(test)]
+mod atomic_tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_write_leaves_the_old_file_and_no_temporary() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f.bin");
+        write_file_atomic(&p, b"old").unwrap();
+        let e = write_atomic(&p, |w| {
+            w.write_all(b"partial").unwrap();
+            Err(DataError::invalid("stop"))
+        });
+        assert!(e.is_err());
+        assert_eq!(std::fs::read(&p).unwrap(), b"old");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no temporary file left"
+        );
+        write_file_atomic(&p, b"new").unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"new");
+        assert!(matches!(
+            write_file_atomic(Path::new("/"), b"x"),
+            Err(DataError::Invalid { .. })
+        ));
     }
 }

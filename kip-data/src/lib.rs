@@ -57,6 +57,7 @@ mod idx;
 mod io;
 mod npz;
 mod png_grid;
+mod prepared;
 mod preprocess;
 mod resolve;
 mod sampling;
@@ -71,10 +72,11 @@ pub use export::SupportSet;
 pub use idx::{
     load_idx, load_idx_dir, load_idx_with_classes, load_mnist_dir, FASHION_MNIST_CLASSES, IDX_FILES, MNIST_CLASSES,
 };
-pub use io::read_maybe_gz;
+pub use io::{read_maybe_gz, write_atomic, write_file_atomic};
 pub use npz::{load_npz, load_npz_split, NpzLayout};
 pub use png_grid::{write_png_grid, MIN_DISPLAY_SIDE};
+pub use prepared::{DataSpec, Prepared};
 pub use preprocess::{layer_norm_rows, Preprocess, Transform, ZCA_DEFAULT_STRENGTH, ZCA_EIGEN_CUTOFF};
 pub use resolve::{check_available, resolve, DATASET_NAMES, DATA_DIR_ENV};
-pub use sampling::class_balanced;
+pub use sampling::{balanced_counts, class_balanced, Sample};
 pub use targets::{one_hot, one_hot_into};

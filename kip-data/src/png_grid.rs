@@ -1,11 +1,10 @@
-//! PNG contact sheets of (support) images, one row per class.
+//! PNG contact sheets of (support) images: a row of images per class.
 
-use std::io::Write;
 use std::path::Path;
 
 use crate::dataset::ImageShape;
 use crate::error::{DataError, Result};
-use crate::io::write_atomic;
+use crate::io::write_file_atomic;
 
 /// Smallest displayed image side in pixels; smaller images are upscaled by
 /// the integer factor `ceil(32 / max(h, w))`.
@@ -14,20 +13,24 @@ pub const MIN_DISPLAY_SIDE: usize = 32;
 /// Gap colour between cells (mid grey).
 const GAP: u8 = 128;
 
+/// Pixels between classes that share a line of the sheet.
+const BAND_GAP: usize = 3;
+
 /// Largest grid written (pixels), to refuse absurd requests.
 const MAX_GRID_PIXELS: usize = 1 << 28;
 
-/// Writes a PNG grid of `n` images: row `k` holds the images with label `k`
-/// left to right in their order in `pixels`; cells are separated (and
-/// framed) by 1-pixel grey gaps. Grayscale for `c = 1`, RGB for `c = 3`.
-/// Values are clipped to `[0, scale_max]` and mapped linearly to 0..255
+/// Writes a PNG contact sheet of `n` images, a row per class: class `k`'s
+/// images sit left to right in their order in `pixels`. When the rows are
+/// short (few images per class: 10 support images of 10 classes would be a
+/// single column), several classes share a line of the sheet, side by side
+/// in class order, so that the sheet stays about square: with at most `m`
+/// images in a class, `max(1, round(√(C/m)))` classes per line. Cells are
+/// framed by 1-pixel grey gaps; classes on one line are 3 pixels apart.
+/// Grayscale for `c = 1`, RGB for `c = 3`. Values are clipped to
+/// `[0, scale_max]` and mapped linearly to 0..255
 /// (`round(255 · v / scale_max)`); images are upscaled by an integer factor
 /// so that their longer side is at least 32 pixels. Atomic write.
 ///
-/// # Errors
-/// [`DataError::Invalid`] when `pixels.len() != labels.len() · d`, `n = 0`,
-/// `c ∉ {1, 3}`, a label `>= n_classes`, `scale_max` not positive and finite,
-/// or the grid would be enormous; [`DataError::Io`] on write failure.
 pub fn write_png_grid(
     path: &Path,
     pixels: &[f64],
@@ -64,11 +67,14 @@ pub fn write_png_grid(
     for (i, &l) in labels.iter().enumerate() {
         rows[l].push(i);
     }
-    let cols = rows.iter().map(Vec::len).max().unwrap_or(1).max(1);
+    let per_class = rows.iter().map(Vec::len).max().unwrap_or(1).max(1);
+    let bands = ((n_classes as f64 / per_class as f64).sqrt().round() as usize).clamp(1, n_classes.max(1));
+    let lines = n_classes.div_ceil(bands).max(1);
     let s = MIN_DISPLAY_SIDE.div_ceil(shape.h.max(shape.w)).max(1);
     let (ch, cw) = (shape.h * s, shape.w * s);
-    let width = cols * (cw + 1) + 1;
-    let height = n_classes * (ch + 1) + 1;
+    let band_w = per_class * (cw + 1) + 1;
+    let width = bands * band_w + (bands - 1) * BAND_GAP;
+    let height = lines * (ch + 1) + 1;
     if width.saturating_mul(height) > MAX_GRID_PIXELS || width > u32::MAX as usize || height > u32::MAX as usize {
         return Err(DataError::invalid(format!(
             "write_png_grid: grid of {width}x{height} pixels is too large"
@@ -76,14 +82,22 @@ pub fn write_png_grid(
     }
     let c = shape.c;
     let mut img = vec![GAP; width * height * c];
+    // The space between bands is black, so the bands read as groups.
+    for line in 0..height {
+        for b in 1..bands {
+            let x0 = b * (band_w + BAND_GAP) - BAND_GAP;
+            img[(line * width + x0) * c..(line * width + x0 + BAND_GAP) * c].fill(0);
+        }
+    }
     let to_u8 = |v: f64| -> u8 {
         let v = if v.is_nan() { 0.0 } else { v.clamp(0.0, scale_max) };
         (255.0 * v / scale_max).round() as u8
     };
-    for (r, members) in rows.iter().enumerate() {
+    for (class, members) in rows.iter().enumerate() {
+        let (line, band) = (class / bands, class % bands);
         for (col, &i) in members.iter().enumerate() {
             let src = &pixels[i * d..(i + 1) * d];
-            let (y0, x0) = (1 + r * (ch + 1), 1 + col * (cw + 1));
+            let (y0, x0) = (1 + line * (ch + 1), band * (band_w + BAND_GAP) + 1 + col * (cw + 1));
             for y in 0..ch {
                 for x in 0..cw {
                     let sp = ((y / s) * shape.w + x / s) * c;
@@ -109,12 +123,7 @@ pub fn write_png_grid(
         wr.write_image_data(&img).map_err(pe)?;
         wr.finish().map_err(pe)?;
     }
-    write_atomic(path, |mut w| {
-        let io = |e: std::io::Error| DataError::io(path, e);
-        w.write_all(&bytes).map_err(io)?;
-        w.flush().map_err(io)?;
-        w.into_inner().map_err(|e| DataError::io(path, e.into_error()))
-    })
+    write_file_atomic(path, &bytes)
 }
 
 #[cfg(test)]
@@ -125,14 +134,25 @@ mod tests {
     fn grid_dimensions() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("g.png");
+        let size = |p: &Path| {
+            let reader = png::Decoder::new(std::fs::File::open(p).unwrap()).read_info().unwrap();
+            (reader.info().width, reader.info().height)
+        };
         let shape = ImageShape::new(8, 8, 1);
         let px: Vec<f64> = (0..3 * 64).map(|i| (i % 17) as f64).collect();
+        // Two classes of up to two images: a row each (2 cells of 32 px + 3 gaps).
         write_png_grid(&p, &px, shape, &[0, 1, 1], 2, 16.0).unwrap();
-        let dec = png::Decoder::new(std::fs::File::open(&p).unwrap());
-        let reader = dec.read_info().unwrap();
-        let info = reader.info();
-        // 2 columns of 32 px + 3 gaps; 2 rows of 32 px + 3 gaps.
-        assert_eq!((info.width, info.height), (67, 67));
+        assert_eq!(size(&p), (67, 67));
         assert!(write_png_grid(&p, &px, ImageShape::new(8, 8, 2), &[0], 2, 16.0).is_err());
+        // One image in each of 10 classes: 3 classes per line, 4 lines (not one column).
+        let px: Vec<f64> = (0..10 * 64).map(|i| (i % 17) as f64).collect();
+        let labels: Vec<usize> = (0..10).collect();
+        write_png_grid(&p, &px, shape, &labels, 10, 16.0).unwrap();
+        assert_eq!(size(&p), (3 * 34 + 2 * 3, 4 * 33 + 1));
+        // Ten images in each of 10 classes: a row per class.
+        let px: Vec<f64> = (0..100 * 64).map(|i| (i % 17) as f64).collect();
+        let labels: Vec<usize> = (0..100).map(|i| i / 10).collect();
+        write_png_grid(&p, &px, shape, &labels, 10, 16.0).unwrap();
+        assert_eq!(size(&p), (10 * 33 + 1, 10 * 33 + 1));
     }
 }

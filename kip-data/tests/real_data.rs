@@ -2,6 +2,8 @@
 //! printed reason otherwise, and fail when KIP_REQUIRE_DATA=1.
 
 mod common;
+#[path = "support/test_env.rs"]
+mod test_env;
 
 use kip_data::{check_available, digits, load_cifar10_dir, load_mnist_dir, resolve, ImageShape};
 
@@ -11,7 +13,9 @@ fn sum(p: &[f32]) -> f64 {
 
 #[test]
 fn mnist_loads_with_exact_histograms() {
-    let Some(dir) = common::data_dir("mnist") else { return };
+    let Some(dir) = test_env::real_data("mnist") else {
+        return;
+    };
     let t = std::time::Instant::now();
     let s = load_mnist_dir(&dir).unwrap();
     eprintln!("load_mnist_dir (both splits, gz): {:.3} s", t.elapsed().as_secs_f64());
@@ -41,7 +45,9 @@ fn mnist_loads_with_exact_histograms() {
 
 #[test]
 fn cifar10_loads_with_partial_test_note() {
-    let Some(dir) = common::data_dir("cifar10") else { return };
+    let Some(dir) = test_env::real_data("cifar10") else {
+        return;
+    };
     let s = load_cifar10_dir(&dir).unwrap();
     assert_eq!(s.train.len(), 50000);
     assert_eq!(s.train.shape(), ImageShape::new(32, 32, 3));
@@ -79,7 +85,9 @@ fn digits_embedded_and_on_disk_agree() {
     assert_eq!((s.train.len(), s.test.len()), (1438, 359));
     // python3: row 1 of digits.csv.gz, sum of the 64 pixel fields = 294, label 0.
     assert_eq!(sum(s.train.image(0)), 294.0);
-    let Some(dir) = common::data_dir("digits") else { return };
+    let Some(dir) = test_env::real_data("digits") else {
+        return;
+    };
     let disk = kip_data::load_digits_csv(&dir.join("digits.csv.gz")).unwrap();
     assert_eq!(disk.len(), 1797);
     assert_eq!(disk.pixels(), kip_data::digits_all().pixels());
@@ -87,13 +95,15 @@ fn digits_embedded_and_on_disk_agree() {
 
 #[test]
 fn resolve_finds_folders_from_parent_or_folder() {
-    let Some(mnist) = common::data_dir("mnist") else { return };
+    let Some(mnist) = test_env::real_data("mnist") else {
+        return;
+    };
     let parent = mnist.parent().unwrap().to_path_buf();
     assert_eq!(check_available("mnist", Some(&parent)).unwrap(), mnist);
     assert_eq!(check_available("mnist", Some(&mnist)).unwrap(), mnist);
     let s = resolve("mnist", Some(&parent)).unwrap();
     assert_eq!(s.train.len(), 60000);
-    if common::data_dir("cifar10").is_some() {
+    if test_env::real_data("cifar10").is_some() {
         let c = check_available("cifar10", Some(&parent)).unwrap();
         assert!(c.ends_with("cifar10"));
     }

@@ -2,6 +2,8 @@
 //! ZCA whitening properties.
 
 mod common;
+#[path = "support/test_env.rs"]
+mod test_env;
 
 use kip_data::{
     digits, layer_norm_rows, load_npz, load_npz_split, one_hot, Dataset, ImageShape, NpzLayout, Preprocess, SupportSet,
@@ -113,19 +115,17 @@ fn numpy_opens_the_export() {
         path = p.to_str().unwrap(),
         v = s.x_model[(1, 2 * 4 + 3)]
     );
-    let out = std::process::Command::new("python3").arg("-c").arg(&script).output();
-    match out {
-        Ok(o) if o.status.success() => assert!(String::from_utf8_lossy(&o.stdout).contains("numpy ok")),
-        Ok(o) => {
-            let err = String::from_utf8_lossy(&o.stderr);
-            if err.contains("No module named 'numpy'") {
-                eprintln!("SKIPPED numpy check: python3 has no numpy");
-            } else {
-                panic!("numpy rejected the export: {err}");
-            }
-        }
-        Err(e) => eprintln!("SKIPPED numpy check: cannot run python3 ({e})"),
+    if !test_env::numpy("numpy_opens_the_export") {
+        return;
     }
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(&script)
+        .output()
+        .expect("python3 runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "numpy rejected the export: {err}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("numpy ok"));
 }
 
 #[test]

@@ -10,38 +10,21 @@
 //! images as targets (streaming, blocks of 2,500) must improve it (measured
 //! 0.9175).
 
-use std::path::PathBuf;
-
 #[path = "support/real_krr.rs"]
 mod real_krr;
+#[path = "../../kip-data/tests/support/test_env.rs"]
+mod test_env;
 
 use kip_data::{one_hot, Preprocess};
 use kip_kernels::{points, KernelSpec};
 use kip_krr::{label_solve_streaming, Ridge};
 use real_krr::{balanced_support, TestSet};
 
-/// The data folder, or `None` (with the reason printed) when the test should
-/// skip.
-fn data_dir(dataset: &str) -> Option<PathBuf> {
-    let require = std::env::var("KIP_REQUIRE_DATA").is_ok_and(|v| v == "1");
-    let reason = match std::env::var_os("KIP_DATA_DIR") {
-        None => "KIP_DATA_DIR is not set".to_string(),
-        Some(dir) => {
-            let dir = PathBuf::from(dir);
-            match kip_data::check_available(dataset, Some(&dir)) {
-                Ok(_) => return Some(dir),
-                Err(e) => format!("{dataset} not available under {}: {e}", dir.display()),
-            }
-        }
-    };
-    assert!(!require, "KIP_REQUIRE_DATA=1 but {reason}");
-    eprintln!("skipping real-data test: {reason}");
-    None
-}
-
 #[test]
 fn mnist_krr_accuracy_and_label_solve_improves_it() {
-    let Some(dir) = data_dir("mnist") else { return };
+    let Some(dir) = test_env::real_data("mnist") else {
+        return;
+    };
     let t0 = std::time::Instant::now();
     let split = kip_data::resolve("mnist", Some(&dir)).unwrap();
     let transform = Preprocess::Standard.fit(&split.train).unwrap();

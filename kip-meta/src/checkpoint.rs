@@ -3,14 +3,15 @@
 //! Layout: the magic `KIPCKPT1`, a little-endian `u64` header length, a JSON
 //! header (step, shapes, kernels, RNG position, labels), the `f64` arrays
 //! (support images, labels, Adam moments; little-endian, column-major), the
-//! frozen-pixel mask (one byte each), and an FNV-1a 64 checksum of all that
-//! precedes it. The file is written to a temporary name in the same folder,
-//! synced, then renamed over the old one: a crash at any moment leaves the
-//! previous or the new checkpoint, never a torn one.
+//! frozen-pixel mask (one byte each, column-major), and an FNV-1a 64
+//! checksum of all that precedes it. The file is written atomically
+//! ([`kip_data::write_atomic`]): a crash at any moment leaves the previous or
+//! the new checkpoint, never a torn one.
 
 use std::fs;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+
+use kip_data::PixelMask;
 
 use nalgebra::DMatrix;
 use rand::SeedableRng;
@@ -19,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::adam::AdamState;
 use crate::error::{MetaError, Result};
-use crate::kip::KipState;
+use crate::step::KipState;
 
 const MAGIC: &[u8; 8] = b"KIPCKPT1";
 
@@ -68,36 +69,6 @@ fn bad(path: &Path, reason: impl Into<String>) -> MetaError {
     }
 }
 
-/// Write `bytes` to `path` atomically (temporary file, fsync, rename).
-///
-/// # Errors
-/// [`MetaError::Io`]; no partial file is left behind.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .ok_or_else(|| bad(path, "not a file path"))?
-        .to_string_lossy();
-    let tmp: PathBuf = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let result = (|| {
-        let mut f = fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)?;
-        if let Ok(d) = fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
-    })();
-    result.map_err(|e| {
-        let _ = fs::remove_file(&tmp);
-        io_err(path, e)
-    })
-}
-
 /// Serialise a state (see the module docs for the layout).
 pub fn to_bytes(state: &KipState, kernels: &[String]) -> Vec<u8> {
     let (n_s, d) = state.x_s.shape();
@@ -107,7 +78,7 @@ pub fn to_bytes(state: &KipState, kernels: &[String]) -> Vec<u8> {
         dim: d,
         n_classes: state.y_s.ncols(),
         kernels: kernels.to_vec(),
-        has_frozen: !state.frozen.is_empty(),
+        has_frozen: state.frozen.is_some(),
         labels: state.labels.clone(),
         rng_seed: state.rng.get_seed().to_vec(),
         rng_stream: state.rng.get_stream(),
@@ -130,7 +101,10 @@ pub fn to_bytes(state: &KipState, kernels: &[String]) -> Vec<u8> {
             out.extend_from_slice(&v.to_le_bytes());
         }
     }
-    out.extend(state.frozen.iter().map(|&f| u8::from(f)));
+    if let Some(mask) = &state.frozen {
+        // Column-major, as the support images.
+        out.extend(mask.frozen().iter().map(|&f| u8::from(f)));
+    }
     let sum = fnv1a(&out);
     out.extend_from_slice(&sum.to_le_bytes());
     out
@@ -139,9 +113,10 @@ pub fn to_bytes(state: &KipState, kernels: &[String]) -> Vec<u8> {
 /// Save a state to `path` atomically.
 ///
 /// # Errors
-/// [`MetaError::Io`].
+/// [`MetaError::Data`] when the file cannot be written (no partial file is
+/// left).
 pub fn save(path: &Path, state: &KipState, kernels: &[String]) -> Result<()> {
-    write_atomic(path, &to_bytes(state, kernels))
+    Ok(kip_data::write_file_atomic(path, &to_bytes(state, kernels))?)
 }
 
 /// Read a state back.
@@ -201,7 +176,10 @@ fn from_bytes(path: &Path, bytes: &[u8]) -> Result<(KipState, CheckpointMeta)> {
         m: take(n * c),
         v: take(n * c),
     };
-    let frozen = payload[8 * n_f64..].iter().map(|&b| b != 0).collect();
+    let frozen = meta.has_frozen.then(|| {
+        let bits: Vec<bool> = payload[8 * n_f64..].iter().map(|&b| b != 0).collect();
+        PixelMask::from_frozen(DMatrix::from_vec(n, d, bits))
+    });
     let seed: [u8; 32] = meta
         .rng_seed
         .as_slice()
@@ -244,9 +222,7 @@ mod tests {
                 m: vec![1.5; 6],
                 v: vec![2.5; 6],
             },
-            frozen: vec![
-                true, false, false, true, false, false, false, false, false, false, false, true,
-            ],
+            frozen: Some(PixelMask::from_frozen(DMatrix::from_fn(3, 4, |i, j| (i + j) % 3 == 0))),
             rng,
         }
     }

@@ -12,14 +12,16 @@
 //! Two big GEMMs per step (the K_ts forward and its VJP); everything else is
 //! O(n_s² d + n_t n_s C). Buffers live in [`KipWorkspace`] and are reused.
 
-use kip_core::{gemm, MatMut, MatRef};
+use kip_core::{argmax, gemm, MatMut, MatRef};
 use kip_kernels::{Kernel, Linearization, NormedPoints, PointsView};
 use kip_krr::{Cholesky, Ridge};
 use nalgebra::DMatrix;
 
-use crate::error::Result;
+use crate::error::{MetaError, Result};
 
-/// Reusable buffers of one KIP forward/backward pass.
+/// Reusable buffers of one KIP forward/backward pass: a loop that calls
+/// [`kip_loss_grad`] with the same shapes allocates nothing after the first
+/// call.
 #[derive(Debug, Default)]
 pub struct KipWorkspace {
     lin_ss: Linearization,
@@ -29,12 +31,8 @@ pub struct KipWorkspace {
     beta: DMatrix<f64>,
     g_ss: DMatrix<f64>,
     gx_sym: DMatrix<f64>,
-    /// `dL/dx_s` of the last [`kip_loss_grad`] (`n_s × d`).
-    pub grad_x: DMatrix<f64>,
-    /// `dL/dy_s` of the last [`kip_loss_grad`] (`n_s × C`).
-    pub grad_y: DMatrix<f64>,
-    /// Jitter the Cholesky had to add in the last pass (0 if none).
-    pub jitter: f64,
+    grad_x: DMatrix<f64>,
+    grad_y: DMatrix<f64>,
 }
 
 /// Loss value and target-batch accuracy of one pass.
@@ -42,8 +40,23 @@ pub struct KipWorkspace {
 pub struct LossStats {
     /// `½ · mean((pred − y_t)²)`.
     pub loss: f64,
-    /// Fraction of targets whose argmax prediction equals the argmax of `y_t`.
+    /// Fraction of targets whose argmax prediction equals the argmax of
+    /// `y_t` ([`kip_core::argmax`]).
     pub target_acc: f64,
+    /// Jitter the Cholesky of `K_ss + λI` had to add (0 if none).
+    pub jitter: f64,
+}
+
+/// The loss and its gradient, the gradients borrowed from the workspace.
+#[derive(Debug)]
+pub struct LossGrad<'ws> {
+    /// Loss, target accuracy, jitter.
+    pub stats: LossStats,
+    /// `dL/dx_s`, `n_s × d` (mutable: a caller may zero frozen pixels in
+    /// place).
+    pub grad_x: &'ws mut DMatrix<f64>,
+    /// `dL/dy_s`, `n_s × C`.
+    pub grad_y: &'ws DMatrix<f64>,
 }
 
 fn resize(m: &mut DMatrix<f64>, r: usize, c: usize) {
@@ -52,11 +65,61 @@ fn resize(m: &mut DMatrix<f64>, r: usize, c: usize) {
     }
 }
 
-/// KIP loss and (when `grad` is true) its gradient with respect to the
-/// support images and labels, left in `ws.grad_x` / `ws.grad_y`.
+/// The shapes of one pass: `y_s` has a row per support image, `y_t` a row
+/// per target, both the same `C ≥ 1` columns.
+fn check_shapes(x_s: &PointsView<'_>, y_s: &DMatrix<f64>, n_t: usize, y_t: &DMatrix<f64>) -> Result<()> {
+    let shape = |what, expected: String, got: &DMatrix<f64>| MetaError::Shape {
+        what,
+        expected,
+        got: format!("{} x {}", got.nrows(), got.ncols()),
+    };
+    if y_s.nrows() != x_s.nrows() || y_s.ncols() == 0 {
+        return Err(shape(
+            "y_s",
+            format!("{} x C (a row per support image), C >= 1", x_s.nrows()),
+            y_s,
+        ));
+    }
+    if y_t.shape() != (n_t, y_s.ncols()) {
+        return Err(shape(
+            "y_t",
+            format!("{n_t} x {} (a row per target, C as y_s)", y_s.ncols()),
+            y_t,
+        ));
+    }
+    Ok(())
+}
+
+/// The KIP loss (paper Eq. 3) of support set `(x_s, y_s)` on targets
+/// `(x_t, y_t)`, without the gradient.
 ///
 /// # Shapes
 /// `x_s`: `n_s × d`, `y_s`: `n_s × C`, `x_t`: `n_t × d`, `y_t`: `n_t × C`.
+///
+/// # Errors
+/// [`MetaError::Shape`] for labels that do not fit the points; kernel
+/// input errors (dimensions, non-finite values); a kernel that stays
+/// indefinite after jitter.
+pub fn kip_loss<'a>(
+    kernel: &dyn Kernel,
+    x_s: PointsView<'_>,
+    y_s: &DMatrix<f64>,
+    x_t: impl Into<NormedPoints<'a>>,
+    y_t: &DMatrix<f64>,
+    reg: f64,
+    ws: &mut KipWorkspace,
+) -> Result<LossStats> {
+    let x_t = x_t.into();
+    check_shapes(&x_s, y_s, x_t.points.nrows(), y_t)?;
+    Ok(forward(kernel, x_s, y_s, x_t, y_t, reg, ws)?.0)
+}
+
+/// The KIP loss and its gradient with respect to the support images and
+/// labels (the module docs give the formulas).
+///
+/// # Shapes
+/// `x_s`: `n_s × d`, `y_s`: `n_s × C`, `x_t`: `n_t × d`, `y_t`: `n_t × C`;
+/// the gradients have the shapes of `x_s` and `y_s`.
 ///
 /// # Precision
 /// Target images as a [`PointsView`] (`f64`): everything in double
@@ -66,68 +129,39 @@ fn resize(m: &mut DMatrix<f64>, r: usize, c: usize) {
 /// Either may carry its norms ([`NormedPoints`]), skipping a pass over them.
 ///
 /// # Errors
-/// Kernel input errors (shapes, non-finite values), a kernel that stays
-/// indefinite after jitter.
-#[allow(clippy::too_many_arguments)] // the paper's seven quantities plus the workspace
-pub fn kip_loss_grad<'a>(
+/// As [`kip_loss`].
+///
+/// # Examples
+/// ```
+/// use kip_kernels::{points, KernelSpec};
+/// use kip_meta::{kip_loss_grad, KipWorkspace};
+/// use nalgebra::DMatrix;
+///
+/// let kernel = KernelSpec::fc_ntk(1).build();
+/// let x_s = DMatrix::from_fn(4, 3, |i, j| (i * 3 + j) as f64 * 0.1 - 0.5);
+/// let y_s = DMatrix::from_fn(4, 2, |i, j| if i % 2 == j { 0.5 } else { -0.5 });
+/// let x_t = DMatrix::from_fn(6, 3, |i, j| (i + 2 * j) as f64 * 0.2 - 1.0);
+/// let y_t = DMatrix::from_fn(6, 2, |i, j| if i % 2 == j { 0.5 } else { -0.5 });
+/// let mut ws = KipWorkspace::default();
+/// let out = kip_loss_grad(&kernel, points(&x_s), &y_s, points(&x_t), &y_t, 1e-6, &mut ws)?;
+/// assert!(out.stats.loss > 0.0);
+/// assert_eq!(out.grad_x.shape(), (4, 3));
+/// assert_eq!(out.grad_y.shape(), (4, 2));
+/// # Ok::<(), kip_meta::MetaError>(())
+/// ```
+pub fn kip_loss_grad<'a, 'ws>(
     kernel: &dyn Kernel,
     x_s: PointsView<'_>,
     y_s: &DMatrix<f64>,
     x_t: impl Into<NormedPoints<'a>>,
     y_t: &DMatrix<f64>,
     reg: f64,
-    grad: bool,
-    ws: &mut KipWorkspace,
-) -> Result<LossStats> {
+    ws: &'ws mut KipWorkspace,
+) -> Result<LossGrad<'ws>> {
     let x_t = x_t.into();
+    check_shapes(&x_s, y_s, x_t.points.nrows(), y_t)?;
+    let (stats, chol) = forward(kernel, x_s, y_s, x_t, y_t, reg, ws)?;
     let (n_s, c) = (x_s.nrows(), y_s.ncols());
-    // K_ss and its partials once (the backward reuses them: no second GEMM).
-    ws.lin_ss.compute_sym(kernel, x_s)?;
-    ws.lin.compute(kernel, x_t, x_s)?;
-    let n_t = x_t.points.nrows();
-    let k_ss = ws.lin_ss.k();
-    let chol = Cholesky::factor(k_ss, Ridge::Relative(reg).value(k_ss))?;
-    ws.jitter = chol.jitter();
-    resize(&mut ws.alpha, n_s, c);
-    ws.alpha.copy_from(y_s);
-    chol.solve_in_place(&mut ws.alpha);
-    resize(&mut ws.pred, n_t, c);
-    gemm(
-        1.0,
-        MatRef::from(ws.lin.k()),
-        MatRef::from(&ws.alpha),
-        0.0,
-        MatMut::from(&mut ws.pred),
-    );
-
-    // Residual R = (pred − y_t)/(n_t C) in place of pred; loss and accuracy.
-    let scale = 1.0 / (n_t * c) as f64;
-    let mut sq = 0.0;
-    let mut hits = 0usize;
-    for i in 0..n_t {
-        let (mut bp, mut by) = (0, 0);
-        for j in 0..c {
-            if ws.pred[(i, j)] > ws.pred[(i, bp)] {
-                bp = j;
-            }
-            if y_t[(i, j)] > y_t[(i, by)] {
-                by = j;
-            }
-        }
-        hits += usize::from(bp == by);
-        for j in 0..c {
-            let r = ws.pred[(i, j)] - y_t[(i, j)];
-            sq += r * r;
-            ws.pred[(i, j)] = r * scale;
-        }
-    }
-    let stats = LossStats {
-        loss: 0.5 * sq * scale,
-        target_acc: hits as f64 / n_t as f64,
-    };
-    if !grad {
-        return Ok(stats);
-    }
     let r = &ws.pred;
     // β = (K_ss+λI)⁻¹ K_tsᵀ R.
     resize(&mut ws.beta, n_s, c);
@@ -159,5 +193,61 @@ pub fn kip_loss_grad<'a>(
     ws.grad_x += &ws.gx_sym;
     resize(&mut ws.grad_y, n_s, c);
     ws.grad_y.copy_from(&ws.beta);
-    Ok(stats)
+    Ok(LossGrad {
+        stats,
+        grad_x: &mut ws.grad_x,
+        grad_y: &ws.grad_y,
+    })
+}
+
+/// The forward pass: `K_ss` and `K_ts` with their partials, the solve, the
+/// prediction, and the residual `R = (pred − y_t)/(n_t C)` left in
+/// `ws.pred` (and `α` in `ws.alpha`) for the backward pass. Shapes are
+/// checked by the caller.
+fn forward(
+    kernel: &dyn Kernel,
+    x_s: PointsView<'_>,
+    y_s: &DMatrix<f64>,
+    x_t: NormedPoints<'_>,
+    y_t: &DMatrix<f64>,
+    reg: f64,
+    ws: &mut KipWorkspace,
+) -> Result<(LossStats, Cholesky)> {
+    let (n_s, c) = (x_s.nrows(), y_s.ncols());
+    // K_ss and its partials once (the backward reuses them: no second GEMM).
+    ws.lin_ss.compute_sym(kernel, x_s)?;
+    ws.lin.compute(kernel, x_t, x_s)?;
+    let n_t = x_t.points.nrows();
+    let k_ss = ws.lin_ss.k();
+    let chol = Cholesky::factor(k_ss, Ridge::Relative(reg).value(k_ss))?;
+    resize(&mut ws.alpha, n_s, c);
+    ws.alpha.copy_from(y_s);
+    chol.solve_in_place(&mut ws.alpha);
+    resize(&mut ws.pred, n_t, c);
+    gemm(
+        1.0,
+        MatRef::from(ws.lin.k()),
+        MatRef::from(&ws.alpha),
+        0.0,
+        MatMut::from(&mut ws.pred),
+    );
+
+    // Residual R = (pred − y_t)/(n_t C) in place of pred; loss and accuracy.
+    let scale = 1.0 / (n_t * c) as f64;
+    let mut sq = 0.0;
+    let mut hits = 0usize;
+    for i in 0..n_t {
+        hits += usize::from(argmax(ws.pred.row(i).iter().copied()) == argmax(y_t.row(i).iter().copied()));
+        for j in 0..c {
+            let r = ws.pred[(i, j)] - y_t[(i, j)];
+            sq += r * r;
+            ws.pred[(i, j)] = r * scale;
+        }
+    }
+    let stats = LossStats {
+        loss: 0.5 * sq * scale,
+        target_acc: hits as f64 / n_t as f64,
+        jitter: chol.jitter(),
+    };
+    Ok((stats, chol))
 }

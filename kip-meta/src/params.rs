@@ -34,13 +34,14 @@ pub enum Precision {
 }
 
 impl std::str::FromStr for Precision {
-    type Err = String;
+    type Err = MetaError;
 
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
+    /// `f64` or `f32`.
+    fn from_str(s: &str) -> Result<Self> {
         match s {
             "f64" => Ok(Precision::F64),
             "f32" => Ok(Precision::F32),
-            _ => Err(format!("`{s}`: expected f64 or f32")),
+            _ => Err(bad("precision", format!("`{s}`"), "f64 or f32")),
         }
     }
 }
@@ -124,6 +125,14 @@ impl Default for KipParams {
     }
 }
 
+/// The target batch when none is asked for: the reference's 5000, or the
+/// largest class-balanced batch `train` can serve when that is smaller
+/// (`C` times the smallest class).
+pub fn default_target_batch(train: &kip_data::Dataset) -> usize {
+    let counts = train.class_counts();
+    5000.min(counts.iter().copied().min().unwrap_or(0) * counts.len())
+}
+
 /// Parameters that passed [`KipParams::check`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct ValidKipParams {
@@ -143,11 +152,7 @@ impl ValidKipParams {
 }
 
 fn bad(name: &'static str, value: impl ToString, expected: &str) -> MetaError {
-    MetaError::Param {
-        name,
-        value: value.to_string(),
-        expected: expected.to_string(),
-    }
+    MetaError::param(name, value, expected)
 }
 
 impl KipParams {
@@ -158,7 +163,7 @@ impl KipParams {
     /// [`MetaError::Param`] naming the first bad field; kernel spec errors.
     pub fn check(self) -> Result<ValidKipParams> {
         if self.kernels.is_empty() {
-            return Err(bad("kernel", "(none)", "at least one kernel spec"));
+            return Err(bad("kernels", "(none)", "at least one kernel spec"));
         }
         let kernels = self
             .kernels
@@ -166,45 +171,43 @@ impl KipParams {
             .map(|s| s.parse::<KernelSpec>())
             .collect::<std::result::Result<Vec<_>, _>>()?;
         if self.n_support == 0 {
-            return Err(bad("support", self.n_support, ">= 1"));
+            return Err(bad("n_support", self.n_support, ">= 1"));
         }
         if self.n_target == 0 {
-            return Err(bad("target-batch", self.n_target, ">= 1"));
+            return Err(bad("n_target", self.n_target, ">= 1"));
         }
         if self.steps == 0 {
             return Err(bad("steps", self.steps, ">= 1"));
         }
         let a = &self.adam;
         if !(a.lr.is_finite() && a.lr > 0.0) {
-            return Err(bad("lr", a.lr, "a finite number > 0"));
+            return Err(bad("adam.lr", a.lr, "a finite number > 0"));
         }
         if !(0.0..1.0).contains(&a.b1) {
-            return Err(bad("adam-b1", a.b1, "[0, 1)"));
+            return Err(bad("adam.b1", a.b1, "[0, 1)"));
         }
         if !(0.0..1.0).contains(&a.b2) {
-            return Err(bad("adam-b2", a.b2, "[0, 1)"));
+            return Err(bad("adam.b2", a.b2, "[0, 1)"));
         }
         if !(a.eps.is_finite() && a.eps > 0.0) {
-            return Err(bad("adam-eps", a.eps, "a finite number > 0"));
+            return Err(bad("adam.eps", a.eps, "a finite number > 0"));
         }
         if a.first_step_index > 1 {
             return Err(bad(
-                "adam-first-step",
+                "adam.first_step_index",
                 a.first_step_index,
                 "0 (textbook) or 1 (reference notebook)",
             ));
         }
-        if let LrSchedule::Cosine { min_factor } = self.lr_schedule {
-            if !(0.0..=1.0).contains(&min_factor) {
-                return Err(bad("lr-schedule", min_factor, "a cosine floor in [0, 1]"));
-            }
+        if !self.lr_schedule.is_valid() {
+            return Err(bad("lr_schedule", self.lr_schedule, "a cosine floor in [0, 1]"));
         }
         if !(self.reg.is_finite() && self.reg >= 0.0) {
             return Err(bad("reg", self.reg, "a finite number >= 0"));
         }
         if let Init::Noise { std } = self.init {
             if !(std.is_finite() && std > 0.0) {
-                return Err(bad("init-std", std, "a finite number > 0"));
+                return Err(bad("init.std", std, "a finite number > 0"));
             }
         }
         if !(0.0..1.0).contains(&self.corrupt) {
@@ -227,7 +230,7 @@ mod tests {
                     kernels: vec![],
                     ..Default::default()
                 },
-                "kernel",
+                "kernels",
             ),
             (
                 KipParams {
@@ -241,14 +244,14 @@ mod tests {
                     n_support: 0,
                     ..Default::default()
                 },
-                "support",
+                "n_support",
             ),
             (
                 KipParams {
                     n_target: 0,
                     ..Default::default()
                 },
-                "target-batch",
+                "n_target",
             ),
             (
                 KipParams {
@@ -265,7 +268,7 @@ mod tests {
                     },
                     ..Default::default()
                 },
-                "lr",
+                "adam.lr",
             ),
             (
                 KipParams {
@@ -275,7 +278,7 @@ mod tests {
                     },
                     ..Default::default()
                 },
-                "lr",
+                "adam.lr",
             ),
             (
                 KipParams {
@@ -285,7 +288,7 @@ mod tests {
                     },
                     ..Default::default()
                 },
-                "adam-b1",
+                "adam.b1",
             ),
             (
                 KipParams {
@@ -295,7 +298,7 @@ mod tests {
                     },
                     ..Default::default()
                 },
-                "adam-b2",
+                "adam.b2",
             ),
             (
                 KipParams {
@@ -305,7 +308,7 @@ mod tests {
                     },
                     ..Default::default()
                 },
-                "adam-eps",
+                "adam.eps",
             ),
             (
                 KipParams {
@@ -315,14 +318,14 @@ mod tests {
                     },
                     ..Default::default()
                 },
-                "adam-first-step",
+                "adam.first_step_index",
             ),
             (
                 KipParams {
                     lr_schedule: LrSchedule::Cosine { min_factor: 1.5 },
                     ..Default::default()
                 },
-                "lr-schedule",
+                "lr_schedule",
             ),
             (
                 KipParams {
@@ -336,7 +339,7 @@ mod tests {
                     init: Init::Noise { std: 0.0 },
                     ..Default::default()
                 },
-                "init-std",
+                "init.std",
             ),
             (
                 KipParams {

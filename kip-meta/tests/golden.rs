@@ -7,7 +7,7 @@ mod golden_json;
 
 use golden_json::{case_kernel, golden, mat};
 use kip_kernels::{points, PointsF32};
-use kip_meta::{kip_loss_grad, AdamParams, AdamState, KipWorkspace};
+use kip_meta::{kip_loss, kip_loss_grad, AdamParams, AdamState, KipWorkspace};
 use nalgebra::DMatrix;
 use serde_json::Value;
 
@@ -26,10 +26,21 @@ struct Case {
     v: Value,
 }
 
+/// The cases the file holds; every one is checked.
+const CASE_NAMES: [&str; 5] = [
+    "kip_fc_relu_depth1_W1.41421_b0.1_ntk_reg1e-06",
+    "kip_fc_relu_depth1_W1.41421_b0.1_nngp_reg1e-06",
+    "kip_fc_relu_depth1_W1.41421_b0.1_ntk_reg0.01",
+    "kip_fc_relu_depth2_W1.41421_b0.1_ntk_reg1e-06",
+    "kip_fc_relu_depth1_W1_b0_ntk_reg1e-06",
+];
+
+/// Every `kip` case of the golden file, checked to be the five above: a
+/// test that silently read none (or a file that lost a case) cannot pass.
 fn cases() -> Vec<Case> {
-    golden()["kip"]
+    let cases: Vec<Case> = golden()["kip"]
         .as_array()
-        .unwrap()
+        .expect("the golden file has a `kip` array")
         .iter()
         .map(|c| Case {
             name: c["name"].as_str().unwrap().to_string(),
@@ -41,20 +52,45 @@ fn cases() -> Vec<Case> {
             y_t: mat(&c["y_target"]),
             v: c.clone(),
         })
-        .collect()
+        .collect();
+    let names: Vec<&str> = cases.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, CASE_NAMES, "the golden file's kip cases");
+    cases
 }
 
-fn loss_grad(c: &Case, x_s: &DMatrix<f64>, y_s: &DMatrix<f64>, ws: &mut KipWorkspace) -> f64 {
-    kip_loss_grad(&c.kernel, points(x_s), y_s, points(&c.x_t), &c.y_t, c.reg, true, ws)
-        .unwrap()
-        .loss
+/// Loss and gradients into `ws`; returns the loss.
+fn loss_grad(
+    c: &Case,
+    x_s: &DMatrix<f64>,
+    y_s: &DMatrix<f64>,
+    ws: &mut KipWorkspace,
+) -> (f64, DMatrix<f64>, DMatrix<f64>) {
+    let out = kip_loss_grad(&c.kernel, points(x_s), y_s, points(&c.x_t), &c.y_t, c.reg, ws).unwrap();
+    (out.stats.loss, out.grad_x.clone(), out.grad_y.clone())
 }
 
 #[test]
 fn loss_and_gradients_match_the_reference() {
     for c in cases() {
         let mut ws = KipWorkspace::default();
-        let loss = loss_grad(&c, &c.x_s, &c.y_s, &mut ws);
+        let (loss, grad_x, grad_y) = loss_grad(&c, &c.x_s, &c.y_s, &mut ws);
+        let forward_only = kip_loss(
+            &c.kernel,
+            points(&c.x_s),
+            &c.y_s,
+            points(&c.x_t),
+            &c.y_t,
+            c.reg,
+            &mut ws,
+        )
+        .unwrap()
+        .loss;
+        assert_eq!(
+            forward_only.to_bits(),
+            loss.to_bits(),
+            "{}: kip_loss vs kip_loss_grad",
+            c.name
+        );
         let want = c.v["loss"].as_f64().unwrap();
         let exact = c.v["check_vs_independent_numpy"]["loss_numpy_exact_diagonal"]
             .as_f64()
@@ -74,8 +110,8 @@ fn loss_and_gradients_match_the_reference() {
             "{}: loss {loss} vs nt {want}",
             c.name
         );
-        let gx = rel(&ws.grad_x, &mat(&c.v["grad_x_support"]));
-        let gy = rel(&ws.grad_y, &mat(&c.v["grad_y_support"]));
+        let gx = rel(&grad_x, &mat(&c.v["grad_x_support"]));
+        let gy = rel(&grad_y, &mat(&c.v["grad_y_support"]));
         println!(
             "{}: loss rel {:.1e} (exact diag), grad_x rel {gx:.1e}, grad_y rel {gy:.1e}",
             c.name,
@@ -98,10 +134,10 @@ fn adam_first_step_matches_both_conventions() {
                 ..AdamParams::default()
             };
             let mut ws = KipWorkspace::default();
-            loss_grad(&c, &c.x_s, &c.y_s, &mut ws);
+            let (_, gx, gy) = loss_grad(&c, &c.x_s, &c.y_s, &mut ws);
             let (mut x, mut y) = (c.x_s.clone(), c.y_s.clone());
-            AdamState::new(x.len()).update(&p, 0, x.as_mut_slice(), ws.grad_x.as_slice());
-            AdamState::new(y.len()).update(&p, 0, y.as_mut_slice(), ws.grad_y.as_slice());
+            AdamState::new(x.len()).update(&p, 0, x.as_mut_slice(), gx.as_slice());
+            AdamState::new(y.len()).update(&p, 0, y.as_mut_slice(), gy.as_slice());
             let ex = rel(&x, &mat(&r["x_support"]));
             let ey = rel(&y, &mat(&r["y_support"]));
             assert!(
@@ -118,7 +154,7 @@ fn adam_first_step_matches_both_conventions() {
 /// the final support images and labels.
 fn adam_trajectory(
     c: &Case,
-    f: impl Fn(&DMatrix<f64>, &DMatrix<f64>, &mut KipWorkspace) -> f64,
+    f: impl Fn(&DMatrix<f64>, &DMatrix<f64>, &mut KipWorkspace) -> (f64, DMatrix<f64>, DMatrix<f64>),
 ) -> (Vec<f64>, DMatrix<f64>, DMatrix<f64>) {
     let t = &c.v["adam_trajectory"];
     let p = AdamParams {
@@ -131,11 +167,12 @@ fn adam_trajectory(
     let mut ws = KipWorkspace::default();
     let mut losses = Vec::new();
     for k in 0..t["loss_before_each_step"].as_array().unwrap().len() {
-        losses.push(f(&x, &y, &mut ws));
-        ax.update(&p, k, x.as_mut_slice(), ws.grad_x.as_slice());
-        ay.update(&p, k, y.as_mut_slice(), ws.grad_y.as_slice());
+        let (loss, gx, gy) = f(&x, &y, &mut ws);
+        losses.push(loss);
+        ax.update(&p, k, x.as_mut_slice(), gx.as_slice());
+        ay.update(&p, k, y.as_mut_slice(), gy.as_slice());
     }
-    losses.push(f(&x, &y, &mut ws));
+    losses.push(f(&x, &y, &mut ws).0);
     (losses, x, y)
 }
 
@@ -185,17 +222,16 @@ fn f32_step_matches_the_reference_at_single_precision() {
         let x_t = PointsF32::new(&x_t32, n_t, d);
         let mut ws = KipWorkspace::default();
         let run = |x: &DMatrix<f64>, y: &DMatrix<f64>, ws: &mut KipWorkspace| {
-            kip_loss_grad(&c.kernel, points(x), y, x_t, &c.y_t, c.reg, true, ws)
-                .unwrap()
-                .loss
+            let out = kip_loss_grad(&c.kernel, points(x), y, x_t, &c.y_t, c.reg, ws).unwrap();
+            (out.stats.loss, out.grad_x.clone(), out.grad_y.clone())
         };
-        let loss = run(&c.x_s, &c.y_s, &mut ws);
+        let (loss, grad_x, grad_y) = run(&c.x_s, &c.y_s, &mut ws);
         let exact = c.v["check_vs_independent_numpy"]["loss_numpy_exact_diagonal"]
             .as_f64()
             .unwrap();
         let el = (loss - exact).abs() / exact;
-        let gx = rel(&ws.grad_x, &mat(&c.v["grad_x_support"]));
-        let gy = rel(&ws.grad_y, &mat(&c.v["grad_y_support"]));
+        let gx = rel(&grad_x, &mat(&c.v["grad_x_support"]));
+        let gy = rel(&grad_y, &mat(&c.v["grad_y_support"]));
         let t = &c.v["adam_trajectory"];
         let (losses, x, y) = adam_trajectory(&c, run);
         let et = losses

@@ -47,6 +47,15 @@ pub enum NnError {
         /// Column of the first non-finite entry.
         col: usize,
     },
+    /// The natural baseline of [`transfer`](crate::transfer) could not be
+    /// drawn from the training set.
+    #[error("cannot draw a natural class-balanced sample of {n} training images: {reason}")]
+    NaturalSample {
+        /// Images asked for (the support set's size).
+        n: usize,
+        /// Why not.
+        reason: String,
+    },
     /// Training diverged: the loss became NaN or infinite at this step
     /// (0-based; `steps` means the final evaluation). Lower the learning rate.
     #[error("loss became non-finite at step {step} (training diverged; lower the learning rate)")]

@@ -64,6 +64,7 @@ mod optim;
 mod params;
 mod real;
 mod train;
+mod transfer;
 
 pub use crate::error::{NnError, Result};
 pub use crate::eval::{centered_one_hot, evaluate, Eval};
@@ -72,3 +73,4 @@ pub use crate::optim::{ADAM_BETA1, ADAM_BETA2, ADAM_EPS};
 pub use crate::params::{default_lr, Loss, MlpParams, Optimizer, Parameterization, ValidParams};
 pub use crate::real::Real;
 pub use crate::train::{train, train_in, TrainReport, Trainer};
+pub use crate::transfer::{transfer, SeedAccuracies, TransferReport};

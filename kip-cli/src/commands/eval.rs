@@ -1,65 +1,44 @@
-//! `kip eval`: KRR test accuracy of a saved support set.
+//! `kip eval`: KRR test accuracy of a saved support set, under any kernel.
 
 use kip_kernels::{points, KernelSpec};
-use kip_krr::Ridge;
 use serde_json::json;
 
 use crate::cli::EvalArgs;
-use crate::commands::run_data;
-use crate::error::{CliError, Result};
-use crate::rundir::{RunDir, SUPPORT};
+use crate::commands::{check_reg_and_block, load, open_run};
+use crate::error::Result;
 
 pub fn run(a: EvalArgs) -> Result<i32> {
-    let dir = RunDir::open(&a.run)?;
-    let cfg = dir.read_json(crate::rundir::CONFIG)?;
-    let kernel_str = match &a.kernel {
-        Some(k) => k.clone(),
-        None => run_kernel(&cfg),
-    };
-    let kernel = kernel_str.parse::<KernelSpec>()?.build();
-    let reg = a
-        .reg
-        .or_else(|| cfg["kip"]["reg"].as_f64())
-        .or_else(|| cfg["reg"].as_f64())
-        .unwrap_or(1e-6);
-    let ridge = Ridge::Relative(reg);
-    ridge.check().map_err(|e| CliError::Usage(format!("--reg: {e}")))?;
-    let prep = crate::data::prepare(&run_data(&cfg, &dir, a.data_dir.clone())?)?;
-    let support = kip_data::SupportSet::read_npz(&dir.file(SUPPORT))?;
+    let (dir, record) = open_run(&a.run, a.data_dir.clone())?;
+    let kernel_spec = a.kernel.clone().unwrap_or_else(|| record.eval_kernel().to_string());
+    let kernel = kernel_spec.parse::<KernelSpec>()?.build();
+    let reg = a.reg.unwrap_or(record.reg());
+    check_reg_and_block(reg, a.block)?;
+    let support = dir.read_support()?;
+    let prep = load(record.data())?;
     let x_test = prep.test.to_matrix();
-    let ev = kip_krr::evaluate(
+    let ev = kip_meta::evaluate_support(
         &kernel,
         points(&support.x_model),
         &support.y,
-        ridge,
+        reg,
         points(&x_test),
         prep.test.labels(),
-        Some(&kip_data::one_hot(prep.test.labels(), prep.test.n_classes(), true)),
-        a.block.max(1),
+        a.block,
     )?;
-    let out = json!({
-        "run": dir.path, "kernel": kernel_str, "reg": reg, "support": support.labels.len(),
-        "test_size": prep.test.len(), "test_acc": ev.accuracy, "test_loss": ev.loss,
-    });
     if a.json {
+        let out = json!({
+            "run": dir.path(), "kernel": kernel_spec, "reg": reg, "support": support.labels.len(),
+            "test_size": prep.test.len(), "test_acc": ev.accuracy, "test_loss": ev.loss,
+        });
         println!("{out}");
     } else {
         println!(
-            "{}: kernel {kernel_str}, {} support images, test accuracy {:.4} on {} images",
-            dir.path.display(),
+            "{}: kernel {kernel_spec}, {} support images, test accuracy {:.4} on {} images",
+            dir.path().display(),
             support.labels.len(),
             ev.accuracy,
             prep.test.len()
         );
     }
     Ok(0)
-}
-
-/// The first kernel a run used.
-pub fn run_kernel(cfg: &serde_json::Value) -> String {
-    cfg["kip"]["kernels"][0]
-        .as_str()
-        .or_else(|| cfg["kernel"].as_str())
-        .unwrap_or("fc1-ntk")
-        .to_string()
 }

@@ -1,26 +1,24 @@
 //! `kip inspect`: what is in a dataset or a run directory.
 
+use kip_meta::{RunDir, RunSummary, SUMMARY};
 use serde_json::json;
 
 use crate::cli::InspectArgs;
 use crate::error::Result;
-use crate::rundir::{RunDir, CONFIG, METRICS, SUMMARY, SUPPORT};
 
 pub fn run(a: InspectArgs) -> Result<i32> {
     let out = match &a.run {
         Some(run) => {
             let dir = RunDir::open(run)?;
-            let cfg = dir.read_json(CONFIG)?;
-            let summary = dir.read_json(SUMMARY).ok();
-            let last = std::fs::read_to_string(dir.file(METRICS)).ok().and_then(|s| {
-                s.lines()
-                    .last()
-                    .and_then(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            });
-            let support = kip_data::SupportSet::read_npz(&dir.file(SUPPORT)).ok().map(|s| {
+            let config = dir.read_config()?;
+            // A run that has not finished has no summary and may have no
+            // support set yet.
+            let summary = dir.read_json::<RunSummary>(SUMMARY).ok();
+            let last = dir.read_metrics()?.pop();
+            let support = dir.read_support().ok().map(|s| {
                 json!({ "images": s.labels.len(), "shape": [s.shape.h, s.shape.w, s.shape.c], "classes": s.class_names.len() })
             });
-            json!({ "run": dir.path, "config": cfg, "summary": summary, "last_metrics": last, "support": support })
+            json!({ "run": dir.path(), "config": config, "summary": summary, "last_metrics": last, "support": support })
         }
         None => {
             let split = kip_data::resolve(&a.dataset, a.data_dir.as_deref())?;

@@ -1,4 +1,4 @@
-//! One module per subcommand.
+//! One module per subcommand, and the data loading they share.
 
 mod distill;
 mod eval;
@@ -6,12 +6,28 @@ mod inspect;
 mod label_solve;
 mod transfer;
 
-use crate::cli::Command;
-use crate::error::Result;
+use std::path::PathBuf;
 
-/// Run a subcommand; returns the process exit code.
-pub fn run(cmd: Command) -> Result<i32> {
-    match cmd {
+use kip_data::{DataError, DataSpec, Prepared};
+
+use crate::cli::{Cli, Command, DataArgs};
+use crate::error::{CliError, Result};
+
+/// Size the thread pool, run a subcommand; returns the process exit code.
+pub fn run(cli: Cli) -> Result<i32> {
+    if let Some(n) = cli.threads {
+        if n == 0 {
+            return Err(CliError::flag(
+                "--threads 0",
+                "expected >= 1 (omit --threads to use all cores)",
+            ));
+        }
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global()
+            .map_err(|e| CliError::flag(&format!("--threads {n}"), e))?;
+    }
+    match cli.command {
         Command::Distill(a) => distill::run(a),
         Command::LabelSolve(a) => label_solve::run(a),
         Command::Eval(a) => eval::run(a),
@@ -20,19 +36,53 @@ pub fn run(cmd: Command) -> Result<i32> {
     }
 }
 
-/// The data settings a run directory was made with (`--data-dir` overrides).
-pub(crate) fn run_data(
-    cfg: &serde_json::Value,
-    dir: &crate::rundir::RunDir,
-    data_dir: Option<std::path::PathBuf>,
-) -> Result<crate::cli::DataArgs> {
-    let bad = |what: &str| {
-        crate::error::CliError::Runtime(format!("{}: missing {what}", dir.file(crate::rundir::CONFIG).display()))
-    };
-    Ok(crate::cli::DataArgs {
-        dataset: cfg["dataset"].as_str().ok_or_else(|| bad("dataset"))?.to_string(),
-        data_dir: data_dir.or_else(|| cfg["data_dir"].as_str().map(Into::into)),
-        preprocess: cfg["preprocess"].as_str().ok_or_else(|| bad("preprocess"))?.to_string(),
-        holdout: cfg["holdout"].as_u64().ok_or_else(|| bad("holdout"))? as usize,
+/// The data flags as the library's [`DataSpec`].
+fn data_spec(args: &DataArgs) -> Result<DataSpec> {
+    Ok(DataSpec {
+        dataset: args.dataset.clone(),
+        data_dir: args.data_dir.clone(),
+        preprocess: args.preprocess.parse().map_err(|e| CliError::flag("--preprocess", e))?,
+        holdout: args.holdout,
     })
+}
+
+/// Check that the files are there (cheap), then load and prepare.
+fn load(spec: &DataSpec) -> Result<Prepared> {
+    spec.check_available().map_err(|e| match e {
+        // A missing `npz:PATH` file is a usage error like a missing dataset folder.
+        DataError::Io { ref source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+            CliError::flag(&format!("--dataset {}", spec.dataset), e)
+        }
+        e => e.into(),
+    })?;
+    Ok(spec.load()?)
+}
+
+/// The default output folder `runs/<stem>-<unix time>`.
+fn default_out(stem: &str) -> PathBuf {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    PathBuf::from("runs").join(format!("{}-{t}", stem.replace(':', "_")))
+}
+
+/// A run directory's record, with its data folder replaced by `data_dir`
+/// when given.
+fn open_run(run: &std::path::Path, data_dir: Option<PathBuf>) -> Result<(kip_meta::RunDir, kip_meta::RunRecord)> {
+    let dir = kip_meta::RunDir::open(run)?;
+    let mut record = dir.read_config()?;
+    if data_dir.is_some() {
+        record.data_mut().data_dir = data_dir;
+    }
+    Ok((dir, record))
+}
+
+/// `--reg` and `--block` (or `--eval-block`) before any data is read.
+fn check_reg_and_block(reg: f64, block: usize) -> Result<()> {
+    kip_krr::Ridge::Relative(reg).check()?;
+    if block == 0 {
+        return Err(CliError::flag("--block 0", "expected >= 1"));
+    }
+    Ok(())
 }

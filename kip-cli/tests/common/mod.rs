@@ -69,14 +69,10 @@ pub fn files_in(dir: &Path) -> Vec<String> {
     v
 }
 
-/// Whether `python3` with numpy is available.
-pub fn have_numpy() -> bool {
-    Command::new("python3")
-        .args(["-c", "import numpy"])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
-}
+#[path = "../../../kip-data/tests/support/test_env.rs"]
+mod test_env;
+#[allow(unused_imports)]
+pub use test_env::numpy;
 
 /// Run a python3 script (numpy available) in `cwd`.
 pub fn python(cwd: &Path, script: &str) {

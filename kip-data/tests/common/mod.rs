@@ -1,31 +1,6 @@
 //! Shared helpers for the integration tests.
 #![allow(dead_code)]
 
-use std::path::PathBuf;
-
-/// The real-data folder `$KIP_DATA_DIR/<sub>` when it exists.
-///
-/// Without `KIP_DATA_DIR` (or without the sub-folder) the test is skipped
-/// with a printed reason, unless `KIP_REQUIRE_DATA=1`, in which case it fails.
-pub fn data_dir(sub: &str) -> Option<PathBuf> {
-    let require = std::env::var("KIP_REQUIRE_DATA").is_ok_and(|v| v == "1");
-    let reason = match std::env::var_os("KIP_DATA_DIR") {
-        Some(d) if !d.is_empty() => {
-            let p = PathBuf::from(d).join(sub);
-            if p.is_dir() {
-                return Some(p);
-            }
-            format!("{} does not exist", p.display())
-        }
-        _ => "KIP_DATA_DIR is not set".to_string(),
-    };
-    if require {
-        panic!("KIP_REQUIRE_DATA=1 but real data `{sub}` is unavailable: {reason}");
-    }
-    eprintln!("SKIPPED (real data `{sub}`): {reason}");
-    None
-}
-
 /// Minimal NPY v1.0 encoder for fabricating arrays of any dtype.
 pub fn npy_bytes(descr: &str, shape: &[usize], fortran: bool, data: &[u8]) -> Vec<u8> {
     let shape_s = match shape.len() {

@@ -1,15 +1,19 @@
-//! The KIP loop: sample a class-balanced target batch, compute the loss and
-//! its gradient, take an Adam step on the support images (and labels).
+//! One KIP step at a time: [`Kip`] samples a class-balanced target batch,
+//! computes the loss and its gradient, and takes an Adam step on the
+//! support images (and labels); [`KipState`] is everything that evolves.
 
-use kip_data::{class_balanced, gaussian_images, one_hot, one_hot_into, Dataset, PixelMask};
+use kip_data::{
+    balanced_counts, class_balanced, gaussian_images, one_hot, one_hot_into, DataError, Dataset, PixelMask,
+};
 use kip_kernels::{points, points_row_major, row_norms, AnyKernel, AnyPoints, Kernel, PointsF32, PointsView};
-use kip_krr::{Eval, Ridge};
+use kip_krr::Eval;
 use nalgebra::DMatrix;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::adam::{AdamParams, AdamState};
 use crate::error::{MetaError, Result};
+use crate::evaluate::evaluate_support;
 use crate::loss::{kip_loss_grad, KipWorkspace, LossStats};
 use crate::params::{Init, Precision, ValidKipParams};
 
@@ -28,8 +32,8 @@ pub struct KipState {
     pub adam_x: AdamState,
     /// Adam moments of `y_s`.
     pub adam_y: AdamState,
-    /// Frozen (corrupted) pixels, column-major as `x_s`; empty if none.
-    pub frozen: Vec<bool>,
+    /// Frozen (corrupted) pixels, if the run corrupts any.
+    pub frozen: Option<PixelMask>,
     /// The run's random stream (target batches, kernel draws).
     pub rng: ChaCha8Rng,
 }
@@ -39,12 +43,11 @@ pub struct KipState {
 pub struct StepInfo {
     /// Index of the step (0-based).
     pub step: usize,
-    /// Loss and target accuracy on this step's batch (before the update).
+    /// Loss, target accuracy and Cholesky jitter on this step's batch
+    /// (before the update).
     pub stats: LossStats,
     /// Which kernel of the list was drawn.
     pub kernel: usize,
-    /// Jitter the Cholesky needed (0 if none).
-    pub jitter: f64,
 }
 
 /// A KIP run over a training set in model space.
@@ -69,28 +72,26 @@ pub struct Kip {
     y_t: DMatrix<f64>,
 }
 
-fn check_per_class(what: &'static str, n: usize, by_class: &[Vec<usize>]) -> Result<()> {
-    let c = by_class.len();
-    let (base, rem) = (n / c, n % c);
-    if n < c {
-        return Err(MetaError::Param {
-            name: what,
-            value: n.to_string(),
-            expected: format!(">= {c} (one image per class)"),
-        });
-    }
-    for (k, members) in by_class.iter().enumerate() {
-        let want = base + usize::from(k < rem);
-        if want > members.len() {
-            return Err(MetaError::Param {
-                name: what,
-                value: n.to_string(),
-                expected: format!(
-                    "at most {} images of class {k} exist in the training set",
-                    members.len()
-                ),
-            });
-        }
+/// `n` class-balanced images (parameter `name`) can be drawn from classes
+/// of these sizes.
+fn check_balanced(name: &'static str, n: usize, by_class: &[Vec<usize>]) -> Result<()> {
+    let sizes: Vec<usize> = by_class.iter().map(Vec::len).collect();
+    balanced_counts(&sizes, n).map(|_| ()).map_err(|e| match e {
+        DataError::TooFewInClass { class, available, needed, .. } => MetaError::param(
+            name,
+            n,
+            format!(
+                "at most what the training set can serve class-balanced: class {class} has {available} images, {needed} needed"
+            ),
+        ),
+        e => e.into(),
+    })?;
+    if n < by_class.len() {
+        return Err(MetaError::param(
+            name,
+            n,
+            format!(">= {} (one image per class)", by_class.len()),
+        ));
     }
     Ok(())
 }
@@ -103,34 +104,22 @@ impl Kip {
     pub fn new(params: ValidKipParams, train: Dataset) -> Result<Self> {
         let p = params.params().clone();
         let by_class = train.indices_by_class();
-        check_per_class("support", p.n_support, &by_class)?;
-        check_per_class("target-batch", p.n_target, &by_class)?;
+        check_balanced("n_support", p.n_support, &by_class)?;
+        check_balanced("n_target", p.n_target, &by_class)?;
         let (n_s, d, c) = (p.n_support, train.dim(), train.n_classes());
         let mut rng = ChaCha8Rng::seed_from_u64(p.seed);
-        let idx = class_balanced(&by_class, n_s, &mut rng)?;
-        let labels: Vec<usize> = idx.iter().map(|&i| train.labels()[i]).collect();
-        let rows = match p.init {
-            Init::Real => {
-                let mut buf = vec![0.0; n_s * d];
-                train.gather_into(&idx, &mut buf);
-                buf
-            }
-            Init::Noise { std } => gaussian_images(n_s, d, std, &mut rng),
+        let sample = train.sample_balanced(n_s, &mut rng)?;
+        let mut x_s = match p.init {
+            Init::Real => sample.x,
+            Init::Noise { std } => DMatrix::from_row_slice(n_s, d, &gaussian_images(n_s, d, std, &mut rng)),
         };
-        let mut x_s = DMatrix::from_row_slice(n_s, d, &rows);
-        let mut frozen = Vec::new();
+        let labels = sample.labels;
+        let mut frozen = None;
         if p.corrupt > 0.0 {
             let mask = PixelMask::bernoulli(n_s, d, p.corrupt, &mut rng)?;
-            let noise = gaussian_images(n_s, d, 1.0, &mut rng);
-            frozen = vec![false; n_s * d];
-            for i in 0..n_s {
-                for j in 0..d {
-                    if mask.is_frozen(i * d + j) {
-                        frozen[j * n_s + i] = true;
-                        x_s[(i, j)] = noise[i * d + j];
-                    }
-                }
-            }
+            let noise = DMatrix::from_row_slice(n_s, d, &gaussian_images(n_s, d, 1.0, &mut rng));
+            mask.fill_frozen(&mut x_s, &noise);
+            frozen = Some(mask);
         }
         let y_s = one_hot(&labels, c, true);
         let state = KipState {
@@ -153,23 +142,19 @@ impl Kip {
     pub fn from_state(params: ValidKipParams, train: Dataset, state: KipState) -> Result<Self> {
         let p = params.params();
         let by_class = train.indices_by_class();
-        check_per_class("target-batch", p.n_target, &by_class)?;
+        check_balanced("n_target", p.n_target, &by_class)?;
         let (n_s, d, c) = (p.n_support, train.dim(), train.n_classes());
         let ok = state.x_s.shape() == (n_s, d)
             && state.y_s.shape() == (n_s, c)
             && state.labels.len() == n_s
             && state.adam_x.m.len() == n_s * d
             && state.adam_y.m.len() == n_s * c
-            && (state.frozen.is_empty() || state.frozen.len() == n_s * d);
+            && state.frozen.as_ref().is_none_or(|m| m.dims() == (n_s, d));
         if !ok {
-            return Err(MetaError::Param {
-                name: "resume",
-                value: format!(
-                    "state with support {:?}, labels {:?}",
-                    state.x_s.shape(),
-                    state.y_s.shape()
-                ),
-                expected: format!("support {n_s} x {d} and {c} classes, as the run's parameters and data"),
+            return Err(MetaError::Shape {
+                what: "state",
+                expected: format!("support {n_s} x {d} and {c} classes, as the parameters and data"),
+                got: format!("support {:?}, labels {:?}", state.x_s.shape(), state.y_s.shape()),
             });
         }
         let kernels = params.kernels().iter().map(|s| s.build()).collect();
@@ -247,8 +232,8 @@ impl Kip {
             Precision::F32 => PointsF32::new(&self.x_t32, n_t, d).into(),
         };
         let x_t = x_t.with_norms(&self.t_norms);
-        let stats = kip_loss_grad(kernel, x_s, &self.state.y_s, x_t, &self.y_t, p.reg, true, &mut self.ws).map_err(
-            |e| match e {
+        let out =
+            kip_loss_grad(kernel, x_s, &self.state.y_s, x_t, &self.y_t, p.reg, &mut self.ws).map_err(|e| match e {
                 // Support values whose squares overflow (a diverged run) reach
                 // the kernel as non-finite norms: report the step, not the kernel.
                 MetaError::Kernel(kip_kernels::KernelError::NonFinite { .. })
@@ -257,22 +242,18 @@ impl Kip {
                     step,
                 },
                 e => e,
-            },
-        )?;
+            })?;
+        let stats = out.stats;
         if !stats.loss.is_finite() {
             return Err(MetaError::NonFinite { what: "loss", step });
         }
-        let gx = self.ws.grad_x.as_mut_slice();
-        if !gx.iter().all(|v| v.is_finite()) || (p.learn_labels && !self.ws.grad_y.iter().all(|v| v.is_finite())) {
+        if !out.grad_x.iter().all(|v| v.is_finite()) || (p.learn_labels && !out.grad_y.iter().all(|v| v.is_finite())) {
             return Err(MetaError::NonFinite { what: "gradient", step });
         }
-        if !self.state.frozen.is_empty() {
-            for (g, &f) in gx.iter_mut().zip(&self.state.frozen) {
-                if f {
-                    *g = 0.0;
-                }
-            }
+        if let Some(mask) = &self.state.frozen {
+            mask.apply_to_gradient(out.grad_x);
         }
+        let (grad_x, grad_y) = (out.grad_x.as_slice(), out.grad_y.as_slice());
         // Labels first (checked, unchanged on failure), then images: either
         // both updates are applied or neither.
         let adam = AdamParams {
@@ -283,26 +264,20 @@ impl Kip {
         if p.learn_labels {
             let mut trial = st.adam_y.clone();
             let mut y = st.y_s.clone();
-            if !trial.try_update(&adam, step, y.as_mut_slice(), self.ws.grad_y.as_slice()) {
+            if !trial.try_update(&adam, step, y.as_mut_slice(), grad_y) {
                 return Err(MetaError::NonFinite {
                     what: "label update",
                     step,
                 });
             }
-            if !st
-                .adam_x
-                .try_update(&adam, step, st.x_s.as_mut_slice(), self.ws.grad_x.as_slice())
-            {
+            if !st.adam_x.try_update(&adam, step, st.x_s.as_mut_slice(), grad_x) {
                 return Err(MetaError::NonFinite {
                     what: "support update",
                     step,
                 });
             }
             (st.y_s, st.adam_y) = (y, trial);
-        } else if !st
-            .adam_x
-            .try_update(&adam, step, st.x_s.as_mut_slice(), self.ws.grad_x.as_slice())
-        {
+        } else if !st.adam_x.try_update(&adam, step, st.x_s.as_mut_slice(), grad_x) {
             return Err(MetaError::NonFinite {
                 what: "support update",
                 step,
@@ -314,28 +289,26 @@ impl Kip {
             step,
             stats,
             kernel: which,
-            jitter: self.ws.jitter,
         })
     }
 
     /// KRR accuracy and loss of the current support set on a test set, with
-    /// the first kernel of the list, predicting in blocks of `block` rows.
+    /// the first kernel of the list, predicting in blocks of `block` rows
+    /// (`test_labels`: one class id per test point).
     ///
     /// # Errors
-    /// Kernel/KRR failures.
+    /// [`MetaError::Label`] for a class id outside the training set's
+    /// classes; kernel/KRR failures (shapes, non-finite points, `block` 0).
     pub fn evaluate(&self, x_test: PointsView<'_>, test_labels: &[usize], block: usize) -> Result<Eval> {
-        let c = self.train.n_classes();
-        let y_test = one_hot(test_labels, c, true);
-        Ok(kip_krr::evaluate(
+        evaluate_support(
             &self.kernels[0],
             points(&self.state.x_s),
             &self.state.y_s,
-            Ridge::Relative(self.params.params().reg),
+            self.params.params().reg,
             x_test,
             test_labels,
-            Some(&y_test),
             block,
-        )?)
+        )
     }
 
     /// The kernel used for evaluation (the first of the list).

@@ -1,0 +1,190 @@
+//! A dataset ready for a run: which data, how it is split and prepared
+//! ([`DataSpec`], what a run's `config.json` records), and the result
+//! ([`Prepared`]: model-space splits and the fitted, invertible transform).
+
+use std::path::PathBuf;
+
+use nalgebra::DMatrix;
+use serde::{Deserialize, Serialize};
+
+use crate::dataset::Dataset;
+use crate::error::Result;
+use crate::export::SupportSet;
+use crate::preprocess::{Preprocess, Transform};
+use crate::resolve::{check_available, resolve};
+
+/// Which data a run uses and how it is prepared.
+///
+/// | field | default | meaning |
+/// |---|---|---|
+/// | `dataset` | `digits` | `digits` (embedded), `mnist`, `fashion-mnist`, `cifar10`, `npz:PATH` ([`crate::resolve`]) |
+/// | `data_dir` | none (`$KIP_DATA_DIR`) | folder with the dataset's files, or its parent |
+/// | `preprocess` | `standard` | [`Preprocess`], fitted on the training images |
+/// | `holdout` | 0 | the last `holdout` training images become the test set (never targets) |
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DataSpec {
+    /// Dataset name.
+    pub dataset: String,
+    /// Folder with the dataset's files (or its parent); `None`: `$KIP_DATA_DIR`.
+    pub data_dir: Option<PathBuf>,
+    /// Preprocessing fitted on the training split (written as its string
+    /// form, e.g. `standard` or `zca:0.1`).
+    #[serde(with = "preprocess_string")]
+    pub preprocess: Preprocess,
+    /// Training images held out as the test set (0: the official test set).
+    pub holdout: usize,
+}
+
+impl Default for DataSpec {
+    fn default() -> Self {
+        Self {
+            dataset: "digits".into(),
+            data_dir: None,
+            preprocess: Preprocess::Standard,
+            holdout: 0,
+        }
+    }
+}
+
+/// [`Preprocess`] as the string it parses from.
+mod preprocess_string {
+    use super::Preprocess;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(p: &Preprocess, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(p)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Preprocess, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// A dataset ready for a run: both splits in model space and the fitted
+/// transform that maps support images back to pixels.
+#[derive(Clone, Debug)]
+pub struct Prepared {
+    /// Training images in model space (targets are drawn from here).
+    pub train: Dataset,
+    /// Test images in model space.
+    pub test: Dataset,
+    /// The fitted preprocessing (inverted for export and pictures).
+    pub transform: Transform,
+    /// Largest raw pixel value of the training set (1 if none is positive):
+    /// the white point of support pictures.
+    pub pixel_max: f64,
+    /// What the user should know: loader notes (e.g. a partial CIFAR-10
+    /// test file) and where the test set comes from.
+    pub notes: Vec<String>,
+}
+
+impl DataSpec {
+    /// Whether the dataset's files can be found, without reading them
+    /// (cheap: for checking a command line before heavy work).
+    ///
+    /// # Errors
+    /// As [`crate::check_available`].
+    pub fn check_available(&self) -> Result<()> {
+        check_available(&self.dataset, self.data_dir.as_deref()).map(|_| ())
+    }
+
+    /// Load the dataset, hold out the test set, fit the preprocessing on
+    /// the training split and apply it to both.
+    ///
+    /// # Errors
+    /// Loader errors ([`crate::resolve`]); [`DataError::Holdout`] for a
+    /// holdout that leaves no training image; preprocessing errors.
+    ///
+    /// # Examples
+    /// ```
+    /// let prep = kip_data::DataSpec { holdout: 300, ..Default::default() }.load()?;
+    /// assert_eq!((prep.train.len(), prep.test.len()), (1138, 300));
+    /// # Ok::<(), kip_data::DataError>(())
+    /// ```
+    pub fn load(&self) -> Result<Prepared> {
+        let split = resolve(&self.dataset, self.data_dir.as_deref())?;
+        let mut notes = split.notes.clone();
+        let (train_raw, test_raw) = if self.holdout > 0 {
+            let (tr, te) = split.train.holdout(self.holdout)?;
+            notes.push(format!(
+                "test set: the last {} training images (held out, never targets)",
+                self.holdout
+            ));
+            (tr, te)
+        } else {
+            notes.push(format!("test set: the {} official test images", split.test.len()));
+            (split.train, split.test)
+        };
+        let transform = self.preprocess.fit(&train_raw)?;
+        let pixel_max = f64::from(train_raw.pixels().iter().fold(0.0f32, |m, &v| m.max(v)));
+        Ok(Prepared {
+            train: transform.apply(&train_raw),
+            test: transform.apply(&test_raw),
+            transform,
+            pixel_max: if pixel_max > 0.0 { pixel_max } else { 1.0 },
+            notes,
+        })
+    }
+}
+
+impl Prepared {
+    /// A support set for export: the model-space images `x_model` (`n × d`),
+    /// their labels `y` and class ids, and the images mapped back to the
+    /// original pixel scale.
+    ///
+    /// # Errors
+    /// As [`SupportSet::from_model`].
+    pub fn support_set(&self, x_model: &DMatrix<f64>, y: &DMatrix<f64>, labels: &[usize]) -> Result<SupportSet> {
+        SupportSet::from_model(x_model, y, labels, &self.transform, self.train.class_names())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::DataError;
+
+    #[test]
+    fn spec_round_trips_through_json_and_loads_digits() {
+        let spec = DataSpec {
+            preprocess: "zca:0.25".parse().unwrap(),
+            holdout: 100,
+            ..Default::default()
+        };
+        let text = serde_json::to_string(&spec).unwrap();
+        assert!(text.contains(r#""preprocess":"zca:0.25""#), "{text}");
+        assert_eq!(serde_json::from_str::<DataSpec>(&text).unwrap(), spec);
+        let prep = spec.load().unwrap();
+        assert_eq!(prep.test.len(), 100);
+        assert!(prep.notes.iter().any(|n| n.contains("held out")));
+    }
+
+    #[test]
+    fn bad_holdout_and_support_shapes_are_errors() {
+        let e = DataSpec {
+            holdout: 1438,
+            ..Default::default()
+        }
+        .load()
+        .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                DataError::Holdout {
+                    holdout: 1438,
+                    len: 1438
+                }
+            ),
+            "{e:?}"
+        );
+        let prep = DataSpec::default().load().unwrap();
+        let x = DMatrix::zeros(2, 64);
+        assert!(prep.support_set(&x, &DMatrix::zeros(2, 10), &[0, 1]).is_ok());
+        assert!(prep.support_set(&x, &DMatrix::zeros(2, 9), &[0, 1]).is_err());
+        assert!(prep.support_set(&x, &DMatrix::zeros(2, 10), &[0]).is_err());
+        assert!(prep
+            .support_set(&DMatrix::zeros(2, 63), &DMatrix::zeros(2, 10), &[0, 1])
+            .is_err());
+    }
+}

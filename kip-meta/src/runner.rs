@@ -1,0 +1,489 @@
+//! The run driver: a KIP run in a run directory, with its evaluation and
+//! checkpoint cadence, metrics log, resume and recovery.
+
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use kip_data::{Dataset, Prepared, SupportSet, Transform};
+use kip_kernels::points;
+use kip_krr::Eval;
+use nalgebra::DMatrix;
+use serde::{Deserialize, Serialize};
+
+use crate::checkpoint;
+use crate::config::{RunConfig, RunRecord};
+use crate::error::{MetaError, Result};
+use crate::run_dir::{MetricsLine, RunDir, CHECKPOINT, CONFIG, SUMMARY};
+use crate::step::Kip;
+
+/// How a [`Runner`] came to its first step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Start {
+    /// A new run.
+    New,
+    /// A run resumed from its checkpoint at this step.
+    Resumed {
+        /// Steps done before.
+        step: usize,
+    },
+    /// A run that had written its configuration but no checkpoint: started
+    /// again from step 0 (same seed, so the same run).
+    Restarted,
+}
+
+/// What [`Observer::started`] learns before the first step.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RunStart<'a> {
+    /// How the run started.
+    pub start: Start,
+    /// Steps done so far.
+    pub step: usize,
+    /// Steps the run will have done at the end.
+    pub steps: usize,
+    /// Training images (targets are drawn from these).
+    pub train_size: usize,
+    /// Test images.
+    pub test_size: usize,
+    /// Test accuracy and loss of the support set as it is now.
+    pub eval: Eval,
+    /// What the data loader and the run want the user to know.
+    pub notes: &'a [String],
+}
+
+/// Watches a run: progress output, and the way to stop it (Ctrl-C).
+///
+/// Returning [`ControlFlow::Break`] stops the run after a checkpoint of
+/// the state at that moment; [`Runner::run`] then returns
+/// [`RunOutcome::Stopped`]. `()` is the observer that watches nothing.
+pub trait Observer {
+    /// Before the first step.
+    fn started(&mut self, _start: &RunStart<'_>) -> ControlFlow<()> {
+        ControlFlow::Continue(())
+    }
+    /// After each step, with the line it logged.
+    fn step(&mut self, _line: &MetricsLine) -> ControlFlow<()> {
+        ControlFlow::Continue(())
+    }
+}
+
+impl Observer for () {}
+
+/// `summary.json`: how a finished run went.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunSummary {
+    /// The run directory.
+    pub run: PathBuf,
+    /// Dataset name.
+    pub dataset: String,
+    /// Steps done.
+    pub steps: usize,
+    /// Support images.
+    pub support: usize,
+    /// Kernel specs.
+    pub kernels: Vec<String>,
+    /// Test accuracy of the initial support set (the metrics log's step 0).
+    pub init_test_acc: f64,
+    /// Test accuracy of the final support set.
+    pub final_test_acc: f64,
+    /// Test loss of the final support set.
+    pub final_test_loss: Option<f64>,
+    /// Test images.
+    pub test_size: usize,
+    /// Seconds this session of the run took.
+    pub elapsed_s: f64,
+}
+
+/// How [`Runner::run`] ended.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RunOutcome {
+    /// All steps done; `summary.json` written.
+    Finished(RunSummary),
+    /// The observer stopped the run; a checkpoint holds the state at `step`.
+    Stopped {
+        /// Steps done.
+        step: usize,
+    },
+}
+
+/// Options of [`Runner::resume`].
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Resume {
+    /// The run's new total step count (default: the configured one). With a
+    /// decaying learning rate the trajectory is that of a run of the new
+    /// length from here on.
+    pub steps: Option<usize>,
+    /// Where the data is now, if it moved (default: the configured folder).
+    pub data_dir: Option<PathBuf>,
+}
+
+/// A KIP run in a run directory: [`Runner::create`] or [`Runner::resume`],
+/// then [`Runner::run`].
+///
+/// The runner owns the cadence: the test set is evaluated at the start
+/// (the first metrics line, step 0), every `eval_every` steps and at the
+/// end; a checkpoint (with `support.npz` and `support.png`) is written
+/// every `checkpoint_every` steps, at the end, when the observer stops the
+/// run, and before reporting a failed step (which leaves the state as it
+/// was). A resumed run continues the identical trajectory (bitwise) and
+/// logs each step once.
+#[derive(Debug)]
+pub struct Runner {
+    dir: RunDir,
+    config: RunConfig,
+    kip: Kip,
+    test: Dataset,
+    x_test: DMatrix<f64>,
+    transform: Transform,
+    pixel_max: f64,
+    notes: Vec<String>,
+    start: Start,
+    /// Step of the last metrics line on disk (a resumed run).
+    logged: Option<usize>,
+    t0: Instant,
+}
+
+impl Runner {
+    /// A new run in `dir` (created; it must not hold a run), on the data
+    /// `config.data` names.
+    ///
+    /// # Errors
+    /// Invalid parameters (checked before anything is read or written);
+    /// data errors; sizes the data cannot serve; [`MetaError::RunDir`] if
+    /// `dir` holds a run.
+    pub fn create(dir: impl AsRef<Path>, config: RunConfig) -> Result<Self> {
+        config.kip.clone().check()?;
+        config.check_cadence()?;
+        RunDir::ensure_new(dir.as_ref())?;
+        let data = config.data.load()?;
+        Self::create_with(dir, config, data)
+    }
+
+    /// [`Runner::create`] on data already loaded, which must be what
+    /// `config.data` loads (a resumed run reloads it from there).
+    ///
+    /// # Errors
+    /// As [`Runner::create`]. Nothing is written unless the run can start.
+    pub fn create_with(dir: impl AsRef<Path>, mut config: RunConfig, data: Prepared) -> Result<Self> {
+        let t0 = Instant::now();
+        let valid = config.kip.clone().check()?;
+        config.check_cadence()?;
+        RunDir::ensure_new(dir.as_ref())?;
+        let shape = data.train.shape();
+        config.train_size = data.train.len();
+        config.test_size = data.test.len();
+        config.image_shape = [shape.h, shape.w, shape.c];
+        config.version = env!("CARGO_PKG_VERSION").to_string();
+        let Prepared {
+            train,
+            test,
+            transform,
+            pixel_max,
+            notes,
+        } = data;
+        // Build first: it checks the settings against the data, and a
+        // rejected run must not leave a configuration behind.
+        let kip = Kip::new(valid, train)?;
+        let dir = RunDir::create(dir.as_ref())?;
+        dir.write_json(CONFIG, &RunRecord::Distill(config.clone()))?;
+        Ok(Self::assemble(
+            dir,
+            config,
+            kip,
+            test,
+            transform,
+            pixel_max,
+            notes,
+            Start::New,
+            None,
+            t0,
+        ))
+    }
+
+    /// Continue the run in `dir` from its checkpoint, with the settings of
+    /// its `config.json` (a run without a checkpoint yet starts again from
+    /// step 0). The metrics log is cut back to the checkpoint's step.
+    ///
+    /// # Errors
+    /// [`MetaError::RunDir`] (not a KIP run, data that no longer matches
+    /// the recorded sizes); [`MetaError::Checkpoint`]; data errors.
+    pub fn resume(dir: impl AsRef<Path>, options: Resume) -> Result<Self> {
+        let t0 = Instant::now();
+        let dir = RunDir::open(dir.as_ref())?;
+        let RunRecord::Distill(mut config) = dir.read_config()? else {
+            return Err(MetaError::run_dir(
+                dir.file(CONFIG),
+                "not a KIP run (made by another command)",
+            ));
+        };
+        if let Some(steps) = options.steps {
+            config.kip.steps = steps;
+        }
+        if options.data_dir.is_some() {
+            config.data.data_dir = options.data_dir;
+        }
+        let valid = config.kip.clone().check()?;
+        config.check_cadence()?;
+        let data = config.data.load()?;
+        check_recorded_sizes(&dir, &config, &data)?;
+        let Prepared {
+            train,
+            test,
+            transform,
+            pixel_max,
+            notes,
+        } = data;
+        let ckpt = dir.file(CHECKPOINT);
+        let (kip, start, logged) = if ckpt.is_file() {
+            let (state, meta) = checkpoint::load(&ckpt)?;
+            if meta.kernels != config.kip.kernels {
+                return Err(MetaError::Checkpoint {
+                    path: ckpt,
+                    reason: format!(
+                        "kernels {:?} differ from the run's configuration {:?}",
+                        meta.kernels, config.kip.kernels
+                    ),
+                });
+            }
+            let step = state.step;
+            let logged = dir.truncate_metrics(Some(step))?;
+            (Kip::from_state(valid, train, state)?, Start::Resumed { step }, logged)
+        } else {
+            dir.truncate_metrics(None)?;
+            (Kip::new(valid, train)?, Start::Restarted, None)
+        };
+        dir.write_json(CONFIG, &RunRecord::Distill(config.clone()))?;
+        Ok(Self::assemble(
+            dir, config, kip, test, transform, pixel_max, notes, start, logged, t0,
+        ))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn assemble(
+        dir: RunDir,
+        config: RunConfig,
+        kip: Kip,
+        test: Dataset,
+        transform: Transform,
+        pixel_max: f64,
+        notes: Vec<String>,
+        start: Start,
+        logged: Option<usize>,
+        t0: Instant,
+    ) -> Self {
+        Self {
+            x_test: test.to_matrix(),
+            dir,
+            config,
+            kip,
+            test,
+            transform,
+            pixel_max,
+            notes,
+            start,
+            logged,
+            t0,
+        }
+    }
+
+    /// The run directory.
+    pub fn dir(&self) -> &RunDir {
+        &self.dir
+    }
+
+    /// The configuration (as written to `config.json`).
+    pub fn config(&self) -> &RunConfig {
+        &self.config
+    }
+
+    /// The KIP state machine (its state, parameters, training set).
+    pub fn kip(&self) -> &Kip {
+        &self.kip
+    }
+
+    /// How the run started.
+    pub fn start(&self) -> Start {
+        self.start
+    }
+
+    /// Test accuracy and loss of the current support set.
+    ///
+    /// # Errors
+    /// Kernel/KRR failures.
+    pub fn evaluate(&self) -> Result<Eval> {
+        self.kip
+            .evaluate(points(&self.x_test), self.test.labels(), self.config.eval_block)
+    }
+
+    /// The current support set, for export.
+    ///
+    /// # Errors
+    /// [`MetaError::Data`] if its shapes do not fit the data (they always
+    /// do for a state the runner made).
+    pub fn support_set(&self) -> Result<SupportSet> {
+        let st = self.kip.state();
+        Ok(SupportSet::from_model(
+            &st.x_s,
+            &st.y_s,
+            &st.labels,
+            &self.transform,
+            self.kip.train().class_names(),
+        )?)
+    }
+
+    /// Writes the checkpoint, `support.npz` and `support.png` of the
+    /// current state.
+    ///
+    /// # Errors
+    /// Write failures.
+    pub fn save(&self) -> Result<()> {
+        checkpoint::save(&self.dir.file(CHECKPOINT), self.kip.state(), &self.config.kip.kernels)?;
+        self.dir.write_support(&self.support_set()?, self.pixel_max)
+    }
+
+    /// Run to `kip.steps` steps (see the type's docs for the cadence).
+    ///
+    /// # Errors
+    /// [`MetaError::StepFailed`] for a failed step (its state before the
+    /// step saved first); evaluation and write failures.
+    pub fn run(&mut self, observer: &mut dyn Observer) -> Result<RunOutcome> {
+        let steps = self.config.kip.steps;
+        let first_eval = self.evaluate()?;
+        if self.logged.is_none() && self.kip.state().step == 0 {
+            // The natural baseline: the first line of every run.
+            self.log(MetricsLine {
+                test_acc: Some(first_eval.accuracy),
+                test_loss: first_eval.loss,
+                ..self.empty_line(0)
+            })?;
+        }
+        let start = RunStart {
+            start: self.start,
+            step: self.kip.state().step,
+            steps,
+            train_size: self.kip.train().len(),
+            test_size: self.test.len(),
+            eval: first_eval,
+            notes: &self.notes,
+        };
+        if observer.started(&start).is_break() {
+            return self.stop();
+        }
+        let mut last_eval = first_eval;
+        let mut stepped = false;
+        while self.kip.state().step < steps {
+            let info = match self.kip.step() {
+                Ok(info) => info,
+                Err(e) => {
+                    // A failed step leaves the state as it was: keep it on disk.
+                    self.save()?;
+                    return Err(MetaError::StepFailed {
+                        step: self.kip.state().step,
+                        dir: self.dir.path().to_path_buf(),
+                        source: Box::new(e),
+                    });
+                }
+            };
+            stepped = true;
+            let done = self.kip.state().step;
+            let mut line = MetricsLine {
+                loss: Some(info.stats.loss),
+                target_acc: Some(info.stats.target_acc),
+                jitter: (info.stats.jitter > 0.0).then_some(info.stats.jitter),
+                ..self.empty_line(done)
+            };
+            if is_due(self.config.eval_every, done) || done == steps {
+                last_eval = self.evaluate()?;
+                line.test_acc = Some(last_eval.accuracy);
+                line.test_loss = last_eval.loss;
+            }
+            self.log(line.clone())?;
+            if is_due(self.config.checkpoint_every, done) && done < steps {
+                self.save()?;
+            }
+            if observer.step(&line).is_break() {
+                return self.stop();
+            }
+        }
+        self.save()?;
+        let step = self.kip.state().step;
+        if !stepped && self.logged != Some(step) {
+            // Nothing left to do (resumed at the end) and the log does not
+            // reach this step: log the final evaluation.
+            self.log(MetricsLine {
+                test_acc: Some(last_eval.accuracy),
+                test_loss: last_eval.loss,
+                ..self.empty_line(step)
+            })?;
+        }
+        let init_test_acc = self
+            .dir
+            .read_metrics()?
+            .first()
+            .filter(|l| l.step == 0)
+            .and_then(|l| l.test_acc)
+            .unwrap_or(first_eval.accuracy);
+        let summary = RunSummary {
+            run: self.dir.path().to_path_buf(),
+            dataset: self.config.data.dataset.clone(),
+            steps: step,
+            support: self.config.kip.n_support,
+            kernels: self.config.kip.kernels.clone(),
+            init_test_acc,
+            final_test_acc: last_eval.accuracy,
+            final_test_loss: last_eval.loss,
+            test_size: self.test.len(),
+            elapsed_s: self.t0.elapsed().as_secs_f64(),
+        };
+        self.dir.write_json(SUMMARY, &summary)?;
+        Ok(RunOutcome::Finished(summary))
+    }
+
+    /// Save and report a stop at the current step.
+    fn stop(&self) -> Result<RunOutcome> {
+        self.save()?;
+        Ok(RunOutcome::Stopped {
+            step: self.kip.state().step,
+        })
+    }
+
+    fn empty_line(&self, step: usize) -> MetricsLine {
+        MetricsLine {
+            step,
+            loss: None,
+            target_acc: None,
+            jitter: None,
+            test_acc: None,
+            test_loss: None,
+            elapsed_s: self.t0.elapsed().as_secs_f64(),
+        }
+    }
+
+    fn log(&mut self, line: MetricsLine) -> Result<()> {
+        self.dir.append_metrics(&line)?;
+        self.logged = Some(line.step);
+        Ok(())
+    }
+}
+
+/// Whether a period-`every` event falls on step `done` (never for 0).
+fn is_due(every: usize, done: usize) -> bool {
+    every > 0 && done % every == 0
+}
+
+/// A resumed run's data must have the sizes recorded at its creation.
+fn check_recorded_sizes(dir: &RunDir, config: &RunConfig, data: &Prepared) -> Result<()> {
+    let s = data.train.shape();
+    let now = (data.train.len(), data.test.len(), [s.h, s.w, s.c]);
+    let then = (config.train_size, config.test_size, config.image_shape);
+    if then.0 != 0 && now != then {
+        return Err(MetaError::run_dir(
+            dir.file(CONFIG),
+            format!(
+                "the data no longer matches the run: {} train / {} test images of shape {:?} recorded, {} / {} of {:?} loaded",
+                then.0, then.1, then.2, now.0, now.1, now.2
+            ),
+        ));
+    }
+    Ok(())
+}
