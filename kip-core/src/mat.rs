@@ -159,6 +159,61 @@ fn check_no_alias(rows: usize, cols: usize, rs: usize, cs: usize) -> Result<(), 
     }
 }
 
+/// The shape methods both view types share: the dense constructors, the
+/// transpose, the extents and the strides.
+macro_rules! view_shape {
+    ($data:ty) => {
+        /// A row-major `rows × cols` buffer.
+        ///
+        /// # Panics
+        /// If `data` holds fewer than `rows·cols` elements.
+        pub fn row_major(data: $data, rows: usize, cols: usize) -> Self {
+            Self::new(data, rows, cols, cols, 1)
+        }
+
+        /// A column-major `rows × cols` buffer.
+        ///
+        /// # Panics
+        /// If `data` holds fewer than `rows·cols` elements.
+        pub fn col_major(data: $data, rows: usize, cols: usize) -> Self {
+            Self::new(data, rows, cols, 1, rows)
+        }
+
+        /// The transpose (free: swaps the strides).
+        pub fn t(self) -> Self {
+            Self {
+                rows: self.cols,
+                cols: self.rows,
+                rs: self.cs,
+                cs: self.rs,
+                ..self
+            }
+        }
+
+        /// Number of rows.
+        pub fn rows(&self) -> usize {
+            self.rows
+        }
+
+        /// Number of columns.
+        pub fn cols(&self) -> usize {
+            self.cols
+        }
+
+        /// Distance between consecutive rows, in elements (1 for a view of
+        /// at most one row).
+        pub fn row_stride(&self) -> usize {
+            self.rs
+        }
+
+        /// Distance between consecutive columns, in elements (1 for a view
+        /// of at most one column).
+        pub fn col_stride(&self) -> usize {
+            self.cs
+        }
+    };
+}
+
 /// A read-only strided matrix: an operand of [`gemm()`](crate::gemm()).
 ///
 /// Cheap to copy (a pointer and four numbers); `Send` and `Sync` like the
@@ -222,54 +277,7 @@ impl<'a, T: Scalar> MatRef<'a, T> {
         Self::try_new(data, rows, cols, rs, cs).unwrap_or_else(|e| panic!("MatRef::new: {e}"))
     }
 
-    /// A row-major `rows × cols` buffer.
-    ///
-    /// # Panics
-    /// If `data` holds fewer than `rows·cols` elements.
-    pub fn row_major(data: &'a [T], rows: usize, cols: usize) -> Self {
-        Self::new(data, rows, cols, cols, 1)
-    }
-
-    /// A column-major `rows × cols` buffer.
-    ///
-    /// # Panics
-    /// If `data` holds fewer than `rows·cols` elements.
-    pub fn col_major(data: &'a [T], rows: usize, cols: usize) -> Self {
-        Self::new(data, rows, cols, 1, rows)
-    }
-
-    /// The transpose (free: swaps the strides).
-    pub fn t(self) -> Self {
-        Self {
-            rows: self.cols,
-            cols: self.rows,
-            rs: self.cs,
-            cs: self.rs,
-            ..self
-        }
-    }
-
-    /// Number of rows.
-    pub fn rows(&self) -> usize {
-        self.rows
-    }
-
-    /// Number of columns.
-    pub fn cols(&self) -> usize {
-        self.cols
-    }
-
-    /// Distance between consecutive rows, in elements (1 for a view of at
-    /// most one row).
-    pub fn row_stride(&self) -> usize {
-        self.rs
-    }
-
-    /// Distance between consecutive columns, in elements (1 for a view of
-    /// at most one column).
-    pub fn col_stride(&self) -> usize {
-        self.cs
-    }
+    view_shape!(&'a [T]);
 
     /// Pointer to element `(0, 0)`; elements are addressed as the module
     /// docs say and valid for reads for the view's lifetime.
@@ -422,52 +430,7 @@ impl<'a, T: Scalar> MatMut<'a, T> {
         Self::try_new(data, rows, cols, rs, cs).unwrap_or_else(|e| panic!("MatMut::new: {e}"))
     }
 
-    /// A row-major `rows × cols` buffer.
-    ///
-    /// # Panics
-    /// If `data` holds fewer than `rows·cols` elements.
-    pub fn row_major(data: &'a mut [T], rows: usize, cols: usize) -> Self {
-        Self::new(data, rows, cols, cols, 1)
-    }
-
-    /// A column-major `rows × cols` buffer.
-    ///
-    /// # Panics
-    /// If `data` holds fewer than `rows·cols` elements.
-    pub fn col_major(data: &'a mut [T], rows: usize, cols: usize) -> Self {
-        Self::new(data, rows, cols, 1, rows)
-    }
-
-    /// The transpose (free).
-    pub fn t(self) -> Self {
-        Self {
-            rows: self.cols,
-            cols: self.rows,
-            rs: self.cs,
-            cs: self.rs,
-            ..self
-        }
-    }
-
-    /// Number of rows.
-    pub fn rows(&self) -> usize {
-        self.rows
-    }
-
-    /// Number of columns.
-    pub fn cols(&self) -> usize {
-        self.cols
-    }
-
-    /// Distance between consecutive rows, in elements.
-    pub fn row_stride(&self) -> usize {
-        self.rs
-    }
-
-    /// Distance between consecutive columns, in elements.
-    pub fn col_stride(&self) -> usize {
-        self.cs
-    }
+    view_shape!(&'a mut [T]);
 
     /// Pointer to element `(0, 0)`; the view's elements are valid for
     /// reads and writes, and borrowed by nothing else, for its lifetime.

@@ -9,8 +9,8 @@ const HUGE_MIN_BYTES: usize = 8 << 20;
 /// yet (`DMatrix::zeros` writes every element first). On Linux a buffer of
 /// 8 MB or more is also advised onto transparent huge pages
 /// (`madvise(MADV_HUGEPAGE)`, a hint the kernel may ignore), so that filling
-/// it takes 2 MB page faults instead of 4 KiB ones (`docs/performance.md`
-/// has the measured effect on the Cholesky factor).
+/// it takes 2 MB page faults instead of 4 KiB ones (`docs/performance.md`,
+/// "Memory").
 pub fn zeroed_huge(len: usize) -> Vec<f64> {
     let v = vec![0.0; len];
     #[cfg(target_os = "linux")]

@@ -93,7 +93,7 @@ impl DataSpec {
     /// the training split and apply it to both.
     ///
     /// # Errors
-    /// Loader errors ([`crate::resolve`]); [`DataError::Holdout`] for a
+    /// Loader errors ([`crate::resolve`]); [`crate::DataError::Holdout`] for a
     /// holdout that leaves no training image; preprocessing errors.
     ///
     /// # Examples

@@ -1,7 +1,7 @@
 //! Branch-free elementary functions that vectorise.
 //!
-//! `std`'s `acos` is a scalar libm call (about 14 ns per value here), which
-//! would cost more than the GEMMs of a KIP step. The fdlibm rational
+//! `std`'s `acos` is a scalar libm call, which over a KIP step's kernel
+//! entries would cost more than its GEMMs. The fdlibm rational
 //! approximation below is accurate to a few ulp, has no branches (both
 //! halves are computed and selected), and so the compiler vectorises the
 //! loops that call it.

@@ -61,22 +61,16 @@ pub(crate) fn map_columns(
 }
 
 /// Target rows per tile of [`tiled_gram`] (the Gram and the vjp) per
-/// [`TILE_COLS`] columns of `b`, beyond [`TILE_COLS`] columns: fewer rows
-/// pack `b` more often (once per tile), more rows let the tile of `a` fall
-/// out of cache before the norm pass reads it. With 1000 columns the tile
-/// leaves the cache either way, and `b` is packed fewer times: 4 tiles of
-/// 1250 rows beat 10 of 500 by 2–4% (Gram), and 1280-row tiles took
-/// 277–281 ms against 303–307 for 512 rows (vjp FC3 5000 × 1000 × 784,
-/// ad-hoc timer).
+/// [`TILE_COLS`] columns of `b`, beyond [`TILE_COLS`] columns: every tile
+/// packs all of `b` once, so wide products take tall tiles (the tile of `a`
+/// leaves the cache either way). The sizes were chosen by measurement
+/// (`docs/performance.md`, "Tiles").
 pub(crate) const TILE_ROWS: usize = 512;
 
-/// Target rows per tile up to [`TILE_COLS`] columns: a tile of `a` small
-/// enough for a core's 1 MB L2 (784 KB at d = 784), read again by the norm
-/// loop and, in the vjp, by the diagonal term of `dL/da` after the GEMM
-/// (not all of it is still there: the norms still cost ~7% at 100
-/// columns, README). Measured: vjp FC3 at 5000 × 100 × 784, ad-hoc timer:
-/// 128, 256 and 512 rows took 31.2, 32.3 and 35.5 ms; Gram FC3, paired
-/// bench A/B: 1.22–1.23 against 1.24–1.25 for 512 rows.
+/// Target rows per tile up to [`TILE_COLS`] columns: a tile of `a` about
+/// the size of a core's L2 cache (784 KB at d = 784), which the norm loop
+/// and, in the vjp, the diagonal term of `dL/da` read again after the GEMM
+/// (`docs/performance.md`, "Tiles").
 pub(crate) const NARROW_TILE_ROWS: usize = 128;
 
 /// Columns of `b` per [`TILE_ROWS`] of target tile height.

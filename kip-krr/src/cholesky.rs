@@ -1,12 +1,11 @@
 //! Cholesky factorisation of `K + λI` with documented jitter retries.
 //!
-//! The factorisation runs on faer's blocked, recursive LLᵀ (about 46 GFLOP/s
-//! on one core at n = 4000 on a Zen 4 core whose FMA peak is 58, ten times
-//! nalgebra's unblocked one); nalgebra stays the public matrix type and faer
+//! The factorisation runs on faer's blocked, recursive LLᵀ (an order of
+//! magnitude faster than nalgebra's unblocked one at n ≥ 1000;
+//! `docs/performance.md`); nalgebra stays the public matrix type and faer
 //! works on zero-copy views of its buffers. The factor's buffer is a fresh
-//! zeroed allocation advised onto huge pages ([`kip_core::zeroed_huge`]):
-//! with 4 KiB pages its page faults alone cost an eighth of the
-//! factorisation.
+//! zeroed allocation advised onto huge pages ([`kip_core::zeroed_huge`]),
+//! so that filling it does not fault page by 4 KiB page.
 
 use faer::dyn_stack::{MemBuffer, MemStack};
 use faer::linalg::cholesky::llt::factor::{cholesky_in_place, cholesky_in_place_scratch, LltError, LltRegularization};
@@ -25,7 +24,7 @@ pub const JITTER_STEPS: [f64; 4] = [1e-12, 1e-10, 1e-8, 1e-6];
 
 /// Matrix size from which the factorisation and the triangular solves use
 /// faer's parallel (rayon) code path; below it they run single-threaded,
-/// which measured faster (faer's threaded LLᵀ loses below n ≈ 1500).
+/// where faer's threaded LLᵀ is the slower one (`docs/performance.md`).
 pub const PARALLEL_MIN_N: usize = 1500;
 
 /// The parallelism faer should use for an `n × n` factor on the current pool.

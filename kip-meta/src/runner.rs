@@ -132,15 +132,36 @@ pub struct Runner {
     dir: RunDir,
     config: RunConfig,
     kip: Kip,
+    data: RunData,
+    start: Start,
+    /// Step of the last metrics line on disk (a resumed run).
+    logged: Option<usize>,
+    t0: Instant,
+}
+
+/// What a runner keeps of its prepared data besides the training set,
+/// which its [`Kip`] owns.
+#[derive(Debug)]
+struct RunData {
     test: Dataset,
     x_test: DMatrix<f64>,
     transform: Transform,
     pixel_max: f64,
     notes: Vec<String>,
-    start: Start,
-    /// Step of the last metrics line on disk (a resumed run).
-    logged: Option<usize>,
-    t0: Instant,
+}
+
+impl RunData {
+    /// The training set and the rest.
+    fn split(p: Prepared) -> (Dataset, RunData) {
+        let rest = RunData {
+            x_test: p.test.to_matrix(),
+            test: p.test,
+            transform: p.transform,
+            pixel_max: p.pixel_max,
+            notes: p.notes,
+        };
+        (p.train, rest)
+    }
 }
 
 impl Runner {
@@ -174,30 +195,21 @@ impl Runner {
         config.test_size = data.test.len();
         config.image_shape = [shape.h, shape.w, shape.c];
         config.version = env!("CARGO_PKG_VERSION").to_string();
-        let Prepared {
-            train,
-            test,
-            transform,
-            pixel_max,
-            notes,
-        } = data;
+        let (train, data) = RunData::split(data);
         // Build first: it checks the settings against the data, and a
         // rejected run must not leave a configuration behind.
         let kip = Kip::new(valid, train)?;
         let dir = RunDir::create(dir.as_ref())?;
         dir.write_json(CONFIG, &RunRecord::Distill(config.clone()))?;
-        Ok(Self::assemble(
+        Ok(Self {
             dir,
             config,
             kip,
-            test,
-            transform,
-            pixel_max,
-            notes,
-            Start::New,
-            None,
+            data,
+            start: Start::New,
+            logged: None,
             t0,
-        ))
+        })
     }
 
     /// Continue the run in `dir` from its checkpoint, with the settings of
@@ -226,13 +238,7 @@ impl Runner {
         config.check_cadence()?;
         let data = config.data.load()?;
         check_recorded_sizes(&dir, &config, &data)?;
-        let Prepared {
-            train,
-            test,
-            transform,
-            pixel_max,
-            notes,
-        } = data;
+        let (train, data) = RunData::split(data);
         let ckpt = dir.file(CHECKPOINT);
         let (kip, start, logged) = if ckpt.is_file() {
             let (state, meta) = checkpoint::load(&ckpt)?;
@@ -253,37 +259,15 @@ impl Runner {
             (Kip::new(valid, train)?, Start::Restarted, None)
         };
         dir.write_json(CONFIG, &RunRecord::Distill(config.clone()))?;
-        Ok(Self::assemble(
-            dir, config, kip, test, transform, pixel_max, notes, start, logged, t0,
-        ))
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn assemble(
-        dir: RunDir,
-        config: RunConfig,
-        kip: Kip,
-        test: Dataset,
-        transform: Transform,
-        pixel_max: f64,
-        notes: Vec<String>,
-        start: Start,
-        logged: Option<usize>,
-        t0: Instant,
-    ) -> Self {
-        Self {
-            x_test: test.to_matrix(),
+        Ok(Self {
             dir,
             config,
             kip,
-            test,
-            transform,
-            pixel_max,
-            notes,
+            data,
             start,
             logged,
             t0,
-        }
+        })
     }
 
     /// The run directory.
@@ -311,8 +295,11 @@ impl Runner {
     /// # Errors
     /// Kernel/KRR failures.
     pub fn evaluate(&self) -> Result<Eval> {
-        self.kip
-            .evaluate(points(&self.x_test), self.test.labels(), self.config.eval_block)
+        self.kip.evaluate(
+            points(&self.data.x_test),
+            self.data.test.labels(),
+            self.config.eval_block,
+        )
     }
 
     /// The current support set, for export.
@@ -326,7 +313,7 @@ impl Runner {
             &st.x_s,
             &st.y_s,
             &st.labels,
-            &self.transform,
+            &self.data.transform,
             self.kip.train().class_names(),
         )?)
     }
@@ -338,7 +325,7 @@ impl Runner {
     /// Write failures.
     pub fn save(&self) -> Result<()> {
         checkpoint::save(&self.dir.file(CHECKPOINT), self.kip.state(), &self.config.kip.kernels)?;
-        self.dir.write_support(&self.support_set()?, self.pixel_max)
+        self.dir.write_support(&self.support_set()?, self.data.pixel_max)
     }
 
     /// Run to `kip.steps` steps (see the type's docs for the cadence).
@@ -362,9 +349,9 @@ impl Runner {
             step: self.kip.state().step,
             steps,
             train_size: self.kip.train().len(),
-            test_size: self.test.len(),
+            test_size: self.data.test.len(),
             eval: first_eval,
-            notes: &self.notes,
+            notes: &self.data.notes,
         };
         if observer.started(&start).is_break() {
             return self.stop();
@@ -432,7 +419,7 @@ impl Runner {
             init_test_acc,
             final_test_acc: last_eval.accuracy,
             final_test_loss: last_eval.loss,
-            test_size: self.test.len(),
+            test_size: self.data.test.len(),
             elapsed_s: self.t0.elapsed().as_secs_f64(),
         };
         self.dir.write_json(SUMMARY, &summary)?;

@@ -13,7 +13,8 @@ use std::collections::HashMap;
 use std::error::Error;
 use std::path::Path;
 
-use kip_data::{class_balanced, one_hot, Preprocess, SupportSet};
+use kip_core::argmax;
+use kip_data::{one_hot, Preprocess, SupportSet};
 use kip_nn::{evaluate, Mlp, MlpParams, Trainer};
 use nalgebra::{DMatrix, SymmetricEigen};
 use rand::SeedableRng;
@@ -57,15 +58,15 @@ fn main() -> Result<(), Box<dyn Error>> {
     let seed: u64 = get("seed", "0").parse()?;
     let (x, y, labels) = if let Some(path) = opts.get("support") {
         let s = SupportSet::read_npz(Path::new(path))?;
-        let labels: Vec<usize> = (0..s.labels.len()).map(|i| s.y.row(i).transpose().argmax().0).collect();
+        let labels: Vec<usize> = (0..s.labels.len())
+            .map(|i| argmax(s.y.row(i).iter().copied()))
+            .collect();
         (s.x_model, s.y, labels)
     } else {
         let n: usize = get("n", "100").parse()?;
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-        let idx = class_balanced(&train.indices_by_class(), n, &mut rng)?;
-        let sub = train.subset(&idx);
-        let lab = sub.labels().to_vec();
-        (sub.to_matrix(), one_hot(&lab, c, true), lab)
+        let s = train.sample_balanced(n, &mut rng)?;
+        (s.x, one_hot(&s.labels, c, true), s.labels)
     };
     let n = x.nrows();
     let params = MlpParams {
@@ -116,7 +117,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     let acc = |f: &DMatrix<f64>, l: &[usize]| {
         f.row_iter()
             .zip(l)
-            .filter(|(r, &l)| r.transpose().argmax().0 == l)
+            .filter(|(r, &l)| argmax(r.iter().copied()) == l)
             .count() as f64
             / l.len() as f64
     };

@@ -144,17 +144,8 @@ impl fmt::Display for Optimizer {
 /// | SGD (momentum 0.9), cross-entropy | 3 | 0.1 |
 /// | Adam (either loss) | 1e-2 | 1e-3 |
 ///
-/// Chosen by a sweep (FC1, width 1024, batch 128, 2 epochs on 10 000
-/// standardised MNIST training images, cosine decay; test accuracy):
-///
-/// | setting | rates tried → test accuracy |
-/// |---|---|
-/// | NTK, SGD, MSE | 1 → 39 %, 3 → 53 %, 10 → 73 %, 30 → 75 %, 100 → 29 % (unstable) |
-/// | NTK, SGD, xent | 0.3 → 83 %, 1 → 89 %, 3 → 91 %, 10 → 94 % |
-/// | standard, SGD, MSE | 0.01 → 60 %, 0.03 → 78 %, 0.1 → 44 % (erratic), 0.3 / 1 → diverged |
-/// | standard, SGD, xent | 0.01 → 92 %, 0.03 → 94 %, 0.1 → 95 %, 0.3 → 94 % |
-/// | NTK, Adam | 1e-3 → 35 % (MSE) / 82 % (xent); 1e-2 → 71 % / 93 % |
-/// | standard, Adam, MSE | 1e-3 → 78 % |
+/// Chosen by a sweep of rates on MNIST (the table is in
+/// `docs/transfer.md`).
 ///
 /// The defaults sit at or one step below the best rate, at least a factor
 /// 3 below the first unstable one, to leave room for deeper networks and
@@ -196,18 +187,16 @@ pub fn default_lr(param: Parameterization, optimizer: Optimizer, loss: Loss) -> 
 /// | `seed` | 0 | seeds initialisation, the validation split and the shuffles | any |
 ///
 /// **Centring.** At initialisation a network outputs a random function
-/// `f(·; θ₀)` with `O(1)` entries (root mean square ≈ 1.4 for FC1 on
-/// standardised MNIST), as large as the centred one-hot targets (`0.9` /
-/// `−0.1`). Trained with MSE in the NTK (lazy) regime, the network
+/// `f(·; θ₀)` with `O(1)` entries, as large as the centred one-hot
+/// targets (`0.9` / `−0.1`). Trained with MSE in the NTK (lazy) regime, the network
 /// converges to `f(·; θ₀) + Θ(·, X)·Θ(X, X)⁻¹·(Y − f(X; θ₀))`: the NTK
 /// regression of `Y` *plus* the random initial function away from the
 /// training points, which swamps the prediction when the training set is
-/// small (100 natural MNIST images, FC1 NTK, SGD at the default rate: 33 %
-/// on the first 2000 test images, against 72 % for NTK regression). With `center = true` the network is
-/// `f(x; θ) − f(x; θ₀)` (θ₀ frozen), which is zero at initialisation, has the
-/// same NTK, and converges to the plain NTK regression that KIP optimises
-/// (71 % there). It costs one extra forward pass of the initial network per
-/// step and per evaluation.
+/// small (`docs/transfer.md` has the measurement). With `center = true`
+/// the network is `f(x; θ) − f(x; θ₀)` (θ₀ frozen), which is zero at
+/// initialisation, has the same NTK, and converges to the plain NTK
+/// regression that KIP optimises. It costs one extra forward pass of the
+/// initial network per step and per evaluation.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MlpParams {
     /// Number of hidden layers.

@@ -4,7 +4,7 @@
 //! [`kip_krr::evaluate`]. Both include this file with a `#[path]` module (a
 //! file in a subfolder of `tests/` is not a test target of its own).
 
-use kip_data::{class_balanced, one_hot, Dataset};
+use kip_data::{one_hot, Dataset};
 use kip_kernels::{points, Kernel};
 use kip_krr::{evaluate, Eval, Ridge};
 use nalgebra::DMatrix;
@@ -14,9 +14,8 @@ use rand::SeedableRng;
 /// matrix, and their centred one-hot labels over `pool`'s classes.
 pub fn balanced_support(pool: &Dataset, n: usize, seed: u64) -> kip_data::Result<(DMatrix<f64>, DMatrix<f64>)> {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-    let idx = class_balanced(&pool.indices_by_class(), n, &mut rng)?;
-    let support = pool.subset(&idx);
-    Ok((support.to_matrix(), one_hot(support.labels(), pool.n_classes(), true)))
+    let s = pool.sample_balanced(n, &mut rng)?;
+    Ok((s.x, one_hot(&s.labels, pool.n_classes(), true)))
 }
 
 /// A test set as KRR scores it: its points as a matrix and its centred
