@@ -36,7 +36,30 @@ mod sealed {
 /// An element type of the views and of [`gemm()`](crate::gemm()): `f64`
 /// (everything by default) or `f32` (the single-precision products).
 ///
-/// Sealed: the `gemm` crate's kernels exist for exactly these two types.
+/// Sealed: the `gemm` crate's kernels exist for exactly these two types,
+/// so no other crate can implement it (E0277: the private supertrait is
+/// missing):
+///
+/// ```compile_fail,E0277
+/// #[derive(Clone, Copy, Debug, PartialEq, PartialOrd)]
+/// struct Half(f32);
+/// impl std::ops::Mul for Half {
+///     type Output = Half;
+///     fn mul(self, o: Half) -> Half {
+///         Half(self.0 * o.0)
+///     }
+/// }
+/// impl kip_core::Scalar for Half {
+///     const ZERO: Self = Half(0.0);
+///     const ONE: Self = Half(1.0);
+///     fn of_f64(v: f64) -> Self {
+///         Half(v as f32)
+///     }
+///     fn as_f64(self) -> f64 {
+///         f64::from(self.0)
+///     }
+/// }
+/// ```
 pub trait Scalar:
     sealed::Sealed + nalgebra::Scalar + Copy + PartialEq + PartialOrd + Send + Sync + fmt::Debug + Mul<Output = Self>
 {

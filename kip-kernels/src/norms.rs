@@ -60,10 +60,7 @@ pub(crate) fn sq_norms_rows(x: &MatRef<'_>, r0: usize, out: &mut [f64]) {
             *o = dot(row, row);
         }
     } else if x.row_stride() == 1 {
-        let cols: Vec<&[f64]> = (0..d)
-            .map(|j| &x.col_slice(j).expect("columns are contiguous")[r0..r0 + out.len()])
-            .collect();
-        col_major_sq_norms(&cols, out);
+        col_major_sq_norms(x, r0, out);
     } else {
         for (i, o) in out.iter_mut().enumerate() {
             *o = (0..d).map(|j| x.at(r0 + i, j) * x.at(r0 + i, j)).sum();
@@ -76,16 +73,16 @@ pub(crate) fn sq_norms_rows(x: &MatRef<'_>, r0: usize, out: &mut [f64]) {
 pub(crate) const NORM_LANES: usize = 32;
 
 #[inline(always)]
-pub(crate) fn col_major_sq_norms_impl(cols: &[&[f64]], out: &mut [f64]) {
-    let (m, d) = (out.len(), cols.len());
+pub(crate) fn col_major_sq_norms_impl(x: &MatRef<'_>, r0: usize, out: &mut [f64]) {
+    let (m, d) = (out.len(), x.cols());
     let per = d.div_ceil(NORM_COL_GROUPS);
     out.fill(0.0);
     for c0 in (0..m).step_by(NORM_LANES) {
         let w = NORM_LANES.min(m - c0);
         for k in 0..d.div_ceil(per) {
             let mut acc = [0.0f64; NORM_LANES];
-            for col in &cols[k * per..((k + 1) * per).min(d)] {
-                let col = &col[c0..c0 + w];
+            for j in k * per..((k + 1) * per).min(d) {
+                let col = &x.col_slice(j).expect("columns are contiguous")[r0 + c0..r0 + c0 + w];
                 if let Ok(col) = <&[f64; NORM_LANES]>::try_from(col) {
                     for (a, v) in acc.iter_mut().zip(col) {
                         *a += v * v;
@@ -104,12 +101,12 @@ pub(crate) fn col_major_sq_norms_impl(cols: &[&[f64]], out: &mut [f64]) {
 }
 
 multiversion! {
-    /// `‖x_i‖²` of the `out.len()` rows of column-major points given by
-    /// their column pieces (`cols[j][i]`): the columns in [`NORM_COL_GROUPS`]
+    /// `‖x_i‖²` of rows `r0..r0 + out.len()` of column-major points `x`
+    /// (row stride 1): the columns in [`NORM_COL_GROUPS`]
     /// fixed groups, each summed in column order, then the groups added in
     /// order. Register blocks of [`NORM_LANES`] rows keep the sums in
     /// registers across a group's columns.
-    fn col_major_sq_norms(cols: &[&[f64]], out: &mut [f64]) => col_major_sq_norms_impl
+    fn col_major_sq_norms(x: &MatRef<'_>, r0: usize, out: &mut [f64]) => col_major_sq_norms_impl
 }
 
 /// `‖x_i‖²/d` (accumulated in f64) of single-precision points, checked as
