@@ -17,6 +17,8 @@ macro_rules! multiversion {
         $vis fn $name($($arg: $ty),*) $(-> $ret)? {
             #[cfg(target_arch = "x86_64")]
             {
+                // Unsafe to call unless the CPU has the enabled features:
+                // both are called only after detecting them, just below.
                 #[target_feature(enable = "avx512f,avx512dq,avx512vl,avx2,fma")]
                 unsafe fn v4($($arg: $ty),*) $(-> $ret)? { $imp($($arg),*) }
                 #[target_feature(enable = "avx2,fma")]
