@@ -190,10 +190,7 @@ impl Runner {
         let valid = config.kip.clone().check()?;
         config.check_cadence()?;
         RunDir::ensure_new(dir.as_ref())?;
-        let shape = data.train.shape();
-        config.train_size = data.train.len();
-        config.test_size = data.test.len();
-        config.image_shape = [shape.h, shape.w, shape.c];
+        (config.train_size, config.test_size, config.image_shape) = data_sizes(&data);
         config.version = env!("CARGO_PKG_VERSION").to_string();
         let (train, data) = RunData::split(data);
         // Build first: it checks the settings against the data, and a
@@ -252,11 +249,13 @@ impl Runner {
                 });
             }
             let step = state.step;
-            let logged = dir.truncate_metrics(Some(step))?;
-            (Kip::from_state(valid, train, state)?, Start::Resumed { step }, logged)
+            // The state fits the data before anything on disk changes.
+            let kip = Kip::from_state(valid, train, state)?;
+            (kip, Start::Resumed { step }, dir.truncate_metrics(Some(step))?)
         } else {
+            let kip = Kip::new(valid, train)?;
             dir.truncate_metrics(None)?;
-            (Kip::new(valid, train)?, Start::Restarted, None)
+            (kip, Start::Restarted, None)
         };
         dir.write_json(CONFIG, &RunRecord::Distill(config.clone()))?;
         Ok(Self {
@@ -458,10 +457,16 @@ fn is_due(every: usize, done: usize) -> bool {
     every > 0 && done % every == 0
 }
 
+/// `(train images, test images, [h, w, c])`: what a run records of its
+/// data at creation and checks on resume.
+fn data_sizes(data: &Prepared) -> (usize, usize, [usize; 3]) {
+    let s = data.train.shape();
+    (data.train.len(), data.test.len(), [s.h, s.w, s.c])
+}
+
 /// A resumed run's data must have the sizes recorded at its creation.
 fn check_recorded_sizes(dir: &RunDir, config: &RunConfig, data: &Prepared) -> Result<()> {
-    let s = data.train.shape();
-    let now = (data.train.len(), data.test.len(), [s.h, s.w, s.c]);
+    let now = data_sizes(data);
     let then = (config.train_size, config.test_size, config.image_shape);
     if then.0 != 0 && now != then {
         return Err(MetaError::run_dir(
