@@ -58,7 +58,8 @@ fn map_alone() {
     let s0 = KernelSpec::Linear.build().gram(&a, &b).unwrap();
     let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
     for depth in [1, 3] {
-        let k = KernelSpec::fc_ntk(depth).build();
+        let kernel = KernelSpec::fc_ntk(depth).build();
+        let k = kernel.as_dot().expect("an inner-product kernel");
         let (mut s, mut s_copy) = (s0.clone(), s0.clone());
         let (copy, t) = pool.install(|| {
             paired_median_secs(

@@ -18,6 +18,7 @@
 //! * [`argmax`] (one NaN rule), [`dot`] (a fixed summation order).
 //! * [`LrSchedule`]: the learning-rate schedule of KIP and of the trainer.
 //! * [`zeroed_huge`] / [`zeroed_matrix`]: large zeroed buffers on huge pages.
+//! * [`ImageShape`]: what the loaders produce and the conv kernels read.
 //!
 //! Users of kip never need this crate directly: the public types of the
 //! other crates are nalgebra matrices.
@@ -39,6 +40,7 @@ mod gemm;
 mod mat;
 mod reduce;
 mod schedule;
+mod shape;
 mod simd;
 mod zeroed;
 
@@ -46,4 +48,5 @@ pub use gemm::{gemm, gemm_seq_raw};
 pub use mat::{MatMut, MatRef, Scalar, ViewError};
 pub use reduce::{argmax, dot};
 pub use schedule::{LrSchedule, ParseLrScheduleError};
+pub use shape::ImageShape;
 pub use zeroed::{zeroed_huge, zeroed_matrix};

@@ -5,35 +5,7 @@ use rayon::prelude::*;
 
 use crate::error::{DataError, Result};
 
-/// Height, width and channel count of one image. Pixels are stored
-/// row-major HWC: index `(y * w + x) * c + channel`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ImageShape {
-    /// Rows.
-    pub h: usize,
-    /// Columns.
-    pub w: usize,
-    /// Channels (1 = grayscale, 3 = RGB).
-    pub c: usize,
-}
-
-impl ImageShape {
-    /// Creates a shape.
-    pub fn new(h: usize, w: usize, c: usize) -> Self {
-        ImageShape { h, w, c }
-    }
-
-    /// Number of features per image, `d = h · w · c`.
-    pub fn dim(&self) -> usize {
-        self.h * self.w * self.c
-    }
-}
-
-impl std::fmt::Display for ImageShape {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}x{}x{}", self.h, self.w, self.c)
-    }
-}
+pub use kip_core::ImageShape;
 
 /// A labelled image dataset.
 ///

@@ -1,29 +1,26 @@
-//! [`AnyKernel`]: the kernel a [`KernelSpec`] names, dispatching to the FC,
-//! RBF and linear maps.
+//! [`AnyKernel`]: the kernel a [`KernelSpec`] names, dispatching to the
+//! inner-product kernels (FC, RBF, linear: [`DotSpecKernel`]) and the
+//! convolutional ones ([`ConvKernel`]).
 
+use nalgebra::DMatrix;
+
+use crate::conv::{ConvKernel, ImageShape};
 use crate::error::Result;
 use crate::fc::{fc_partials, fc_values, fc_vjp, FcParams, PartialsMut};
-use crate::kernel::Kernel;
+use crate::kernel::{DotKernel, Kernel};
 use crate::linear::linear_partials;
+use crate::points::PointsView;
 use crate::rbf::{rbf_partials, rbf_values};
 use crate::spec::KernelSpec;
 use crate::vjp::vjp_via_partials;
 
-/// The kernel a [`KernelSpec`] names: an enum, cheap to clone.
+/// An inner-product kernel named by a spec: FC, RBF or linear.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct AnyKernel {
+pub struct DotSpecKernel {
     spec: KernelSpec,
 }
 
-impl AnyKernel {
-    /// Build from a spec (call [`KernelSpec::validate`] first for user input;
-    /// parsed specs are already valid).
-    pub fn from_spec(spec: KernelSpec) -> Self {
-        Self { spec }
-    }
-}
-
-impl Kernel for AnyKernel {
+impl DotKernel for DotSpecKernel {
     fn spec(&self) -> KernelSpec {
         self.spec
     }
@@ -33,6 +30,7 @@ impl Kernel for AnyKernel {
             KernelSpec::Fc(p) => fc_values(p, cols, na, nb),
             KernelSpec::Rbf { gamma } => rbf_values(*gamma, cols, na, nb),
             KernelSpec::Linear => {}
+            KernelSpec::Conv(_) => unreachable!("a DotSpecKernel never holds a conv spec"),
         }
     }
 
@@ -41,6 +39,7 @@ impl Kernel for AnyKernel {
             KernelSpec::Fc(p) => fc_partials(p, s, na, nb, out),
             KernelSpec::Rbf { gamma } => rbf_partials(*gamma, s, na, nb, out),
             KernelSpec::Linear => linear_partials(s, out),
+            KernelSpec::Conv(_) => unreachable!("a DotSpecKernel never holds a conv spec"),
         }
     }
 
@@ -56,6 +55,98 @@ impl Kernel for AnyKernel {
             KernelSpec::Fc(p) => p.diag(n),
             KernelSpec::Rbf { .. } => (1.0, 0.0),
             KernelSpec::Linear => (n, 1.0),
+            KernelSpec::Conv(_) => unreachable!("a DotSpecKernel never holds a conv spec"),
+        }
+    }
+}
+
+/// The kernel a [`KernelSpec`] names: cheap to copy. Convolutional kernels
+/// also need the image shape of the points ([`AnyKernel::for_images`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AnyKernel {
+    inner: Inner,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Inner {
+    Dot(DotSpecKernel),
+    Conv(ConvKernel),
+}
+
+impl AnyKernel {
+    /// Build from a spec (call [`KernelSpec::validate`] first for user input;
+    /// parsed specs are already valid).
+    pub fn from_spec(spec: KernelSpec) -> Self {
+        let inner = match spec {
+            KernelSpec::Conv(arch) => Inner::Conv(ConvKernel::new(arch, None)),
+            _ => Inner::Dot(DotSpecKernel { spec }),
+        };
+        Self { inner }
+    }
+
+    /// The same kernel reading its points as images of `shape` (`h × w ×
+    /// c`, channels fastest). Convolutional kernels need it; the others
+    /// ignore it.
+    #[must_use]
+    pub fn for_images(self, shape: impl Into<ImageShape>) -> Self {
+        match self.inner {
+            Inner::Conv(k) => Self {
+                inner: Inner::Conv(ConvKernel::new(*k.arch(), Some(shape.into()))),
+            },
+            Inner::Dot(_) => self,
+        }
+    }
+
+    /// Whether this kernel reads its points as images (and so needs
+    /// [`AnyKernel::for_images`]).
+    pub fn needs_image_shape(&self) -> bool {
+        matches!(self.inner, Inner::Conv(_))
+    }
+
+    fn kernel(&self) -> &dyn Kernel {
+        match &self.inner {
+            Inner::Dot(k) => k,
+            Inner::Conv(k) => k,
+        }
+    }
+}
+
+impl Kernel for AnyKernel {
+    fn spec(&self) -> KernelSpec {
+        self.kernel().spec()
+    }
+
+    fn gram_into(&self, a: PointsView<'_>, b: PointsView<'_>, out: &mut DMatrix<f64>) -> Result<()> {
+        self.kernel().gram_into(a, b, out)
+    }
+
+    fn gram_sym_into(&self, a: PointsView<'_>, out: &mut DMatrix<f64>) -> Result<()> {
+        self.kernel().gram_sym_into(a, out)
+    }
+
+    fn gram_diag(&self, a: PointsView<'_>) -> Result<Vec<f64>> {
+        self.kernel().gram_diag(a)
+    }
+
+    fn vjp_into(
+        &self,
+        a: PointsView<'_>,
+        b: PointsView<'_>,
+        g: &DMatrix<f64>,
+        da: Option<&mut DMatrix<f64>>,
+        db: Option<&mut DMatrix<f64>>,
+    ) -> Result<()> {
+        self.kernel().vjp_into(a, b, g, da, db)
+    }
+
+    fn vjp_sym_into(&self, a: PointsView<'_>, g: &DMatrix<f64>, da: &mut DMatrix<f64>) -> Result<()> {
+        self.kernel().vjp_sym_into(a, g, da)
+    }
+
+    fn as_dot(&self) -> Option<&dyn DotKernel> {
+        match &self.inner {
+            Inner::Dot(k) => Some(k),
+            Inner::Conv(_) => None,
         }
     }
 }

@@ -54,6 +54,25 @@ pub enum KernelError {
         /// Column of the first bad entry.
         col: usize,
     },
+    /// The points do not fit an image kernel: no image shape given, or one
+    /// whose size differs from the points' dimension, or a stack that
+    /// pools the image away.
+    #[error("kernel {kernel}: {reason}")]
+    Image {
+        /// The kernel's spec.
+        kernel: String,
+        /// What does not fit, with the shapes.
+        reason: String,
+    },
+    /// An operation that exists for inner-product kernels only was given
+    /// another kernel.
+    #[error("{what} needs an inner-product kernel (fc, rbf, linear); {kernel} is not one")]
+    NotInnerProduct {
+        /// The operation.
+        what: &'static str,
+        /// The kernel's spec.
+        kernel: String,
+    },
 }
 
 /// Result alias of this crate.

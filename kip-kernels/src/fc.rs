@@ -73,7 +73,7 @@ const INV_4PI: f64 = 1.0 / (4.0 * PI);
 /// (or past it, by rounding) it is snapped to ±1 with `sin θ = 0`;
 /// otherwise `(c1, √(1 − c1²))`.
 #[inline(always)]
-fn snapped_cos(c1: f64) -> (f64, f64) {
+pub(crate) fn snapped_cos(c1: f64) -> (f64, f64) {
     let one_m = (-c1).mul_add(c1, 1.0);
     let snap = one_m <= COLLINEAR_TOL;
     let c = if snap { 1.0f64.copysign(c1) } else { c1 };

@@ -25,13 +25,114 @@ use crate::spec::KernelSpec;
 use crate::tiles::{inner_products, map_columns, tile_rows, tiled_gram};
 use crate::vjp::{vjp_blocks, vjp_tiles, vjp_via_partials, write_side, VJP_BLOCK_ROWS};
 
+/// A kernel with analytic gradients: what the solvers and KIP take.
+///
+/// Implemented by every inner-product kernel ([`DotKernel`], through a
+/// blanket implementation) and by the convolutional kernels; the kernels a
+/// [`KernelSpec`] names come as [`crate::AnyKernel`]. Inputs are `n × d`
+/// point sets ([`PointsView`]: any strides); image kernels read each row
+/// as an `h × w × c` image (channels fastest).
+pub trait Kernel: Send + Sync + fmt::Debug {
+    /// The spec that names this kernel.
+    fn spec(&self) -> KernelSpec;
+
+    /// `K(a, b)` into `out` (resized if its shape differs; no allocation
+    /// when it already has the right shape).
+    ///
+    /// # Errors
+    /// Empty inputs, different dimensions, non-finite entries, points that
+    /// do not fit the kernel (an image kernel's shape). After an error
+    /// `out` holds unspecified values.
+    fn gram_into(&self, a: PointsView<'_>, b: PointsView<'_>, out: &mut DMatrix<f64>) -> Result<()>;
+
+    /// `K(a, a)` into `out`: exactly symmetric.
+    ///
+    /// # Errors
+    /// As [`Kernel::gram_into`].
+    fn gram_sym_into(&self, a: PointsView<'_>, out: &mut DMatrix<f64>) -> Result<()>;
+
+    /// The diagonal `K(a_i, a_i)` alone.
+    ///
+    /// # Errors
+    /// As [`Kernel::gram_into`].
+    fn gram_diag(&self, a: PointsView<'_>) -> Result<Vec<f64>>;
+
+    /// Vector-Jacobian product of `K(a, b)` with `g = dL/dK` into
+    /// caller-owned buffers; pass `None` for a side that is not needed.
+    ///
+    /// # Errors
+    /// As [`Kernel::gram_into`], and `g` not `n1 × n2` or non-finite.
+    /// After an error `da` and `db` hold unspecified values.
+    fn vjp_into(
+        &self,
+        a: PointsView<'_>,
+        b: PointsView<'_>,
+        g: &DMatrix<f64>,
+        da: Option<&mut DMatrix<f64>>,
+        db: Option<&mut DMatrix<f64>>,
+    ) -> Result<()>;
+
+    /// Vector-Jacobian product of `K(a, a)` (as [`Kernel::gram_sym_into`])
+    /// with `g = dL/dK` (any `n × n` matrix, not necessarily symmetric).
+    ///
+    /// # Errors
+    /// As [`Kernel::vjp_into`].
+    fn vjp_sym_into(&self, a: PointsView<'_>, g: &DMatrix<f64>, da: &mut DMatrix<f64>) -> Result<()>;
+
+    /// This kernel as an inner-product kernel, if it is one (what
+    /// [`Linearization`] needs); `None` for image kernels.
+    fn as_dot(&self) -> Option<&dyn DotKernel> {
+        None
+    }
+
+    /// `K(a, b)`, an `n1 × n2` matrix.
+    ///
+    /// # Errors
+    /// As [`Kernel::gram_into`].
+    fn gram(&self, a: &DMatrix<f64>, b: &DMatrix<f64>) -> Result<DMatrix<f64>> {
+        let mut out = DMatrix::zeros(0, 0);
+        self.gram_into(points(a), points(b), &mut out)?;
+        Ok(out)
+    }
+
+    /// `K(a, a)`: exactly symmetric.
+    ///
+    /// # Errors
+    /// As [`Kernel::gram_into`].
+    fn gram_sym(&self, a: &DMatrix<f64>) -> Result<DMatrix<f64>> {
+        let mut out = DMatrix::zeros(0, 0);
+        self.gram_sym_into(points(a), &mut out)?;
+        Ok(out)
+    }
+
+    /// Vector-Jacobian product of `K(a, b)` with `g = dL/dK`: `(dL/da, dL/db)`.
+    ///
+    /// # Errors
+    /// As [`Kernel::vjp_into`].
+    fn vjp(&self, a: &DMatrix<f64>, b: &DMatrix<f64>, g: &DMatrix<f64>) -> Result<(DMatrix<f64>, DMatrix<f64>)> {
+        let (mut da, mut db) = (DMatrix::zeros(0, 0), DMatrix::zeros(0, 0));
+        self.vjp_into(points(a), points(b), g, Some(&mut da), Some(&mut db))?;
+        Ok((da, db))
+    }
+
+    /// Vector-Jacobian product of `K(a, a)` with `g = dL/dK`.
+    ///
+    /// # Errors
+    /// As [`Kernel::vjp_into`].
+    fn vjp_sym(&self, a: &DMatrix<f64>, g: &DMatrix<f64>) -> Result<DMatrix<f64>> {
+        let mut da = DMatrix::zeros(0, 0);
+        self.vjp_sym_into(points(a), g, &mut da)?;
+        Ok(da)
+    }
+}
+
 /// An inner-product kernel with analytic gradients.
 ///
 /// Implementors supply the scalar map `f(s, n, n')` (values and partials over
 /// a column) and its diagonal `f(n, n, n)`; the provided methods do the rest.
 /// Inputs are `n × d` point sets ([`PointsView`]: any strides, so column-major
 /// nalgebra matrices and row-major buffers both work without copies).
-pub trait Kernel: Send + Sync + fmt::Debug {
+pub trait DotKernel: Send + Sync + fmt::Debug {
     /// The spec that names this kernel.
     fn spec(&self) -> KernelSpec;
 
@@ -47,12 +148,12 @@ pub trait Kernel: Send + Sync + fmt::Debug {
     /// `(s[i,j], na[i], nb[j])`.
     fn map_partials(&self, s: &[f64], na: &[f64], nb: &[f64], out: PartialsMut<'_>);
 
-    /// The backward map of [`Kernel::vjp`] over a block given as its column
+    /// The backward map of [`Kernel::vjp`](crate::Kernel::vjp) over a block given as its column
     /// pieces (`cols[j]` and `g[j]` hold the `na.len()` rows of column `j`):
     /// `cols` holds the inner products `s` on entry and `P = g ∘ ∂f/∂s` on
     /// return, `ra[i] ← Σ_j g_ij ∂f/∂n` and `rb[j] ← Σ_i g_ij ∂f/∂n'`.
     ///
-    /// The default evaluates [`Kernel::map_partials`] column by column into
+    /// The default evaluates [`DotKernel::map_partials`] column by column into
     /// scratch; a kernel may override it with a pass that never stores the
     /// partials. Either way the sums must come in an order that depends on
     /// the block alone (never on the threads).
@@ -62,15 +163,15 @@ pub trait Kernel: Send + Sync + fmt::Debug {
 
     /// `K(x, x) = f(n, n, n)` and its total derivative `d/dn`, `n = ‖x‖²/d`.
     fn diag(&self, n: f64) -> (f64, f64);
+}
 
-    /// `K(a, b)`, an `n1 × n2` matrix.
-    ///
-    /// # Errors
-    /// Empty inputs, different dimensions, non-finite entries.
-    fn gram(&self, a: &DMatrix<f64>, b: &DMatrix<f64>) -> Result<DMatrix<f64>> {
-        let mut out = DMatrix::zeros(0, 0);
-        self.gram_into(points(a), points(b), &mut out)?;
-        Ok(out)
+impl<T: DotKernel> Kernel for T {
+    fn spec(&self) -> KernelSpec {
+        DotKernel::spec(self)
+    }
+
+    fn as_dot(&self) -> Option<&dyn DotKernel> {
+        Some(self)
     }
 
     /// `K(a, b)` into `out` (resized if its shape differs; no allocation
@@ -102,17 +203,6 @@ pub trait Kernel: Send + Sync + fmt::Debug {
         Ok(())
     }
 
-    /// `K(a, a)`: exactly symmetric, with the diagonal from [`Kernel::diag`]
-    /// (the angle of a point with itself is exactly 0).
-    ///
-    /// # Errors
-    /// As [`Kernel::gram`].
-    fn gram_sym(&self, a: &DMatrix<f64>) -> Result<DMatrix<f64>> {
-        let mut out = DMatrix::zeros(0, 0);
-        self.gram_sym_into(points(a), &mut out)?;
-        Ok(out)
-    }
-
     /// [`Kernel::gram_sym`] into a caller-owned buffer.
     ///
     /// # Errors
@@ -139,16 +229,6 @@ pub trait Kernel: Send + Sync + fmt::Debug {
     /// As [`Kernel::gram`].
     fn gram_diag(&self, a: PointsView<'_>) -> Result<Vec<f64>> {
         Ok(checked_norms("a", &a)?.into_iter().map(|n| self.diag(n).0).collect())
-    }
-
-    /// Vector-Jacobian product of `K(a, b)` with `g = dL/dK`: `(dL/da, dL/db)`.
-    ///
-    /// # Errors
-    /// As [`Kernel::gram`], and `g` not `n1 × n2` or non-finite.
-    fn vjp(&self, a: &DMatrix<f64>, b: &DMatrix<f64>, g: &DMatrix<f64>) -> Result<(DMatrix<f64>, DMatrix<f64>)> {
-        let (mut da, mut db) = (DMatrix::zeros(0, 0), DMatrix::zeros(0, 0));
-        self.vjp_into(points(a), points(b), g, Some(&mut da), Some(&mut db))?;
-        Ok((da, db))
     }
 
     /// [`Kernel::vjp`] into caller-owned buffers; pass `None` for a side that
@@ -212,17 +292,6 @@ pub trait Kernel: Send + Sync + fmt::Debug {
             });
         }
         Ok(())
-    }
-
-    /// Vector-Jacobian product of `K(a, a)` (as [`Kernel::gram_sym`]) with
-    /// `g = dL/dK` (any `n × n` matrix, not necessarily symmetric).
-    ///
-    /// # Errors
-    /// As [`Kernel::vjp`].
-    fn vjp_sym(&self, a: &DMatrix<f64>, g: &DMatrix<f64>) -> Result<DMatrix<f64>> {
-        let mut da = DMatrix::zeros(0, 0);
-        self.vjp_sym_into(points(a), g, &mut da)?;
-        Ok(da)
     }
 
     /// [`Kernel::vjp_sym`] into a caller-owned buffer.

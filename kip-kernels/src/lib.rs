@@ -31,6 +31,7 @@
 #![warn(missing_docs)]
 
 mod any_kernel;
+mod conv;
 mod error;
 mod fc;
 mod kernel;
@@ -44,10 +45,11 @@ mod spec;
 mod tiles;
 mod vjp;
 
-pub use any_kernel::{kernel_from_str, AnyKernel};
+pub use any_kernel::{kernel_from_str, AnyKernel, DotSpecKernel};
+pub use conv::{ConvArch, ConvKernel, ConvLayer, ImageShape};
 pub use error::{KernelError, Result};
 pub use fc::{Activation, FcKind, FcParams, PartialsMut};
-pub use kernel::Kernel;
+pub use kernel::{DotKernel, Kernel};
 pub use linearization::Linearization;
 pub use norms::row_norms;
 pub use points::{points, points_row_major, AnyPoints, NormedPoints, PointsF32, PointsView};

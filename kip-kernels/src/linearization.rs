@@ -7,7 +7,7 @@ use rayon::prelude::*;
 
 use crate::error::{KernelError, Result};
 use crate::fc::PartialsMut;
-use crate::kernel::Kernel;
+use crate::kernel::{DotKernel, Kernel};
 use crate::norms::{check_g, norms_f32_into, norms_into, same_dim, supplied_norms};
 use crate::points::{AnyPoints, NormedPoints, PointsF32, PointsView};
 use crate::tiles::{col_group, inner_products};
@@ -40,6 +40,14 @@ pub struct Linearization {
     out32: Vec<f32>,
 }
 
+/// The inner-product form of `kernel`, or the error that says it has none.
+fn dot_kernel<K: Kernel + ?Sized>(kernel: &K) -> Result<&dyn DotKernel> {
+    kernel.as_dot().ok_or_else(|| KernelError::NotInnerProduct {
+        what: "Linearization",
+        kernel: kernel.spec().to_string(),
+    })
+}
+
 impl Linearization {
     /// Evaluate `K(a, b)` and its partials.
     ///
@@ -55,7 +63,8 @@ impl Linearization {
     /// instead of computed in a pass over `a`.
     ///
     /// # Errors
-    /// As [`Kernel::gram`]; with `f32` points also `b` entries beyond the
+    /// As [`Kernel::gram`]; [`KernelError::NotInnerProduct`] for image
+    /// kernels; with `f32` points also `b` entries beyond the
     /// `f32` range; supplied norms of the wrong length or not finite.
     pub fn compute<'a, K: Kernel + ?Sized>(
         &mut self,
@@ -63,6 +72,7 @@ impl Linearization {
         a: impl Into<NormedPoints<'a>>,
         b: PointsView<'_>,
     ) -> Result<()> {
+        let kernel = dot_kernel(kernel)?;
         let a = a.into();
         match a.norms {
             Some(n) => supplied_norms(n, a.points.nrows(), a.points.ncols(), &mut self.na)?,
@@ -108,8 +118,9 @@ impl Linearization {
     /// diagonal) and its partials.
     ///
     /// # Errors
-    /// As [`Kernel::gram`].
+    /// As [`Linearization::compute`].
     pub fn compute_sym<K: Kernel + ?Sized>(&mut self, kernel: &K, a: PointsView<'_>) -> Result<()> {
+        let kernel = dot_kernel(kernel)?;
         norms_into("a", &a, &mut self.na)?;
         self.nb.clear();
         self.nb.extend_from_slice(&self.na);
@@ -127,7 +138,7 @@ impl Linearization {
     }
 
     /// Map the inner products held in `p` to `k` and the partials.
-    fn fill_partials<K: Kernel + ?Sized>(&mut self, kernel: &K, from_f32: bool) {
+    fn fill_partials<K: DotKernel + ?Sized>(&mut self, kernel: &K, from_f32: bool) {
         let (n1, n2) = self.p.shape();
         for m in [&mut self.k, &mut self.ks, &mut self.ka, &mut self.kb] {
             if m.shape() != (n1, n2) {
@@ -264,6 +275,7 @@ impl Linearization {
         g: &DMatrix<f64>,
         da: &mut DMatrix<f64>,
     ) -> Result<()> {
+        let kernel = dot_kernel(kernel)?;
         let n = self.k.nrows();
         assert!(
             self.sym && a.nrows() == n,

@@ -1,15 +1,20 @@
 //! `KernelSpec`: kernel names such as `fc1-ntk`, `fc2-nngp:w_std=1.4,b_std=0.1`,
-//! `fc1-ntk:act=erf`, `rbf:gamma=0.5`, `linear`.
+//! `fc1-ntk:act=erf`, `rbf:gamma=0.5`, `linear`, and the convolutional
+//! `convvec3-ntk`, `convnet3-nngp`, `conv-ntk:layers=CRCRPFD`.
 
 use std::fmt;
 use std::str::FromStr;
 
+use crate::conv::ConvArch;
 use crate::error::{KernelError, Result};
 use crate::fc::{Activation, FcKind, FcParams};
 
 /// The accepted forms, quoted in every parse error.
 pub const ACCEPTED: &str = "fcL-ntk or fcL-nngp (L = 0..=64 hidden layers) with optional \
-:act=relu|erf,w_std=X,b_std=X (defaults relu, sqrt(2), 0.1); rbf[:gamma=X] (default 1); linear";
+:act=relu|erf,w_std=X,b_std=X (defaults relu, sqrt(2), 0.1); rbf[:gamma=X] (default 1); linear; \
+convvecL-ntk|nngp (L = 1..=31: L x [Conv, Relu], Flatten, Dense); convnetL-ntk|nngp (L = 0..=20: Conv, Relu, \
+L x [Conv, Relu, AvgPool], Flatten, Dense); conv-ntk|nngp:layers=TOKENS (C conv 3x3, R relu, E erf, P avgpool 2x2, \
+then F flatten or G global avgpool, then D dense; e.g. CRCRPFD); conv kernels take w_std=X,b_std=X too";
 
 /// Default weight standard deviation of FC kernels (√2, the reference's).
 pub const DEFAULT_W_STD: f64 = std::f64::consts::SQRT_2;
@@ -32,6 +37,8 @@ pub enum KernelSpec {
     },
     /// `⟨x, x'⟩/d`.
     Linear,
+    /// Convolutional network kernel on images (see [`crate::ConvKernel`]).
+    Conv(ConvArch),
 }
 
 impl KernelSpec {
@@ -53,20 +60,7 @@ impl KernelSpec {
     pub fn validate(&self) -> Result<()> {
         match *self {
             KernelSpec::Fc(p) => {
-                if !(p.w_std.is_finite() && p.w_std > 0.0) {
-                    return Err(KernelError::Param {
-                        name: "w_std",
-                        value: p.w_std,
-                        expected: "a finite number > 0",
-                    });
-                }
-                if !(p.b_std.is_finite() && p.b_std >= 0.0) {
-                    return Err(KernelError::Param {
-                        name: "b_std",
-                        value: p.b_std,
-                        expected: "a finite number >= 0",
-                    });
-                }
+                check_stds(p.w_std, p.b_std)?;
                 if p.depth > MAX_DEPTH {
                     return Err(KernelError::Param {
                         name: "depth",
@@ -85,6 +79,7 @@ impl KernelSpec {
                 }
             }
             KernelSpec::Linear => {}
+            KernelSpec::Conv(a) => check_stds(a.w_std, a.b_std)?,
         }
         Ok(())
     }
@@ -119,6 +114,25 @@ impl KernelSpec {
     }
 }
 
+/// `W_std > 0` and `b_std ≥ 0`, both finite.
+fn check_stds(w_std: f64, b_std: f64) -> Result<()> {
+    if !(w_std.is_finite() && w_std > 0.0) {
+        return Err(KernelError::Param {
+            name: "w_std",
+            value: w_std,
+            expected: "a finite number > 0",
+        });
+    }
+    if !(b_std.is_finite() && b_std >= 0.0) {
+        return Err(KernelError::Param {
+            name: "b_std",
+            value: b_std,
+            expected: "a finite number >= 0",
+        });
+    }
+    Ok(())
+}
+
 fn spec_err(input: &str, reason: String) -> KernelError {
     KernelError::Spec {
         input: input.to_string(),
@@ -142,13 +156,88 @@ fn levenshtein(a: &str, b: &str) -> usize {
 }
 
 fn did_you_mean(name: &str) -> String {
-    let known = ["fc1-ntk", "fc1-nngp", "fc2-ntk", "fc3-ntk", "rbf", "linear"];
+    let known = [
+        "fc1-ntk",
+        "fc1-nngp",
+        "fc2-ntk",
+        "fc3-ntk",
+        "rbf",
+        "linear",
+        "convvec3-ntk",
+        "convnet3-ntk",
+        "conv-ntk",
+    ];
     let best = known.iter().min_by_key(|k| levenshtein(name, k)).expect("non-empty");
     if levenshtein(name, best) <= 3 {
         format!("unknown kernel `{name}` (did you mean `{best}`?)")
     } else {
         format!("unknown kernel `{name}`")
     }
+}
+
+/// `ntk` or `nngp`.
+fn parse_kind(input: &str, kind: &str) -> Result<FcKind> {
+    match kind {
+        "ntk" => Ok(FcKind::Ntk),
+        "nngp" => Ok(FcKind::Nngp),
+        _ => Err(spec_err(input, format!("kernel kind `{kind}` (expected ntk or nngp)"))),
+    }
+}
+
+/// The convolutional forms, or `None` for a name that is not one.
+fn parse_conv(input: &str, name: &str, kv: &[(&str, &str)]) -> Result<Option<KernelSpec>> {
+    let (family, depth, kind) = if let Some(kind) = name.strip_prefix("conv-") {
+        ("conv", 0, kind)
+    } else if let Some((family, rest)) = ["convvec", "convnet"]
+        .iter()
+        .find_map(|f| name.strip_prefix(f).map(|r| (*f, r)))
+    {
+        let (depth, kind) = rest
+            .split_once('-')
+            .ok_or_else(|| spec_err(input, format!("`{name}`: expected {family}L-ntk or {family}L-nngp")))?;
+        let depth: usize = depth
+            .parse()
+            .map_err(|_| spec_err(input, format!("depth `{depth}` is not a non-negative integer")))?;
+        (family, depth, kind)
+    } else {
+        return Ok(None);
+    };
+    let kind = parse_kind(input, kind)?;
+    let (mut w_std, mut b_std, mut layers) = (DEFAULT_W_STD, DEFAULT_B_STD, None);
+    for &(k, v) in kv {
+        match k {
+            "w_std" => w_std = parse_f64(input, k, v)?,
+            "b_std" => b_std = parse_f64(input, k, v)?,
+            "layers" if family == "conv" => layers = Some(v),
+            _ => {
+                let known = if family == "conv" {
+                    "layers, w_std, b_std"
+                } else {
+                    "w_std, b_std"
+                };
+                return Err(spec_err(
+                    input,
+                    format!("unknown parameter `{k}` for {family} kernels ({known})"),
+                ));
+            }
+        }
+    }
+    let tokens = match family {
+        "convvec" if (1..=31).contains(&depth) => format!("{}FD", "CR".repeat(depth)),
+        "convnet" if depth <= 20 => format!("CR{}FD", "CRP".repeat(depth)),
+        "convvec" => return Err(spec_err(input, format!("depth {depth} (expected 1..=31)"))),
+        "convnet" => return Err(spec_err(input, format!("depth {depth} (expected 0..=20)"))),
+        _ => layers
+            .ok_or_else(|| {
+                spec_err(
+                    input,
+                    "conv kernels need layers=TOKENS (e.g. conv-ntk:layers=CRCRPFD)".into(),
+                )
+            })?
+            .to_string(),
+    };
+    let arch = ConvArch::from_tokens(&tokens, kind, w_std, b_std).map_err(|r| spec_err(input, r))?;
+    Ok(Some(KernelSpec::Conv(arch)))
 }
 
 fn parse_f64(input: &str, key: &str, v: &str) -> Result<f64> {
@@ -177,18 +266,16 @@ impl FromStr for KernelSpec {
                 kv.push((k.trim(), v.trim()));
             }
         }
-        let spec = if let Some(rest) = name.strip_prefix("fc") {
+        let spec = if let Some(spec) = parse_conv(input, name, &kv)? {
+            spec
+        } else if let Some(rest) = name.strip_prefix("fc") {
             let (depth, kind) = rest
                 .split_once('-')
                 .ok_or_else(|| spec_err(input, did_you_mean(name)))?;
             let depth: usize = depth
                 .parse()
                 .map_err(|_| spec_err(input, format!("depth `{depth}` is not a non-negative integer")))?;
-            let kind = match kind {
-                "ntk" => FcKind::Ntk,
-                "nngp" => FcKind::Nngp,
-                _ => return Err(spec_err(input, format!("kernel kind `{kind}` (expected ntk or nngp)"))),
-            };
+            let kind = parse_kind(input, kind)?;
             let mut p = FcParams {
                 depth,
                 kind,
@@ -238,33 +325,58 @@ impl FromStr for KernelSpec {
     }
 }
 
+fn kind_name(kind: FcKind) -> &'static str {
+    match kind {
+        FcKind::Ntk => "ntk",
+        FcKind::Nngp => "nngp",
+    }
+}
+
+/// The non-default `w_std`, `b_std` as parameters.
+fn push_stds(params: &mut Vec<String>, w_std: f64, b_std: f64) {
+    if w_std != DEFAULT_W_STD {
+        params.push(format!("w_std={w_std}"));
+    }
+    if b_std != DEFAULT_B_STD {
+        params.push(format!("b_std={b_std}"));
+    }
+}
+
+fn write_params(f: &mut fmt::Formatter<'_>, params: &[String]) -> fmt::Result {
+    if !params.is_empty() {
+        write!(f, ":{}", params.join(","))?;
+    }
+    Ok(())
+}
+
 impl fmt::Display for KernelSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             KernelSpec::Fc(p) => {
-                let kind = match p.kind {
-                    FcKind::Ntk => "ntk",
-                    FcKind::Nngp => "nngp",
-                };
-                write!(f, "fc{}-{}", p.depth, kind)?;
+                write!(f, "fc{}-{}", p.depth, kind_name(p.kind))?;
                 let mut params = Vec::new();
                 if p.act == Activation::Erf {
                     params.push("act=erf".to_string());
                 }
-                if p.w_std != DEFAULT_W_STD {
-                    params.push(format!("w_std={}", p.w_std));
-                }
-                if p.b_std != DEFAULT_B_STD {
-                    params.push(format!("b_std={}", p.b_std));
-                }
-                if !params.is_empty() {
-                    write!(f, ":{}", params.join(","))?;
-                }
-                Ok(())
+                push_stds(&mut params, p.w_std, p.b_std);
+                write_params(f, &params)
             }
             KernelSpec::Rbf { gamma } if *gamma == DEFAULT_GAMMA => write!(f, "rbf"),
             KernelSpec::Rbf { gamma } => write!(f, "rbf:gamma={gamma}"),
             KernelSpec::Linear => write!(f, "linear"),
+            KernelSpec::Conv(a) => {
+                let kind = kind_name(a.kind);
+                let mut params = Vec::new();
+                match a.named() {
+                    Some((family, depth)) => write!(f, "{family}{depth}-{kind}")?,
+                    None => {
+                        write!(f, "conv-{kind}")?;
+                        params.push(format!("layers={}", a.tokens()));
+                    }
+                }
+                push_stds(&mut params, a.w_std, a.b_std);
+                write_params(f, &params)
+            }
         }
     }
 }
@@ -284,6 +396,12 @@ mod tests {
             "rbf",
             "linear",
             "fc0-nngp:act=erf,w_std=1.5,b_std=0.25",
+            "convvec3-ntk",
+            "convvec1-nngp:b_std=0",
+            "convnet3-ntk",
+            "convnet0-nngp",
+            "conv-ntk:layers=CRCRGD",
+            "conv-nngp:layers=CEPFD,w_std=1.5",
         ] {
             let spec: KernelSpec = s.parse().unwrap();
             assert_eq!(spec.to_string(), s, "print(parse(s)) == s");
@@ -308,6 +426,16 @@ mod tests {
             ("linear:gamma=1", "no parameters"),
             ("fc99-ntk", "depth"),
             ("fc1-ntk:w_std=1,w_std=2", "twice"),
+            ("convvec0-ntk", "depth 0"),
+            ("convnet21-ntk", "depth 21"),
+            ("convvec3-ntq", "expected ntk or nngp"),
+            ("convvec3", "convvecL-ntk"),
+            ("conv-ntk", "layers=TOKENS"),
+            ("conv-ntk:layers=CRXFD", "unknown layer token `X`"),
+            ("conv-ntk:layers=CRCR", "must end with a readout"),
+            ("conv-ntk:layers=CFRFD", "only appear in the readout"),
+            ("convnet2-ntk:layers=CRFD", "unknown parameter"),
+            ("convvec2-ntk:w_std=0", "w_std"),
         ] {
             let e = s.parse::<KernelSpec>().unwrap_err().to_string();
             assert!(e.contains(needle), "{s}: {e}");
@@ -325,5 +453,10 @@ mod tests {
         assert_eq!(v.len(), 3);
         assert_eq!(v[1].to_string(), "fc2-ntk:w_std=1,b_std=0");
         assert!(KernelSpec::parse_list("fc1-ntk,bogus").is_err());
+        let v = KernelSpec::parse_list("convvec2-ntk,conv-ntk:layers=CRPFD,w_std=1").unwrap();
+        assert_eq!(v[1].to_string(), "conv-ntk:layers=CRPFD,w_std=1");
+        // The named forms print by name whatever form they were given in.
+        let s: KernelSpec = "conv-nngp:layers=CRCRPCRPFD".parse().unwrap();
+        assert_eq!(s.to_string(), "convnet2-nngp");
     }
 }

@@ -8,13 +8,13 @@ use rayon::prelude::*;
 
 use crate::error::Result;
 use crate::fc::PartialsMut;
-use crate::kernel::Kernel;
+use crate::kernel::DotKernel;
 use crate::points::PointsView;
 use crate::tiles::{tiled_gram, SharedMut, ROW_BLOCK};
 
-/// [`Kernel::map_vjp`] from [`Kernel::map_partials`], one column at a time
+/// [`DotKernel::map_vjp`] from [`DotKernel::map_partials`], one column at a time
 /// (the default, and the non-FC kernels' own).
-pub(crate) fn vjp_via_partials<K: Kernel + ?Sized>(
+pub(crate) fn vjp_via_partials<K: DotKernel + ?Sized>(
     kernel: &K,
     cols: &mut [&mut [f64]],
     g: &[&[f64]],
@@ -88,13 +88,13 @@ pub(crate) const VJP_BLOCK_ROWS: usize = 128;
 /// Columns of a block of the backward map's grid.
 pub(crate) const VJP_BLOCK_COLS: usize = 256;
 
-/// The backward map ([`Kernel::map_vjp`]) over one row of blocks of the
+/// The backward map ([`DotKernel::map_vjp`]) over one row of blocks of the
 /// grid (at most [`VJP_BLOCK_ROWS`] rows, all columns, given as column
 /// pieces), block by block: returns the row sums of `g ∘ ∂f/∂n` into `ra`
 /// (block sums added in block order) and the column sums of `g ∘ ∂f/∂n'`
 /// of these rows. The grid is fixed, so the sums come in one order
 /// whatever the tiling and the threads.
-pub(crate) fn vjp_grid_row<K: Kernel + ?Sized>(
+pub(crate) fn vjp_grid_row<K: DotKernel + ?Sized>(
     kernel: &K,
     cols: &mut [&mut [f64]],
     g: &[&[f64]],
@@ -147,13 +147,13 @@ pub(crate) fn diag_coefs(r: &[f64], d: usize) -> Vec<f64> {
     r.iter().map(|r| 2.0 / d as f64 * r).collect()
 }
 
-/// The tiled [`Kernel::vjp_into`] up to its GEMMs: in row tiles (whole rows
+/// The tiled [`crate::Kernel::vjp_into`] up to its GEMMs: in row tiles (whole rows
 /// of the grid), one task each, the inner products and then `P` into `p`,
 /// the norms of `a` into `na`, and the diagonal term of `dL/da` into `da`
 /// (when asked for); returns the column sums of `g ∘ ∂f/∂n'`. `b` (norms
 /// `nb`) and `g` are checked by the caller.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn vjp_tiles<K: Kernel + ?Sized>(
+pub(crate) fn vjp_tiles<K: DotKernel + ?Sized>(
     kernel: &K,
     a: &PointsView<'_>,
     b: &PointsView<'_>,
@@ -223,12 +223,12 @@ pub(crate) fn scaled_rows_into(out: &mut [&mut [f64]], x: &MatRef<'_>, r0: usize
     }
 }
 
-/// The untiled backward map: [`Kernel::map_vjp`] over every block of the
+/// The untiled backward map: [`DotKernel::map_vjp`] over every block of the
 /// grid of `p` in parallel (inner products in, `P` out); returns the row
 /// sums of `g ∘ ∂f/∂n` and the column sums of `g ∘ ∂f/∂n'`, added as
 /// [`vjp_grid_row`] and [`fold_rows`] add them (the same bits as the tiled
 /// pass).
-pub(crate) fn vjp_blocks<K: Kernel + ?Sized>(
+pub(crate) fn vjp_blocks<K: DotKernel + ?Sized>(
     kernel: &K,
     p: &mut DMatrix<f64>,
     g: &DMatrix<f64>,

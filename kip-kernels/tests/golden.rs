@@ -6,27 +6,8 @@
 #[path = "support/golden_json.rs"]
 mod golden_json;
 
-use golden_json::{arch_params, golden, mat};
+use golden_json::{arch_params, golden, mat, rel_err};
 use kip_kernels::{FcKind, Kernel, KernelSpec};
-use nalgebra::DMatrix;
-
-/// max |got − want| / max(|want|, 1e-3·max|want|), split into diagonal and
-/// off-diagonal entries.
-fn rel_err(got: &DMatrix<f64>, want: &DMatrix<f64>, sym: bool) -> (f64, f64) {
-    let scale = want.abs().max();
-    let (mut diag, mut off) = (0.0f64, 0.0f64);
-    for i in 0..want.nrows() {
-        for j in 0..want.ncols() {
-            let e = (got[(i, j)] - want[(i, j)]).abs() / want[(i, j)].abs().max(1e-3 * scale);
-            if sym && i == j {
-                diag = diag.max(e);
-            } else {
-                off = off.max(e);
-            }
-        }
-    }
-    (diag, off)
-}
 
 #[test]
 fn all_56_kernel_entries_match_neural_tangents() {

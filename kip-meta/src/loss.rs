@@ -9,11 +9,15 @@
 //! dL/dx_s  = VJP_b(K_ts; dL/dK_ts) + VJP_sym(K_ss; dL/dK_ss)
 //! ```
 //!
-//! Two big GEMMs per step (the K_ts forward and its VJP); everything else is
-//! O(n_s² d + n_t n_s C). Buffers live in [`KipWorkspace`] and are reused.
+//! Inner-product kernels (FC, RBF, linear): two big GEMMs per step (the
+//! K_ts forward and its VJP, through a [`Linearization`]); everything else
+//! is O(n_s² d + n_t n_s C). Image kernels (convolutional): the Gram
+//! matrices, then their VJPs with the cotangents `dL/dK_ts` (formed, n_t ×
+//! n_s) and `dL/dK_ss`; the kernel works through the targets in blocks,
+//! so memory stays bounded. Buffers live in [`KipWorkspace`] and are reused.
 
 use kip_core::{argmax, gemm, MatMut, MatRef};
-use kip_kernels::{Kernel, Linearization, NormedPoints, PointsView};
+use kip_kernels::{points_row_major, AnyPoints, Kernel, Linearization, NormedPoints, PointsView};
 use kip_krr::{Cholesky, Ridge};
 use nalgebra::DMatrix;
 
@@ -26,6 +30,13 @@ use crate::error::{MetaError, Result};
 pub struct KipWorkspace {
     lin_ss: Linearization,
     lin: Linearization,
+    /// Whether the last forward ran through the linearizations (an
+    /// inner-product kernel) or the plain Grams below.
+    dot: bool,
+    k_ss: DMatrix<f64>,
+    k_ts: DMatrix<f64>,
+    g_ts: DMatrix<f64>,
+    x_t64: Vec<f64>,
     alpha: DMatrix<f64>,
     pred: DMatrix<f64>,
     beta: DMatrix<f64>,
@@ -57,6 +68,29 @@ pub struct LossGrad<'ws> {
     pub grad_x: &'ws mut DMatrix<f64>,
     /// `dL/dy_s`, `n_s × C`.
     pub grad_y: &'ws DMatrix<f64>,
+}
+
+/// A Gram matrix of the last forward pass: the linearization's (an
+/// inner-product kernel) or the plain one.
+fn gram_of<'a>(dot: bool, lin: &'a Linearization, plain: &'a DMatrix<f64>) -> &'a DMatrix<f64> {
+    if dot {
+        lin.k()
+    } else {
+        plain
+    }
+}
+
+/// The targets as `f64` points for a kernel without an `f32` path (`f32`
+/// targets widened into `buf`, exactly).
+fn targets_f64<'a>(x_t: AnyPoints<'a>, buf: &'a mut Vec<f64>) -> PointsView<'a> {
+    match x_t {
+        AnyPoints::F64(p) => p,
+        AnyPoints::F32(p) => {
+            buf.clear();
+            buf.extend(p.data().iter().map(|&v| f64::from(v)));
+            points_row_major(buf, p.nrows(), p.ncols())
+        }
+    }
 }
 
 fn resize(m: &mut DMatrix<f64>, r: usize, c: usize) {
@@ -167,7 +201,7 @@ pub fn kip_loss_grad<'a, 'ws>(
     resize(&mut ws.beta, n_s, c);
     gemm(
         1.0,
-        MatRef::from(ws.lin.k()).t(),
+        MatRef::from(gram_of(ws.dot, &ws.lin, &ws.k_ts)).t(),
         MatRef::from(r),
         0.0,
         MatMut::from(&mut ws.beta),
@@ -186,10 +220,25 @@ pub fn kip_loss_grad<'a, 'ws>(
     for i in 0..n_s {
         ws.g_ss[(i, i)] -= reg / n_s as f64 * tr;
     }
-    // dL/dK_ts = R αᵀ (rank C), fused into the VJP without being formed.
-    ws.lin
-        .vjp_b_lowrank_into(x_t.points, x_s, &ws.pred, &ws.alpha, &mut ws.grad_x)?;
-    ws.lin_ss.vjp_sym_into(kernel, x_s, &ws.g_ss, &mut ws.gx_sym)?;
+    if ws.dot {
+        // dL/dK_ts = R αᵀ (rank C), fused into the VJP without being formed.
+        ws.lin
+            .vjp_b_lowrank_into(x_t.points, x_s, &ws.pred, &ws.alpha, &mut ws.grad_x)?;
+        ws.lin_ss.vjp_sym_into(kernel, x_s, &ws.g_ss, &mut ws.gx_sym)?;
+    } else {
+        let n_t = x_t.points.nrows();
+        resize(&mut ws.g_ts, n_t, n_s);
+        gemm(
+            1.0,
+            MatRef::from(&ws.pred),
+            MatRef::from(&ws.alpha).t(),
+            0.0,
+            MatMut::from(&mut ws.g_ts),
+        );
+        let x_t = targets_f64(x_t.points, &mut ws.x_t64);
+        kernel.vjp_into(x_t, x_s, &ws.g_ts, None, Some(&mut ws.grad_x))?;
+        kernel.vjp_sym_into(x_s, &ws.g_ss, &mut ws.gx_sym)?;
+    }
     ws.grad_x += &ws.gx_sym;
     resize(&mut ws.grad_y, n_s, c);
     ws.grad_y.copy_from(&ws.beta);
@@ -214,11 +263,18 @@ fn forward(
     ws: &mut KipWorkspace,
 ) -> Result<(LossStats, Cholesky)> {
     let (n_s, c) = (x_s.nrows(), y_s.ncols());
-    // K_ss and its partials once (the backward reuses them: no second GEMM).
-    ws.lin_ss.compute_sym(kernel, x_s)?;
-    ws.lin.compute(kernel, x_t, x_s)?;
+    ws.dot = kernel.as_dot().is_some();
+    if ws.dot {
+        // K_ss and its partials once (the backward reuses them: no second GEMM).
+        ws.lin_ss.compute_sym(kernel, x_s)?;
+        ws.lin.compute(kernel, x_t, x_s)?;
+    } else {
+        kernel.gram_sym_into(x_s, &mut ws.k_ss)?;
+        let x_t = targets_f64(x_t.points, &mut ws.x_t64);
+        kernel.gram_into(x_t, x_s, &mut ws.k_ts)?;
+    }
     let n_t = x_t.points.nrows();
-    let k_ss = ws.lin_ss.k();
+    let k_ss = gram_of(ws.dot, &ws.lin_ss, &ws.k_ss);
     let chol = Cholesky::factor(k_ss, Ridge::Relative(reg).value(k_ss))?;
     resize(&mut ws.alpha, n_s, c);
     ws.alpha.copy_from(y_s);
@@ -226,7 +282,7 @@ fn forward(
     resize(&mut ws.pred, n_t, c);
     gemm(
         1.0,
-        MatRef::from(ws.lin.k()),
+        MatRef::from(gram_of(ws.dot, &ws.lin, &ws.k_ts)),
         MatRef::from(&ws.alpha),
         0.0,
         MatMut::from(&mut ws.pred),

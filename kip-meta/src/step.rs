@@ -157,7 +157,11 @@ impl Kip {
                 got: format!("support {:?}, labels {:?}", state.x_s.shape(), state.y_s.shape()),
             });
         }
-        let kernels = params.kernels().iter().map(|s| s.build()).collect();
+        let kernels = params
+            .kernels()
+            .iter()
+            .map(|s| s.build().for_images(train.shape()))
+            .collect();
         let n_t = p.n_target;
         let f32_targets = p.precision == Precision::F32;
         let train_norms = row_norms(PointsF32::new(train.pixels(), train.len(), d))?;

@@ -15,6 +15,7 @@ pub fn run(a: EvalArgs) -> Result<i32> {
     check_reg_and_block(reg, a.block)?;
     let support = dir.read_support()?;
     let prep = load(record.data())?;
+    let kernel = kernel.for_images(prep.test.shape());
     let x_test = prep.test.to_matrix();
     let ev = kip_meta::evaluate_support(
         &kernel,

@@ -30,6 +30,7 @@ pub fn run(a: LabelSolveArgs) -> Result<i32> {
     });
     RunDir::ensure_new(&out)?;
     let prep = load(&data)?;
+    let kernel = kernel.for_images(prep.train.shape());
     let (x_s, labels) = match &source {
         Some(dir) => {
             let s = dir.read_support()?;

@@ -1,0 +1,40 @@
+//! [`ImageShape`]: the shape of one image, which the data loaders produce
+//! and the convolutional kernels read their points as.
+
+use std::fmt;
+
+/// Height, width and channel count of one image. Pixels are stored
+/// row-major HWC: index `(y * w + x) * c + channel` (channels fastest).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ImageShape {
+    /// Rows.
+    pub h: usize,
+    /// Columns.
+    pub w: usize,
+    /// Channels (1 = grayscale, 3 = RGB).
+    pub c: usize,
+}
+
+impl ImageShape {
+    /// Creates a shape.
+    pub fn new(h: usize, w: usize, c: usize) -> Self {
+        ImageShape { h, w, c }
+    }
+
+    /// Number of features per image, `d = h · w · c`.
+    pub fn dim(&self) -> usize {
+        self.h * self.w * self.c
+    }
+}
+
+impl fmt::Display for ImageShape {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}x{}x{}", self.h, self.w, self.c)
+    }
+}
+
+impl From<[usize; 3]> for ImageShape {
+    fn from(s: [usize; 3]) -> Self {
+        Self::new(s[0], s[1], s[2])
+    }
+}

@@ -1,0 +1,177 @@
+//! The activation layers at one covariance entry: forward (NNGP and NTK
+//! maps) and backward (cotangents of the entry, of its NTK value and of
+//! the two variances), ReLU and Erf, with neural-tangents' formulas.
+//!
+//! ```text
+//! ReLU: F = √(vₐv_b)·(sin θ + (π−θ) cos θ)/(2π),  Ḟ = (π−θ)/(2π),  cos θ = q/√(vₐv_b)
+//! Erf:  F = (2/π)·asin(2q/√((1+2vₐ)(1+2v_b))),   Ḟ = (4/π)/√((1+2vₐ)(1+2v_b) − 4q²)
+//! NTK:  Θ' = Θ·Ḟ
+//! ```
+//!
+//! Per image and layer the caller keeps two numbers per position
+//! ([`cache_of`]): ReLU `(√v, 1/√v)` (`1/√v = 0` where `v = 0`), Erf
+//! `(√(1+2v), 1/√(1+2v))`. Collinear entries are snapped as the FC kernels
+//! do ([`crate::fc::COLLINEAR_TOL`]): the singular terms are zero.
+
+use std::f64::consts::PI;
+
+use crate::fc::snapped_cos;
+use crate::simd::asin_acos;
+
+const INV_2PI: f64 = 1.0 / (2.0 * PI);
+const INV_4PI: f64 = 1.0 / (4.0 * PI);
+
+/// Which activation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Act {
+    Relu,
+    Erf,
+}
+
+/// The two cached numbers of a position with variance `v`.
+#[inline(always)]
+pub(crate) fn cache_of(act: Act, v: f64) -> (f64, f64) {
+    match act {
+        Act::Relu => {
+            if v > 0.0 {
+                let s = v.sqrt();
+                (s, 1.0 / s)
+            } else {
+                (0.0, 0.0)
+            }
+        }
+        Act::Erf => {
+            let s = (1.0 + 2.0 * v).sqrt();
+            (s, 1.0 / s)
+        }
+    }
+}
+
+/// Forward at one entry: `(F, Ḟ)` from `q` and both sides' caches.
+#[inline(always)]
+pub(crate) fn forward(act: Act, q: f64, a0: f64, a1: f64, b0: f64, b1: f64) -> (f64, f64) {
+    match act {
+        Act::Relu => {
+            let (c, sin) = snapped_cos(q * a1 * b1);
+            let pmt = PI - asin_acos(c).1;
+            (a0 * b0 * pmt.mul_add(c, sin) * INV_2PI, pmt * INV_2PI)
+        }
+        Act::Erf => {
+            let z = (2.0 * q * a1 * b1).clamp(-1.0, 1.0);
+            let ab = (a0 * a0) * (b0 * b0);
+            let dd = (-4.0 * q).mul_add(q, ab).max(f64::MIN_POSITIVE);
+            (2.0 / PI * asin_acos(z).0, 4.0 / PI / dd.sqrt())
+        }
+    }
+}
+
+/// Cotangents through one entry.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct EntryGrad {
+    /// Of the input `q`.
+    pub(crate) q: f64,
+    /// Of the input NTK value `Θ`.
+    pub(crate) t: f64,
+    /// Of the row side's variance.
+    pub(crate) va: f64,
+    /// Of the column side's variance.
+    pub(crate) vb: f64,
+}
+
+/// Backward at one entry: from the cotangents `gq` of `F` and `gt` of
+/// `Θ' = Θ·Ḟ`, with the forward's inputs `q`, `t` and the caches.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn backward(act: Act, q: f64, t: f64, gq: f64, gt: f64, a0: f64, a1: f64, b0: f64, b1: f64) -> EntryGrad {
+    match act {
+        Act::Relu => {
+            let (c, sin) = snapped_cos(q * a1 * b1);
+            let pmt = PI - asin_acos(c).1;
+            let fd = pmt * INV_2PI;
+            let inv_sin = if sin > 0.0 { 1.0 / sin } else { 0.0 };
+            let gtt = gt * t;
+            // ∂Ḟ/∂q = 1/(2π √(vₐv_b) sin θ); ∂F/∂vₐ = sin θ √v_b/(4π √vₐ);
+            // ∂Ḟ/∂vₐ = −cos θ/(4π vₐ sin θ).
+            let dfd_dq = INV_2PI * a1 * b1 * inv_sin;
+            let s4 = sin * INV_4PI;
+            let c4 = c * INV_4PI * inv_sin;
+            EntryGrad {
+                q: gq.mul_add(fd, gtt * dfd_dq),
+                t: gt * fd,
+                va: gq * s4 * b0 * a1 - gtt * c4 * a1 * a1,
+                vb: gq * s4 * a0 * b1 - gtt * c4 * b1 * b1,
+            }
+        }
+        Act::Erf => {
+            let ab = (a0 * a0) * (b0 * b0);
+            let dd = (-4.0 * q).mul_add(q, ab).max(f64::MIN_POSITIVE);
+            let fd = 4.0 / PI / dd.sqrt();
+            let gtt = gt * t;
+            // ∂F/∂q = Ḟ; ∂Ḟ/∂q = 4qḞ/D; ∂F/∂vₐ = −Ḟq/(1+2vₐ); ∂Ḟ/∂vₐ = −Ḟ(1+2v_b)/D.
+            EntryGrad {
+                q: fd * gq.mul_add(1.0, gtt * 4.0 * q / dd),
+                t: gt * fd,
+                va: -fd * (gq * q * a1 * a1 + gtt * b0 * b0 / dd),
+                vb: -fd * (gq * q * b1 * b1 + gtt * a0 * a0 / dd),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The analytic partials against central differences of `forward`,
+    /// away from the singular points.
+    #[test]
+    fn entry_partials_match_central_differences() {
+        for act in [Act::Relu, Act::Erf] {
+            for &(q, va, vb, t) in &[(0.3, 1.0, 0.8, 0.7), (-0.5, 2.0, 0.6, 1.3), (0.05, 0.2, 0.3, 0.4)] {
+                let f = |q: f64, va: f64, vb: f64| {
+                    let (a0, a1) = cache_of(act, va);
+                    let (b0, b1) = cache_of(act, vb);
+                    let (f, fd) = forward(act, q, a0, a1, b0, b1);
+                    (f, t * fd)
+                };
+                let (gq, gt) = (0.9, -1.7);
+                let (a0, a1) = cache_of(act, va);
+                let (b0, b1) = cache_of(act, vb);
+                let g = backward(act, q, t, gq, gt, a0, a1, b0, b1);
+                let h = 1e-6;
+                let fd = |d: (f64, f64, f64)| {
+                    let p = f(q + d.0, va + d.1, vb + d.2);
+                    let m = f(q - d.0, va - d.1, vb - d.2);
+                    (gq * (p.0 - m.0) + gt * (p.1 - m.1)) / (2.0 * h)
+                };
+                let (_, fdot) = forward(act, q, a0, a1, b0, b1);
+                for (got, want, what) in [
+                    (g.q, fd((h, 0.0, 0.0)), "q"),
+                    (g.va, fd((0.0, h, 0.0)), "va"),
+                    (g.vb, fd((0.0, 0.0, h)), "vb"),
+                    (g.t, gt * fdot, "t"),
+                ] {
+                    assert!(
+                        (got - want).abs() < 1e-7 * (1.0 + want.abs()),
+                        "{act:?} {what}: {got} vs {want}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn collinear_and_zero_entries_are_finite() {
+        for act in [Act::Relu, Act::Erf] {
+            for &(q, va, vb) in &[(1.0, 1.0, 1.0), (-2.0, 1.0, 4.0), (0.0, 0.0, 1.0), (0.0, 0.0, 0.0)] {
+                let (a0, a1) = cache_of(act, va);
+                let (b0, b1) = cache_of(act, vb);
+                let (f, fd) = forward(act, q, a0, a1, b0, b1);
+                let g = backward(act, q, 1.0, 1.0, 1.0, a0, a1, b0, b1);
+                for v in [f, fd, g.q, g.t, g.va, g.vb] {
+                    assert!(v.is_finite(), "{act:?} {q} {va} {vb}");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,267 @@
+//! Infinite-width kernels of convolutional networks: Conv-Vec (`L × [Conv,
+//! ReLU]`, Flatten, Dense) and the pooled ConvNet of the KIP follow-up
+//! (Nguyen, Novak, Xiao, Lee 2021), or any stack of the layers in
+//! [`ConvLayer`], NNGP and NTK, with neural-tangents' layer conventions
+//! and exact vector-Jacobian products with respect to both inputs.
+//!
+//! Each image pair runs through the stack as a covariance map: only its
+//! spatial diagonal (`h·w` numbers) where the stack never pools and reads
+//! out with Flatten (Conv-Vec), otherwise the full `(h·w)²` covariance,
+//! one pair at a time per thread (bounded memory: a few maps per thread,
+//! never all pairs at once). Each image's own pass (its variances at every
+//! activation) runs once per image and block, not per pair. The backward
+//! pass of a pair goes to one side (the rows); the other side's gradient
+//! is the same pass on the transposed problem. The variances' cotangents
+//! are summed per image and carried to its pixels by one backward pass
+//! through the image's own stack.
+
+mod act;
+mod arch;
+mod maps;
+mod pair;
+
+use std::ops::Range;
+
+use nalgebra::DMatrix;
+use rayon::prelude::*;
+
+pub(crate) use crate::spec::{DEFAULT_B_STD, DEFAULT_W_STD};
+pub use arch::{ConvArch, ConvLayer};
+pub use kip_core::ImageShape;
+
+use crate::error::Result;
+use crate::kernel::Kernel;
+use crate::norms::{check_g, norms_into, same_dim};
+use crate::points::PointsView;
+use crate::spec::KernelSpec;
+use pair::{ImageCache, Plan, Workspace};
+
+/// Images per block: the per-image caches of one block of rows and one of
+/// columns are held at a time.
+const BLOCK: usize = 256;
+
+/// Columns per parallel task of the Gram.
+const TASK_COLS: usize = 16;
+
+/// A convolutional kernel: a [`ConvArch`] and the image shape its points
+/// are read as (`None` until known: every evaluation then fails with
+/// [`crate::KernelError::Image`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ConvKernel {
+    arch: ConvArch,
+    shape: Option<ImageShape>,
+}
+
+impl ConvKernel {
+    /// The kernel of `arch` on images of `shape`.
+    pub fn new(arch: ConvArch, shape: Option<ImageShape>) -> Self {
+        Self { arch, shape }
+    }
+
+    /// The stack.
+    pub fn arch(&self) -> &ConvArch {
+        &self.arch
+    }
+
+    /// The image shape, if set.
+    pub fn image_shape(&self) -> Option<ImageShape> {
+        self.shape
+    }
+
+    /// Check the points' dimension and lay out the stack.
+    fn plan(&self, d: usize) -> Result<Plan> {
+        let shape = arch::check_fit(&self.arch, self.shape, d)?;
+        Ok(Plan::new(&self.arch, shape))
+    }
+
+    /// Check one point set (non-empty, finite) and plan for its dimension.
+    fn checked(&self, what: &'static str, a: &PointsView<'_>) -> Result<Plan> {
+        let mut scratch = Vec::new();
+        norms_into(what, a, &mut scratch)?;
+        self.plan(a.ncols())
+    }
+}
+
+/// The caches of rows `rows` of `x`, in parallel.
+fn caches(plan: &Plan, x: &PointsView<'_>, rows: Range<usize>) -> Vec<ImageCache> {
+    rows.into_par_iter()
+        .map_init(Workspace::default, |ws, i| {
+            ImageCache::new(plan, x.row(i).iter().copied(), ws)
+        })
+        .collect()
+}
+
+/// Blocks of `BLOCK` indices.
+fn blocks(n: usize) -> impl Iterator<Item = Range<usize>> {
+    (0..n.div_ceil(BLOCK)).map(move |b| b * BLOCK..((b + 1) * BLOCK).min(n))
+}
+
+/// `out[i, j] = K(a_i, b_j)` for the rows `ri` of `a` and columns `cj` of
+/// `b` (`lower`: only `j ≤ i`, by global index).
+fn gram_block(
+    plan: &Plan,
+    ra: (&[ImageCache], usize),
+    cb: (&[ImageCache], usize),
+    lower: bool,
+    out: &mut DMatrix<f64>,
+) {
+    let (rc, r0) = ra;
+    let (cc, c0) = cb;
+    let col_tasks = cc.len().div_ceil(TASK_COLS);
+    let vals: Vec<(usize, usize, Vec<f64>)> = (0..rc.len() * col_tasks)
+        .into_par_iter()
+        .map_init(Workspace::default, |ws, task| {
+            let (k, t) = (task / col_tasks, task % col_tasks);
+            let cols = t * TASK_COLS..((t + 1) * TASK_COLS).min(cc.len());
+            let i = r0 + k;
+            let v = cols
+                .clone()
+                .take_while(|&jj| !lower || c0 + jj <= i)
+                .map(|jj| pair::forward(plan, &rc[k], &cc[jj], ws, false))
+                .collect();
+            (i, c0 + cols.start, v)
+        })
+        .collect();
+    for (i, j0, v) in vals {
+        for (jj, x) in v.into_iter().enumerate() {
+            out[(i, j0 + jj)] = x;
+        }
+    }
+}
+
+/// The gradient with respect to the rows `x` of `Σ_ij g(i, j)·K(x_i, y_j)`
+/// into `out` (`n_x × d`).
+fn rows_grad(
+    plan: &Plan,
+    x: &PointsView<'_>,
+    y: &PointsView<'_>,
+    g: impl Fn(usize, usize) -> f64 + Sync,
+    out: &mut DMatrix<f64>,
+) {
+    let (n, d) = (x.nrows(), x.ncols());
+    if out.shape() != (n, d) {
+        *out = DMatrix::zeros(n, d);
+    }
+    for rows in blocks(n) {
+        let rc = caches(plan, x, rows.clone());
+        let mut acc: Vec<(Vec<f64>, Vec<Vec<f64>>)> = (0..rows.len())
+            .map(|_| (vec![0.0; plan.image_len()], plan.var_accumulators()))
+            .collect();
+        for cols in blocks(y.nrows()) {
+            let cc = caches(plan, y, cols.clone());
+            acc.par_iter_mut()
+                .enumerate()
+                .for_each_init(Workspace::default, |ws, (k, (dx, va))| {
+                    for (jj, b) in cc.iter().enumerate() {
+                        let gij = g(rows.start + k, cols.start + jj);
+                        if gij != 0.0 {
+                            pair::forward(plan, &rc[k], b, ws, true);
+                            pair::backward(plan, &rc[k], b, ws, gij, dx, va);
+                        }
+                    }
+                });
+        }
+        acc.par_iter_mut()
+            .enumerate()
+            .for_each_init(Workspace::default, |ws, (k, (dx, va))| {
+                pair::self_backward(plan, &rc[k], ws, va, dx);
+            });
+        for (k, (dx, _)) in acc.iter().enumerate() {
+            ImageCache::unplanar(plan, dx, |col, v| out[(rows.start + k, col)] = v);
+        }
+    }
+}
+
+impl Kernel for ConvKernel {
+    fn spec(&self) -> KernelSpec {
+        KernelSpec::Conv(self.arch)
+    }
+
+    fn gram_into(&self, a: PointsView<'_>, b: PointsView<'_>, out: &mut DMatrix<f64>) -> Result<()> {
+        let plan = self.checked("a", &a)?;
+        let mut scratch = Vec::new();
+        norms_into("b", &b, &mut scratch)?;
+        same_dim(a.ncols(), &b)?;
+        let (n1, n2) = (a.nrows(), b.nrows());
+        if out.shape() != (n1, n2) {
+            *out = DMatrix::zeros(n1, n2);
+        }
+        for rows in blocks(n1) {
+            let rc = caches(&plan, &a, rows.clone());
+            for cols in blocks(n2) {
+                let cc = caches(&plan, &b, cols.clone());
+                gram_block(&plan, (&rc, rows.start), (&cc, cols.start), false, out);
+            }
+        }
+        Ok(())
+    }
+
+    fn gram_sym_into(&self, a: PointsView<'_>, out: &mut DMatrix<f64>) -> Result<()> {
+        let plan = self.checked("a", &a)?;
+        let n = a.nrows();
+        if out.shape() != (n, n) {
+            *out = DMatrix::zeros(n, n);
+        }
+        for rows in blocks(n) {
+            let rc = caches(&plan, &a, rows.clone());
+            for cols in blocks(rows.end) {
+                let cc = if cols == rows {
+                    rc.clone()
+                } else {
+                    caches(&plan, &a, cols.clone())
+                };
+                gram_block(&plan, (&rc, rows.start), (&cc, cols.start), true, out);
+            }
+        }
+        for j in 0..n {
+            for i in j + 1..n {
+                out[(j, i)] = out[(i, j)];
+            }
+        }
+        Ok(())
+    }
+
+    fn gram_diag(&self, a: PointsView<'_>) -> Result<Vec<f64>> {
+        let plan = self.checked("a", &a)?;
+        let mut out = Vec::with_capacity(a.nrows());
+        for rows in blocks(a.nrows()) {
+            let rc = caches(&plan, &a, rows);
+            out.par_extend(
+                rc.par_iter()
+                    .map_init(Workspace::default, |ws, x| pair::forward(&plan, x, x, ws, false)),
+            );
+        }
+        Ok(out)
+    }
+
+    fn vjp_into(
+        &self,
+        a: PointsView<'_>,
+        b: PointsView<'_>,
+        g: &DMatrix<f64>,
+        da: Option<&mut DMatrix<f64>>,
+        db: Option<&mut DMatrix<f64>>,
+    ) -> Result<()> {
+        let plan = self.checked("a", &a)?;
+        let mut scratch = Vec::new();
+        norms_into("b", &b, &mut scratch)?;
+        same_dim(a.ncols(), &b)?;
+        check_g(g, a.nrows(), b.nrows())?;
+        if let Some(da) = da {
+            rows_grad(&plan, &a, &b, |i, j| g[(i, j)], da);
+        }
+        if let Some(db) = db {
+            rows_grad(&plan, &b, &a, |i, j| g[(j, i)], db);
+        }
+        Ok(())
+    }
+
+    fn vjp_sym_into(&self, a: PointsView<'_>, g: &DMatrix<f64>, da: &mut DMatrix<f64>) -> Result<()> {
+        let plan = self.checked("a", &a)?;
+        check_g(g, a.nrows(), a.nrows())?;
+        // K(x, y) = K(y, x): the pair (i, j) reaches x_i through both
+        // orderings, and the diagonal K(x, x) twice through one.
+        rows_grad(&plan, &a, &a, |i, j| g[(i, j)] + g[(j, i)], da);
+        Ok(())
+    }
+}
