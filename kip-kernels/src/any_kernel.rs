@@ -143,6 +143,17 @@ impl Kernel for AnyKernel {
         self.kernel().vjp_sym_into(a, g, da)
     }
 
+    fn gram_vjp_into(
+        &self,
+        a: PointsView<'_>,
+        b: PointsView<'_>,
+        g: &DMatrix<f64>,
+        out: &mut DMatrix<f64>,
+        da: &mut DMatrix<f64>,
+    ) -> Result<()> {
+        self.kernel().gram_vjp_into(a, b, g, out, da)
+    }
+
     fn as_dot(&self) -> Option<&dyn DotKernel> {
         match &self.inner {
             Inner::Dot(k) => Some(k),

@@ -79,6 +79,27 @@ pub trait Kernel: Send + Sync + fmt::Debug {
     /// As [`Kernel::vjp_into`].
     fn vjp_sym_into(&self, a: PointsView<'_>, g: &DMatrix<f64>, da: &mut DMatrix<f64>) -> Result<()>;
 
+    /// `K(a, b)` into `out` and the vector-Jacobian product with respect to
+    /// `a` of `g = dL/dK` into `da`, for a cotangent known before the
+    /// values (e.g. a fixed weighting). Kernels with a fused pass
+    /// (the convolutional ones: each pair forward and backward once)
+    /// override the default, which is [`Kernel::gram_into`] then
+    /// [`Kernel::vjp_into`].
+    ///
+    /// # Errors
+    /// As [`Kernel::vjp_into`].
+    fn gram_vjp_into(
+        &self,
+        a: PointsView<'_>,
+        b: PointsView<'_>,
+        g: &DMatrix<f64>,
+        out: &mut DMatrix<f64>,
+        da: &mut DMatrix<f64>,
+    ) -> Result<()> {
+        self.gram_into(a, b, out)?;
+        self.vjp_into(a, b, g, Some(da), None)
+    }
+
     /// This kernel as an inner-product kernel, if it is one (what
     /// [`Linearization`] needs); `None` for image kernels.
     fn as_dot(&self) -> Option<&dyn DotKernel> {

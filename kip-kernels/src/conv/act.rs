@@ -65,6 +65,35 @@ pub(crate) fn forward(act: Act, q: f64, a0: f64, a1: f64, b0: f64, b1: f64) -> (
     }
 }
 
+/// The forward at one entry with what its backward needs from the row
+/// side: `(F, Ḟ, Θ·∂Ḟ/∂q, ∂F/∂vₐ, Θ·∂Ḟ/∂vₐ)` — so the pair's backward is
+/// `gq ← gq·Ḟ + gΘ·(Θ∂Ḟ/∂q)`, `gΘ ← gΘ·Ḟ`, `gvₐ += gq·∂F/∂vₐ +
+/// gΘ·(Θ∂Ḟ/∂vₐ)` with no transcendental function.
+#[inline(always)]
+pub(crate) fn forward_coefs(act: Act, q: f64, t: f64, a0: f64, a1: f64, b0: f64, b1: f64) -> [f64; 5] {
+    match act {
+        Act::Relu => {
+            let (c, sin) = snapped_cos(q * a1 * b1);
+            let pmt = PI - asin_acos(c).1;
+            let f = a0 * b0 * pmt.mul_add(c, sin) * INV_2PI;
+            let fd = pmt * INV_2PI;
+            let inv_sin = if sin > 0.0 { 1.0 / sin } else { 0.0 };
+            let tq = t * INV_2PI * a1 * b1 * inv_sin;
+            let fa = sin * INV_4PI * b0 * a1;
+            let tv = -t * c * INV_4PI * inv_sin * a1 * a1;
+            [f, fd, tq, fa, tv]
+        }
+        Act::Erf => {
+            let z = (2.0 * q * a1 * b1).clamp(-1.0, 1.0);
+            let ab = (a0 * a0) * (b0 * b0);
+            let dd = (-4.0 * q).mul_add(q, ab).max(f64::MIN_POSITIVE);
+            let fd = 4.0 / PI / dd.sqrt();
+            let f = 2.0 / PI * asin_acos(z).0;
+            [f, fd, t * fd * 4.0 * q / dd, -fd * q * a1 * a1, -t * fd * b0 * b0 / dd]
+        }
+    }
+}
+
 /// Cotangents through one entry.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct EntryGrad {
@@ -145,6 +174,12 @@ mod tests {
                     (gq * (p.0 - m.0) + gt * (p.1 - m.1)) / (2.0 * h)
                 };
                 let (_, fdot) = forward(act, q, a0, a1, b0, b1);
+                // The coefficient form gives the same cotangents.
+                let [f2, fd2, tq, fa, tv] = forward_coefs(act, q, t, a0, a1, b0, b1);
+                assert_eq!((f2, fd2), forward(act, q, a0, a1, b0, b1));
+                let cq = gq * fd2 + gt * tq;
+                let cva = gq * fa + gt * tv;
+                assert!((cq - g.q).abs() <= 1e-14 * (1.0 + g.q.abs()) && (cva - g.va).abs() <= 1e-14 * (1.0 + g.va.abs()));
                 for (got, want, what) in [
                     (g.q, fd((h, 0.0, 0.0)), "q"),
                     (g.va, fd((0.0, h, 0.0)), "va"),

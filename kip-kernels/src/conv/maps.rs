@@ -54,6 +54,7 @@ impl Geo {
 
 /// The input covariance `q[p, p'] = Σ_c x_a[p, c]·x_b[p', c]/C` of two
 /// images stored channel-planar (`x[c][h][w]`).
+#[inline(always)]
 pub(crate) fn input(geo: Geo, c: usize, xa: &[f64], xb: &[f64], out: &mut [f64]) {
     let (h, w) = (geo.h, geo.w);
     let hw = h * w;
@@ -90,6 +91,7 @@ pub(crate) fn input(geo: Geo, c: usize, xa: &[f64], xb: &[f64], out: &mut [f64])
 
 /// Adjoint of [`input`] with respect to `x_a`: `dx_a[c][p] += scale·Σ_{p'}
 /// g[p, p']·x_b[c][p']/C` (planar).
+#[inline(always)]
 pub(crate) fn input_adjoint(geo: Geo, c: usize, g: &[f64], xb: &[f64], scale: f64, dxa: &mut [f64]) {
     let (h, w) = (geo.h, geo.w);
     let hw = h * w;
@@ -122,85 +124,121 @@ pub(crate) fn input_adjoint(geo: Geo, c: usize, g: &[f64], xb: &[f64], scale: f6
 /// `dst ← α·(9-tap diagonal sum of src) + β` with zero padding (the Conv
 /// layer with `α = W²/9`, `β = b²`; its adjoint is the same map with
 /// `β = 0`). `tmp` is scratch of the map's length.
+///
+/// Separable: a 3-tap sum along `w` (inside each `(h, h')` block of a full
+/// map the diagonal `(w, w') → (w±1, w'±1)`, a shift by `w + 1` of the
+/// flattened block), then along `h`, each as one long vectorised pass
+/// whose few wrapped entries (the first and last column) are redone.
+#[inline(always)]
 pub(crate) fn blur(geo: Geo, src: &[f64], tmp: &mut [f64], dst: &mut [f64], alpha: f64, beta: f64) {
     let (h, w) = (geo.h, geo.w);
     let n = geo.len();
     let (src, tmp, dst) = (&src[..n], &mut tmp[..n], &mut dst[..n]);
     if !geo.full {
-        // Along w: tmp[i][j] = src[i][j-1] + src[i][j] + src[i][j+1].
-        for (s, t) in src.chunks_exact(w).zip(tmp.chunks_exact_mut(w)) {
-            row_sum3(s, t);
-        }
-        // Along h, whole rows.
-        for i in 0..h {
-            let row = &mut dst[i * w..][..w];
-            let mid = &tmp[i * w..][..w];
-            for (d, &m) in row.iter_mut().zip(mid) {
-                *d = m;
-            }
-            if i > 0 {
-                add_to(row, &tmp[(i - 1) * w..][..w]);
-            }
-            if i + 1 < h {
-                add_to(row, &tmp[(i + 1) * w..][..w]);
-            }
-            row.iter_mut().for_each(|d| *d = alpha.mul_add(*d, beta));
-        }
+        // Along w: a shift by 1 over the whole map, then each row's ends;
+        // along h: a shift by a row.
+        sum3(src, tmp, 1);
+        fix_ends(src, tmp, 1, w);
+        affine_sum3(tmp, dst, w, alpha, beta);
         return;
     }
     let ww = w * w;
-    // Along the w diagonal inside each (h, h') block: rows j of the block
-    // are shifted by one column per row.
     for (s, t) in src.chunks_exact(ww).zip(tmp.chunks_exact_mut(ww)) {
-        for j in 0..w {
-            let out = &mut t[j * w..][..w];
-            out.copy_from_slice(&s[j * w..][..w]);
-            if j > 0 {
-                // src[j-1][j'-1] into out[j'] for j' ≥ 1.
-                add_to(&mut out[1..], &s[(j - 1) * w..][..w - 1]);
-            }
-            if j + 1 < w {
-                // src[j+1][j'+1] into out[j'] for j' < w-1.
-                add_to(&mut out[..w - 1], &s[(j + 1) * w + 1..][..w - 1]);
-            }
-        }
+        sum3(s, t, w + 1);
+        fix_ends(s, t, w + 1, w);
     }
     // Along the h diagonal: block (i, i2) gets blocks (i-1, i2-1) and (i+1, i2+1).
     for i in 0..h {
         for i2 in 0..h {
             let out = &mut dst[(i * h + i2) * ww..][..ww];
-            out.copy_from_slice(&tmp[(i * h + i2) * ww..][..ww]);
-            if i > 0 && i2 > 0 {
-                add_to(out, &tmp[((i - 1) * h + i2 - 1) * ww..][..ww]);
+            let mid = &tmp[(i * h + i2) * ww..][..ww];
+            let lo = (i > 0 && i2 > 0).then(|| &tmp[((i - 1) * h + i2 - 1) * ww..][..ww]);
+            let hi = (i + 1 < h && i2 + 1 < h).then(|| &tmp[((i + 1) * h + i2 + 1) * ww..][..ww]);
+            match (lo, hi) {
+                (Some(lo), Some(hi)) => {
+                    for k in 0..ww {
+                        out[k] = alpha.mul_add(lo[k] + mid[k] + hi[k], beta);
+                    }
+                }
+                (Some(x), None) | (None, Some(x)) => {
+                    for k in 0..ww {
+                        out[k] = alpha.mul_add(x[k] + mid[k], beta);
+                    }
+                }
+                (None, None) => {
+                    for k in 0..ww {
+                        out[k] = alpha.mul_add(mid[k], beta);
+                    }
+                }
             }
-            if i + 1 < h && i2 + 1 < h {
-                add_to(out, &tmp[((i + 1) * h + i2 + 1) * ww..][..ww]);
-            }
-            out.iter_mut().for_each(|d| *d = alpha.mul_add(*d, beta));
         }
     }
 }
 
-/// `t[j] = s[j-1] + s[j] + s[j+1]` over one row with zero padding.
+/// `t[k] = s[k - d] + s[k] + s[k + d]` (terms outside the slice left out).
 #[inline(always)]
-fn row_sum3(s: &[f64], t: &mut [f64]) {
-    let w = t.len();
-    t.copy_from_slice(&s[..w]);
-    if w > 1 {
-        add_to(&mut t[1..], &s[..w - 1]);
-        add_to(&mut t[..w - 1], &s[1..w]);
+fn sum3(s: &[f64], t: &mut [f64], d: usize) {
+    let n = s.len();
+    if n <= 2 * d {
+        for k in 0..n {
+            t[k] = tap3(s, k, d, k >= d, k + d < n);
+        }
+        return;
+    }
+    for k in 0..d {
+        t[k] = s[k] + s[k + d];
+        t[n - 1 - k] = s[n - 1 - k - d] + s[n - 1 - k];
+    }
+    let (lo, mid, hi) = (&s[..n - 2 * d], &s[d..n - d], &s[2 * d..]);
+    for (k, t) in t[d..n - d].iter_mut().enumerate() {
+        *t = lo[k] + mid[k] + hi[k];
     }
 }
 
+/// `s[k - d] + s[k] + s[k + d]` with the side terms only where allowed.
 #[inline(always)]
-fn add_to(dst: &mut [f64], src: &[f64]) {
-    for (d, &s) in dst.iter_mut().zip(src) {
-        *d += s;
+fn tap3(s: &[f64], k: usize, d: usize, lo: bool, hi: bool) -> f64 {
+    let l = if lo { s[k - d] } else { 0.0 };
+    let h = if hi { s[k + d] } else { 0.0 };
+    l + s[k] + h
+}
+
+/// Redo the entries of [`sum3`] (shift `d`) whose neighbours wrapped
+/// around a row: rows of `w` entries; the first column has no `k - d`
+/// neighbour, the last no `k + d`.
+#[inline(always)]
+fn fix_ends(s: &[f64], t: &mut [f64], d: usize, w: usize) {
+    let n = s.len();
+    for r in (0..n).step_by(w) {
+        for k in [r, r + w - 1] {
+            t[k] = tap3(s, k, d, k != r && k >= d, k != r + w - 1 && k + d < n);
+        }
+    }
+}
+
+/// `dst[k] = α·(t[k - d] + t[k] + t[k + d]) + β` (terms outside left out).
+#[inline(always)]
+fn affine_sum3(t: &[f64], dst: &mut [f64], d: usize, alpha: f64, beta: f64) {
+    let n = t.len();
+    if n <= 2 * d {
+        for k in 0..n {
+            dst[k] = alpha.mul_add(tap3(t, k, d, k >= d, k + d < n), beta);
+        }
+        return;
+    }
+    for k in 0..d {
+        dst[k] = alpha.mul_add(t[k] + t[k + d], beta);
+        dst[n - 1 - k] = alpha.mul_add(t[n - 1 - k - d] + t[n - 1 - k], beta);
+    }
+    let (lo, mid, hi) = (&t[..n - 2 * d], &t[d..n - d], &t[2 * d..]);
+    for (k, o) in dst[d..n - d].iter_mut().enumerate() {
+        *o = alpha.mul_add(lo[k] + mid[k] + hi[k], beta);
     }
 }
 
 /// 2 × 2 VALID average pooling of a full map: `dst[i][i'][j][j']` is the
 /// mean over the 16 entries of its window pair.
+#[inline(always)]
 pub(crate) fn pool(geo: Geo, src: &[f64], dst: &mut [f64]) {
     debug_assert!(geo.full);
     let (h, w) = (geo.h, geo.w);
@@ -231,6 +269,7 @@ pub(crate) fn pool(geo: Geo, src: &[f64], dst: &mut [f64]) {
 
 /// Adjoint of [`pool`]: each entry of `g_out` spread, divided by 16, over
 /// its window pair; dropped rows and columns get 0.
+#[inline(always)]
 pub(crate) fn pool_adjoint(geo: Geo, g_out: &[f64], g_in: &mut [f64]) {
     let (h, w) = (geo.h, geo.w);
     let out = geo.pooled();
@@ -259,6 +298,7 @@ pub(crate) fn pool_adjoint(geo: Geo, g_out: &[f64], g_in: &mut [f64]) {
 
 /// The readout's scalar: Flatten (`gap = false`): mean of the spatial
 /// diagonal; GlobalAvgPool: mean of every entry.
+#[inline(always)]
 pub(crate) fn readout(geo: Geo, gap: bool, q: &[f64]) -> f64 {
     let n = geo.positions();
     if gap {
@@ -277,6 +317,7 @@ pub(crate) fn readout(geo: Geo, gap: bool, q: &[f64]) -> f64 {
 }
 
 /// Adjoint of [`readout`]: the map whose readout's cotangent is `g`.
+#[inline(always)]
 pub(crate) fn readout_adjoint(geo: Geo, gap: bool, g: f64, out: &mut [f64]) {
     let n = geo.positions();
     let out = &mut out[..geo.len()];

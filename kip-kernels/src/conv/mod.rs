@@ -20,7 +20,8 @@ mod arch;
 mod maps;
 mod pair;
 
-use std::ops::Range;
+use std::ops::{Deref, DerefMut, Range};
+use std::sync::Mutex;
 
 use nalgebra::DMatrix;
 use rayon::prelude::*;
@@ -82,10 +83,50 @@ impl ConvKernel {
     }
 }
 
+/// Scratch shared by the tasks of one call: a task leases a workspace and
+/// returns it when done, so the maps (megabytes each for pooled stacks)
+/// are allocated about once per thread and call, not once per task.
+#[derive(Default)]
+struct Pool(Mutex<Vec<Workspace>>);
+
+impl Pool {
+    fn lease(&self) -> Lease<'_> {
+        let ws = self.0.lock().unwrap_or_else(|e| e.into_inner()).pop().unwrap_or_default();
+        Lease { pool: self, ws: Some(ws) }
+    }
+}
+
+/// A workspace on loan from a [`Pool`], returned on drop.
+struct Lease<'p> {
+    pool: &'p Pool,
+    ws: Option<Workspace>,
+}
+
+impl Deref for Lease<'_> {
+    type Target = Workspace;
+    fn deref(&self) -> &Workspace {
+        self.ws.as_ref().expect("leased until dropped")
+    }
+}
+
+impl DerefMut for Lease<'_> {
+    fn deref_mut(&mut self) -> &mut Workspace {
+        self.ws.as_mut().expect("leased until dropped")
+    }
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        if let Some(ws) = self.ws.take() {
+            self.pool.0.lock().unwrap_or_else(|e| e.into_inner()).push(ws);
+        }
+    }
+}
+
 /// The caches of rows `rows` of `x`, in parallel.
-fn caches(plan: &Plan, x: &PointsView<'_>, rows: Range<usize>) -> Vec<ImageCache> {
+fn caches(plan: &Plan, pool: &Pool, x: &PointsView<'_>, rows: Range<usize>) -> Vec<ImageCache> {
     rows.into_par_iter()
-        .map_init(Workspace::default, |ws, i| {
+        .map_init(|| pool.lease(), |ws, i| {
             ImageCache::new(plan, x.row(i).iter().copied(), ws)
         })
         .collect()
@@ -100,6 +141,7 @@ fn blocks(n: usize) -> impl Iterator<Item = Range<usize>> {
 /// `b` (`lower`: only `j ≤ i`, by global index).
 fn gram_block(
     plan: &Plan,
+    pool: &Pool,
     ra: (&[ImageCache], usize),
     cb: (&[ImageCache], usize),
     lower: bool,
@@ -110,7 +152,7 @@ fn gram_block(
     let col_tasks = cc.len().div_ceil(TASK_COLS);
     let vals: Vec<(usize, usize, Vec<f64>)> = (0..rc.len() * col_tasks)
         .into_par_iter()
-        .map_init(Workspace::default, |ws, task| {
+        .map_init(|| pool.lease(), |ws, task| {
             let (k, t) = (task / col_tasks, task % col_tasks);
             let cols = t * TASK_COLS..((t + 1) * TASK_COLS).min(cc.len());
             let i = r0 + k;
@@ -130,46 +172,76 @@ fn gram_block(
 }
 
 /// The gradient with respect to the rows `x` of `Σ_ij g(i, j)·K(x_i, y_j)`
-/// into `out` (`n_x × d`).
+/// into `out` (`n_x × d`), and with `values` the kernel matrix itself
+/// (`n_x × n_y`, from the same forward passes).
 fn rows_grad(
     plan: &Plan,
     x: &PointsView<'_>,
     y: &PointsView<'_>,
     g: impl Fn(usize, usize) -> f64 + Sync,
     out: &mut DMatrix<f64>,
+    mut values: Option<&mut DMatrix<f64>>,
 ) {
-    let (n, d) = (x.nrows(), x.ncols());
+    let pool = Pool::default();
+    let (n, d, ny) = (x.nrows(), x.ncols(), y.nrows());
     if out.shape() != (n, d) {
         *out = DMatrix::zeros(n, d);
     }
-    for rows in blocks(n) {
-        let rc = caches(plan, x, rows.clone());
-        let mut acc: Vec<(Vec<f64>, Vec<Vec<f64>>)> = (0..rows.len())
-            .map(|_| (vec![0.0; plan.image_len()], plan.var_accumulators()))
-            .collect();
-        for cols in blocks(y.nrows()) {
-            let cc = caches(plan, y, cols.clone());
-            acc.par_iter_mut()
-                .enumerate()
-                .for_each_init(Workspace::default, |ws, (k, (dx, va))| {
-                    for (jj, b) in cc.iter().enumerate() {
-                        let gij = g(rows.start + k, cols.start + jj);
-                        if gij != 0.0 {
-                            pair::forward(plan, &rc[k], b, ws, true);
-                            pair::backward(plan, &rc[k], b, ws, gij, dx, va);
-                        }
-                    }
-                });
-        }
-        acc.par_iter_mut()
-            .enumerate()
-            .for_each_init(Workspace::default, |ws, (k, (dx, va))| {
-                pair::self_backward(plan, &rc[k], ws, va, dx);
-            });
-        for (k, (dx, _)) in acc.iter().enumerate() {
-            ImageCache::unplanar(plan, dx, |col, v| out[(rows.start + k, col)] = v);
+    if let Some(v) = values.as_deref_mut() {
+        if v.shape() != (n, ny) {
+            *v = DMatrix::zeros(n, ny);
         }
     }
+    let record = values.is_some();
+    for rows in blocks(n) {
+        let rc = caches(plan, &pool, x, rows.clone());
+        let mut acc: Vec<RowAcc> = (0..rows.len())
+            .map(|_| RowAcc {
+                dx: vec![0.0; plan.image_len()],
+                var: plan.var_accumulators(),
+                k: if record { vec![0.0; ny] } else { Vec::new() },
+            })
+            .collect();
+        for cols in blocks(ny) {
+            let cc = caches(plan, &pool, y, cols.clone());
+            acc.par_iter_mut().enumerate().for_each_init(
+                || pool.lease(),
+                |ws, (k, row)| {
+                    for (jj, b) in cc.iter().enumerate() {
+                        let gij = g(rows.start + k, cols.start + jj);
+                        if gij != 0.0 || record {
+                            let v = pair::forward(plan, &rc[k], b, ws, true);
+                            if record {
+                                row.k[cols.start + jj] = v;
+                            }
+                            pair::backward(plan, &rc[k], b, ws, gij, &mut row.dx, &mut row.var);
+                        }
+                    }
+                },
+            );
+        }
+        acc.par_iter_mut().enumerate().for_each_init(
+            || pool.lease(),
+            |ws, (k, row)| pair::self_backward(plan, &rc[k], ws, &row.var, &mut row.dx),
+        );
+        for (k, row) in acc.iter().enumerate() {
+            ImageCache::unplanar(plan, &row.dx, |col, v| out[(rows.start + k, col)] = v);
+            if let Some(vals) = values.as_deref_mut() {
+                for (j, &v) in row.k.iter().enumerate() {
+                    vals[(rows.start + k, j)] = v;
+                }
+            }
+        }
+    }
+}
+
+/// What the backward passes of one row image accumulate: its gradient
+/// (planar), its variances' cotangents, and (when recorded) its kernel
+/// values.
+struct RowAcc {
+    dx: Vec<f64>,
+    var: Vec<Vec<f64>>,
+    k: Vec<f64>,
 }
 
 impl Kernel for ConvKernel {
@@ -179,6 +251,7 @@ impl Kernel for ConvKernel {
 
     fn gram_into(&self, a: PointsView<'_>, b: PointsView<'_>, out: &mut DMatrix<f64>) -> Result<()> {
         let plan = self.checked("a", &a)?;
+        let pool = Pool::default();
         let mut scratch = Vec::new();
         norms_into("b", &b, &mut scratch)?;
         same_dim(a.ncols(), &b)?;
@@ -187,10 +260,10 @@ impl Kernel for ConvKernel {
             *out = DMatrix::zeros(n1, n2);
         }
         for rows in blocks(n1) {
-            let rc = caches(&plan, &a, rows.clone());
+            let rc = caches(&plan, &pool, &a, rows.clone());
             for cols in blocks(n2) {
-                let cc = caches(&plan, &b, cols.clone());
-                gram_block(&plan, (&rc, rows.start), (&cc, cols.start), false, out);
+                let cc = caches(&plan, &pool, &b, cols.clone());
+                gram_block(&plan, &pool, (&rc, rows.start), (&cc, cols.start), false, out);
             }
         }
         Ok(())
@@ -198,19 +271,20 @@ impl Kernel for ConvKernel {
 
     fn gram_sym_into(&self, a: PointsView<'_>, out: &mut DMatrix<f64>) -> Result<()> {
         let plan = self.checked("a", &a)?;
+        let pool = Pool::default();
         let n = a.nrows();
         if out.shape() != (n, n) {
             *out = DMatrix::zeros(n, n);
         }
         for rows in blocks(n) {
-            let rc = caches(&plan, &a, rows.clone());
+            let rc = caches(&plan, &pool, &a, rows.clone());
             for cols in blocks(rows.end) {
                 let cc = if cols == rows {
                     rc.clone()
                 } else {
-                    caches(&plan, &a, cols.clone())
+                    caches(&plan, &pool, &a, cols.clone())
                 };
-                gram_block(&plan, (&rc, rows.start), (&cc, cols.start), true, out);
+                gram_block(&plan, &pool, (&rc, rows.start), (&cc, cols.start), true, out);
             }
         }
         for j in 0..n {
@@ -223,12 +297,13 @@ impl Kernel for ConvKernel {
 
     fn gram_diag(&self, a: PointsView<'_>) -> Result<Vec<f64>> {
         let plan = self.checked("a", &a)?;
+        let pool = Pool::default();
         let mut out = Vec::with_capacity(a.nrows());
         for rows in blocks(a.nrows()) {
-            let rc = caches(&plan, &a, rows);
+            let rc = caches(&plan, &pool, &a, rows);
             out.par_extend(
                 rc.par_iter()
-                    .map_init(Workspace::default, |ws, x| pair::forward(&plan, x, x, ws, false)),
+                    .map_init(|| pool.lease(), |ws, x| pair::forward(&plan, x, x, ws, false)),
             );
         }
         Ok(out)
@@ -248,10 +323,10 @@ impl Kernel for ConvKernel {
         same_dim(a.ncols(), &b)?;
         check_g(g, a.nrows(), b.nrows())?;
         if let Some(da) = da {
-            rows_grad(&plan, &a, &b, |i, j| g[(i, j)], da);
+            rows_grad(&plan, &a, &b, |i, j| g[(i, j)], da, None);
         }
         if let Some(db) = db {
-            rows_grad(&plan, &b, &a, |i, j| g[(j, i)], db);
+            rows_grad(&plan, &b, &a, |i, j| g[(j, i)], db, None);
         }
         Ok(())
     }
@@ -261,7 +336,24 @@ impl Kernel for ConvKernel {
         check_g(g, a.nrows(), a.nrows())?;
         // K(x, y) = K(y, x): the pair (i, j) reaches x_i through both
         // orderings, and the diagonal K(x, x) twice through one.
-        rows_grad(&plan, &a, &a, |i, j| g[(i, j)] + g[(j, i)], da);
+        rows_grad(&plan, &a, &a, |i, j| g[(i, j)] + g[(j, i)], da, None);
+        Ok(())
+    }
+
+    fn gram_vjp_into(
+        &self,
+        a: PointsView<'_>,
+        b: PointsView<'_>,
+        g: &DMatrix<f64>,
+        out: &mut DMatrix<f64>,
+        da: &mut DMatrix<f64>,
+    ) -> Result<()> {
+        let plan = self.checked("a", &a)?;
+        let mut scratch = Vec::new();
+        norms_into("b", &b, &mut scratch)?;
+        same_dim(a.ncols(), &b)?;
+        check_g(g, a.nrows(), b.nrows())?;
+        rows_grad(&plan, &a, &b, |i, j| g[(i, j)], da, Some(out));
         Ok(())
     }
 }

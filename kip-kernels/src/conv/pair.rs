@@ -8,6 +8,7 @@ use super::act::{self, Act};
 use super::arch::{ConvArch, ConvLayer};
 use super::maps::{self, Geo};
 use crate::fc::FcKind;
+use kip_core::multiversion;
 use kip_core::ImageShape;
 
 /// A layer of the body with the map shape it takes.
@@ -132,8 +133,11 @@ pub(crate) struct Workspace {
     t: Vec<f64>,
     s: Vec<f64>,
     tmp: Vec<f64>,
+    /// The self pass's tape: each activation's input.
     tape_q: Vec<Vec<f64>>,
-    tape_t: Vec<Vec<f64>>,
+    /// The pair's tape: per activation, per entry, `Ḟ`, `Θ∂Ḟ/∂q`,
+    /// `∂F/∂vₐ`, `Θ∂Ḟ/∂vₐ` ([`act::forward_coefs`]).
+    coefs: Vec<[Vec<f64>; 4]>,
     sa: Vec<f64>,
     sb: Vec<f64>,
 }
@@ -148,40 +152,82 @@ impl Workspace {
         }
         let acts = plan.act_positions.len();
         self.tape_q.resize_with(acts, Vec::new);
-        self.tape_t.resize_with(acts, Vec::new);
+        self.coefs.resize_with(acts, Default::default);
     }
 }
 
-/// Run the per-entry activation over a map: `q ← F`, `t ← t·Ḟ` (when
-/// given), with the row side's caches `a` and the column side's `b`.
-fn act_map(geo: Geo, act: Act, q: &mut [f64], t: Option<&mut [f64]>, a: (&[f64], &[f64]), b: (&[f64], &[f64])) {
-    let w = geo.w;
-    let mut t = t;
-    let mut run = |range: std::ops::Range<usize>, sa: Option<(f64, f64)>, bo: usize| {
-        let n = range.len();
-        let qs = &mut q[range.clone()];
-        let (b0, b1) = (&b.0[bo..][..n], &b.1[bo..][..n]);
-        let (a0s, a1s) = (&a.0[bo..], &a.1[bo..]);
-        match t.as_deref_mut() {
-            Some(t) => {
-                let ts = &mut t[range];
-                for k in 0..n {
-                    let (x0, x1) = sa.unwrap_or((a0s[k], a1s[k]));
-                    let (f, fd) = act::forward(act, qs[k], x0, x1, b0[k], b1[k]);
-                    qs[k] = f;
-                    ts[k] *= fd;
-                }
-            }
-            None => {
-                for k in 0..n {
-                    let (x0, x1) = sa.unwrap_or((a0s[k], a1s[k]));
-                    qs[k] = act::forward(act, qs[k], x0, x1, b0[k], b1[k]).0;
-                }
-            }
+/// The row side's caches over a run of entries: one position for the
+/// whole run (a row of a full map: [`Splat`]) or one per entry (the
+/// diagonal map: [`Each`]). A trait, so each run loop is compiled for its
+/// side with no per-entry dispatch.
+trait Side: Copy {
+    fn at(self, k: usize) -> (f64, f64);
+    /// Add the run's row-side cotangents (`v[k]` per entry) into `va`.
+    const SPLAT: bool;
+}
+
+#[derive(Clone, Copy)]
+struct Splat(f64, f64);
+
+#[derive(Clone, Copy)]
+struct Each<'a>(&'a [f64], &'a [f64]);
+
+impl Side for Splat {
+    const SPLAT: bool = true;
+    #[inline(always)]
+    fn at(self, _: usize) -> (f64, f64) {
+        (self.0, self.1)
+    }
+}
+
+impl Side for Each<'_> {
+    const SPLAT: bool = false;
+    #[inline(always)]
+    fn at(self, k: usize) -> (f64, f64) {
+        (self.0[k], self.1[k])
+    }
+}
+
+/// The activation over one run of `n` entries (`q ← F`, `t ← t·Ḟ` when
+/// `t` is given; `t` empty otherwise).
+#[inline(always)]
+fn act_run<S: Side>(act: Act, q: &mut [f64], t: &mut [f64], a: S, b0: &[f64], b1: &[f64]) {
+    let n = q.len();
+    let (b0, b1) = (&b0[..n], &b1[..n]);
+    if t.is_empty() {
+        for k in 0..n {
+            let (x0, x1) = a.at(k);
+            q[k] = act::forward(act, q[k], x0, x1, b0[k], b1[k]).0;
         }
-    };
+    } else {
+        let t = &mut t[..n];
+        for k in 0..n {
+            let (x0, x1) = a.at(k);
+            let (f, fd) = act::forward(act, q[k], x0, x1, b0[k], b1[k]);
+            q[k] = f;
+            t[k] *= fd;
+        }
+    }
+}
+
+/// Run the per-entry activation over a map: `q ← F`, `t ← t·Ḟ` (`t`
+/// empty for NNGP), with the row side's caches `a` and the column side's
+/// `b`.
+#[inline(always)]
+fn act_map(geo: Geo, act: Act, q: &mut [f64], t: &mut [f64], a: (&[f64], &[f64]), b: (&[f64], &[f64])) {
+    match act {
+        Act::Relu => act_map_as(geo, Act::Relu, q, t, a, b),
+        Act::Erf => act_map_as(geo, Act::Erf, q, t, a, b),
+    }
+}
+
+#[inline(always)]
+fn act_map_as(geo: Geo, act: Act, q: &mut [f64], t: &mut [f64], a: (&[f64], &[f64]), b: (&[f64], &[f64])) {
+    let w = geo.w;
     if !geo.full {
-        run(0..geo.len(), None, 0);
+        let n = geo.len();
+        let t = if t.is_empty() { t } else { &mut t[..n] };
+        act_run(act, &mut q[..n], t, Each(&a.0[..n], &a.1[..n]), b.0, b.1);
         return;
     }
     for i in 0..geo.h {
@@ -189,69 +235,245 @@ fn act_map(geo: Geo, act: Act, q: &mut [f64], t: Option<&mut [f64]>, a: (&[f64],
             for j in 0..w {
                 let start = ((i * geo.h + i2) * w + j) * w;
                 let p = i * w + j;
-                run(start..start + w, Some((a.0[p], a.1[p])), i2 * w);
+                let t = if t.is_empty() { &mut t[..0] } else { &mut t[start..start + w] };
+                let side = Splat(a.0[p], a.1[p]);
+                act_run(act, &mut q[start..start + w], t, side, &b.0[i2 * w..], &b.1[i2 * w..]);
             }
         }
     }
 }
 
-/// The backward of [`act_map`]: `gq`, `gt` (the outputs' cotangents on
-/// entry, the inputs' on return), the tape `q`, `t`; the variances'
-/// cotangents added into `va` (row side) and, when given, `vb`.
-#[allow(clippy::too_many_arguments)]
-fn act_back(
-    geo: Geo,
-    act: Act,
-    q: &[f64],
-    t: Option<(&[f64], &mut [f64])>,
-    gq: &mut [f64],
-    a: (&[f64], &[f64]),
-    b: (&[f64], &[f64]),
-    va: &mut [f64],
-    mut vb: Option<&mut [f64]>,
-) {
-    let w = geo.w;
-    let (tt, mut gt) = match t {
-        Some((tt, gt)) => (Some(tt), Some(gt)),
-        None => (None, None),
-    };
-    let mut run = |range: std::ops::Range<usize>, row: Option<usize>, bo: usize| {
-        let n = range.len();
-        let (qs, gqs) = (&q[range.clone()], &mut gq[range.clone()]);
-        let (b0, b1) = (&b.0[bo..][..n], &b.1[bo..][..n]);
-        let mut row_sum = 0.0;
+/// [`act_run`] keeping the backward's coefficients in `coefs` (each as
+/// long as the run).
+#[inline(always)]
+fn act_tape_run<S: Side>(act: Act, q: &mut [f64], t: &mut [f64], a: S, b0: &[f64], b1: &[f64], coefs: [&mut [f64]; 4]) {
+    let n = q.len();
+    let (b0, b1) = (&b0[..n], &b1[..n]);
+    let [fd, tq, fa, tv] = coefs;
+    let (fd, fa) = (&mut fd[..n], &mut fa[..n]);
+    if t.is_empty() {
         for k in 0..n {
-            let ia = row.unwrap_or(bo + k);
-            let (tk, gtk) = match (tt, gt.as_deref()) {
-                (Some(tt), Some(gt)) => (tt[range.start + k], gt[range.start + k]),
-                _ => (0.0, 0.0),
-            };
-            let e = act::backward(act, qs[k], tk, gqs[k], gtk, a.0[ia], a.1[ia], b0[k], b1[k]);
-            gqs[k] = e.q;
-            if let Some(gt) = gt.as_deref_mut() {
-                gt[range.start + k] = e.t;
-            }
-            match row {
-                Some(_) => row_sum += e.va,
-                None => va[bo + k] += e.va,
-            }
-            if let Some(vb) = vb.as_deref_mut() {
-                vb[bo + k] += e.vb;
-            }
+            let (x0, x1) = a.at(k);
+            let c = act::forward_coefs(act, q[k], 0.0, x0, x1, b0[k], b1[k]);
+            q[k] = c[0];
+            fd[k] = c[1];
+            fa[k] = c[3];
         }
-        if let Some(p) = row {
-            va[p] += row_sum;
+    } else {
+        let (t, tq, tv) = (&mut t[..n], &mut tq[..n], &mut tv[..n]);
+        for k in 0..n {
+            let (x0, x1) = a.at(k);
+            let c = act::forward_coefs(act, q[k], t[k], x0, x1, b0[k], b1[k]);
+            q[k] = c[0];
+            t[k] *= c[1];
+            fd[k] = c[1];
+            tq[k] = c[2];
+            fa[k] = c[3];
+            tv[k] = c[4];
         }
-    };
+    }
+}
+
+/// [`act_map`] keeping the backward's coefficients (`coefs`: four maps
+/// of the map's length).
+#[inline(always)]
+fn act_map_tape(geo: Geo, act: Act, q: &mut [f64], t: &mut [f64], a: (&[f64], &[f64]), b: (&[f64], &[f64]), coefs: &mut [Vec<f64>; 4]) {
+    match act {
+        Act::Relu => act_map_tape_as(geo, Act::Relu, q, t, a, b, coefs),
+        Act::Erf => act_map_tape_as(geo, Act::Erf, q, t, a, b, coefs),
+    }
+}
+
+#[inline(always)]
+fn act_map_tape_as(geo: Geo, act: Act, q: &mut [f64], t: &mut [f64], a: (&[f64], &[f64]), b: (&[f64], &[f64]), coefs: &mut [Vec<f64>; 4]) {
+    let w = geo.w;
+    let ntk = !t.is_empty();
+    let [c0, c1, c2, c3] = coefs;
     if !geo.full {
-        run(0..geo.len(), None, 0);
+        let n = geo.len();
+        act_tape_run(act, q, t, Each(&a.0[..n], &a.1[..n]), b.0, b.1, [c0, c1, c2, c3]);
         return;
     }
     for i in 0..geo.h {
         for i2 in 0..geo.h {
             for j in 0..w {
                 let start = ((i * geo.h + i2) * w + j) * w;
-                run(start..start + w, Some(i * w + j), i2 * w);
+                let r = start..start + w;
+                let p = i * w + j;
+                let tr = if ntk { &mut t[r.clone()] } else { &mut t[..0] };
+                let cs = [&mut c0[r.clone()], &mut c1[r.clone()], &mut c2[r.clone()], &mut c3[r.clone()]];
+                act_tape_run(act, &mut q[r], tr, Splat(a.0[p], a.1[p]), &b.0[i2 * w..], &b.1[i2 * w..], cs);
+            }
+        }
+    }
+}
+
+/// The pair's activation backward from the tape's coefficients over one
+/// run: `gq ← gq·Ḟ + gΘ·(Θ∂Ḟ/∂q)`, `gΘ ← gΘ·Ḟ` (`gt` empty for NNGP);
+/// the row side's variance cotangents into `va` (per entry, or summed into
+/// `va[0]` when `splat`).
+#[inline(always)]
+fn act_coef_run(gq: &mut [f64], gt: &mut [f64], c: [&[f64]; 4], va: &mut [f64], splat: bool) {
+    let n = gq.len();
+    let (fd, fa) = (&c[0][..n], &c[2][..n]);
+    let mut row = 0.0;
+    if gt.is_empty() {
+        for k in 0..n {
+            let g = gq[k];
+            gq[k] = g * fd[k];
+            let v = g * fa[k];
+            if splat {
+                row += v;
+            } else {
+                va[k] += v;
+            }
+        }
+    } else {
+        let (gt, tq, tv) = (&mut gt[..n], &c[1][..n], &c[3][..n]);
+        for k in 0..n {
+            let (g, h) = (gq[k], gt[k]);
+            gq[k] = g.mul_add(fd[k], h * tq[k]);
+            gt[k] = h * fd[k];
+            let v = g.mul_add(fa[k], h * tv[k]);
+            if splat {
+                row += v;
+            } else {
+                va[k] += v;
+            }
+        }
+    }
+    if splat {
+        va[0] += row;
+    }
+}
+
+/// [`act_coef_run`] over a map.
+#[inline(always)]
+fn act_back_coefs(geo: Geo, gq: &mut [f64], gt: &mut [f64], coefs: &[Vec<f64>; 4], va: &mut [f64]) {
+    let w = geo.w;
+    let ntk = !gt.is_empty();
+    if !geo.full {
+        let c = [&coefs[0][..], &coefs[1][..], &coefs[2][..], &coefs[3][..]];
+        act_coef_run(gq, gt, c, va, false);
+        return;
+    }
+    for i in 0..geo.h {
+        for i2 in 0..geo.h {
+            for j in 0..w {
+                let start = ((i * geo.h + i2) * w + j) * w;
+                let r = start..start + w;
+                let p = i * w + j;
+                let g2 = if ntk { &mut gt[r.clone()] } else { &mut gt[..0] };
+                let c = [&coefs[0][r.clone()], &coefs[1][r.clone()], &coefs[2][r.clone()], &coefs[3][r.clone()]];
+                act_coef_run(&mut gq[r], g2, c, &mut va[p..p + 1], true);
+            }
+        }
+    }
+}
+
+/// The backward of [`act_run`] over one run: `gq`, `gt` hold the outputs'
+/// cotangents on entry and the inputs' on return (`t`, `gt` empty for
+/// NNGP); returns nothing, adds the row side's variance cotangents into
+/// `va` (one per entry, or their sum into `va[0]` for a splat side) and
+/// the column side's into `vb` (when not empty).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn act_back_run<S: Side>(
+    act: Act,
+    q: &[f64],
+    t: &[f64],
+    gq: &mut [f64],
+    gt: &mut [f64],
+    a: S,
+    b0: &[f64],
+    b1: &[f64],
+    va: &mut [f64],
+    vb: &mut [f64],
+) {
+    let n = q.len();
+    let (gq, b0, b1) = (&mut gq[..n], &b0[..n], &b1[..n]);
+    let ntk = !t.is_empty();
+    let (t, gt) = if ntk { (&t[..n], &mut gt[..n]) } else { (t, gt) };
+    let splat = S::SPLAT;
+    let mut row = 0.0;
+    for k in 0..n {
+        let (x0, x1) = a.at(k);
+        let (tk, gtk) = if ntk { (t[k], gt[k]) } else { (0.0, 0.0) };
+        let e = act::backward(act, q[k], tk, gq[k], gtk, x0, x1, b0[k], b1[k]);
+        gq[k] = e.q;
+        if ntk {
+            gt[k] = e.t;
+        }
+        if splat {
+            row += e.va;
+        } else {
+            va[k] += e.va;
+        }
+        if !vb.is_empty() {
+            vb[k] += e.vb;
+        }
+    }
+    if splat {
+        va[0] += row;
+    }
+}
+
+/// The backward of [`act_map`]: `gq`, `gt` (the outputs' cotangents on
+/// entry, the inputs' on return; `t`, `gt` empty for NNGP), the tape `q`,
+/// `t`; the variances' cotangents added into `va` (row side) and, when
+/// not empty, `vb` (column side).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn act_back(
+    geo: Geo,
+    act: Act,
+    q: &[f64],
+    t: &[f64],
+    gq: &mut [f64],
+    gt: &mut [f64],
+    a: (&[f64], &[f64]),
+    b: (&[f64], &[f64]),
+    va: &mut [f64],
+    vb: &mut [f64],
+) {
+    match act {
+        Act::Relu => act_back_as(geo, Act::Relu, q, t, gq, gt, a, b, va, vb),
+        Act::Erf => act_back_as(geo, Act::Erf, q, t, gq, gt, a, b, va, vb),
+    }
+}
+
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn act_back_as(
+    geo: Geo,
+    act: Act,
+    q: &[f64],
+    t: &[f64],
+    gq: &mut [f64],
+    gt: &mut [f64],
+    a: (&[f64], &[f64]),
+    b: (&[f64], &[f64]),
+    va: &mut [f64],
+    vb: &mut [f64],
+) {
+    let w = geo.w;
+    let ntk = !t.is_empty();
+    if !geo.full {
+        let n = geo.len();
+        let side = Each(&a.0[..n], &a.1[..n]);
+        act_back_run(act, &q[..n], t, &mut gq[..n], gt, side, b.0, b.1, &mut va[..n], vb);
+        return;
+    }
+    for i in 0..geo.h {
+        for i2 in 0..geo.h {
+            for j in 0..w {
+                let start = ((i * geo.h + i2) * w + j) * w;
+                let r = start..start + w;
+                let p = i * w + j;
+                let (t, gt) = if ntk { (&t[r.clone()], &mut gt[r.clone()]) } else { (&t[..0], &mut gt[..0]) };
+                let vb = if vb.is_empty() { &mut vb[..0] } else { &mut vb[i2 * w..(i2 + 1) * w] };
+                let side = Splat(a.0[p], a.1[p]);
+                act_back_run(act, &q[r.clone()], t, &mut gq[r], gt, side, &b.0[i2 * w..], &b.1[i2 * w..], &mut va[p..p + 1], vb);
             }
         }
     }
@@ -259,7 +481,8 @@ fn act_back(
 
 /// The kernel value of the pair `(a, b)`; with `tape`, the inputs of
 /// every activation are kept in `ws` for [`backward`].
-pub(crate) fn forward(plan: &Plan, a: &ImageCache, b: &ImageCache, ws: &mut Workspace, tape: bool) -> f64 {
+#[inline(always)]
+fn forward_impl(plan: &Plan, a: &ImageCache, b: &ImageCache, ws: &mut Workspace, tape: bool) -> f64 {
     ws.fit(plan);
     maps::input(plan.in_geo, plan.channels, &a.x, &b.x, &mut ws.q);
     let ntk = plan.ntk;
@@ -283,21 +506,17 @@ pub(crate) fn forward(plan: &Plan, a: &ImageCache, b: &ImageCache, ws: &mut Work
             }
             Step::Act(geo, act, idx) => {
                 let n = geo.len();
+                let t = if ntk { &mut ws.t[..n] } else { &mut ws.t[..0] };
+                let (ca, cb) = ((&a.c0[idx][..], &a.c1[idx][..]), (&b.c0[idx][..], &b.c1[idx][..]));
                 if tape {
-                    copy_into(&mut ws.tape_q[idx], &ws.q[..n]);
-                    if ntk {
-                        copy_into(&mut ws.tape_t[idx], &ws.t[..n]);
+                    let coefs = &mut ws.coefs[idx];
+                    for c in coefs.iter_mut() {
+                        c.resize(n, 0.0);
                     }
+                    act_map_tape(geo, act, &mut ws.q[..n], t, ca, cb, coefs);
+                } else {
+                    act_map(geo, act, &mut ws.q, t, ca, cb);
                 }
-                let t = ntk.then_some(&mut ws.t[..n]);
-                act_map(
-                    geo,
-                    act,
-                    &mut ws.q,
-                    t,
-                    (&a.c0[idx], &a.c1[idx]),
-                    (&b.c0[idx], &b.c1[idx]),
-                );
             }
             Step::Pool(geo) => {
                 maps::pool(geo, &ws.q, &mut ws.s);
@@ -318,6 +537,7 @@ pub(crate) fn forward(plan: &Plan, a: &ImageCache, b: &ImageCache, ws: &mut Work
     }
 }
 
+#[inline(always)]
 fn copy_into(dst: &mut Vec<f64>, src: &[f64]) {
     dst.clear();
     dst.extend_from_slice(src);
@@ -328,9 +548,10 @@ fn copy_into(dst: &mut Vec<f64>, src: &[f64]) {
 /// covariance's part added into `dxa` (planar), the row side's variances'
 /// cotangents into `acc` (one map per activation; [`self_backward`]
 /// carries them to the pixels).
-pub(crate) fn backward(
+#[inline(always)]
+fn backward_impl(
     plan: &Plan,
-    a: &ImageCache,
+    _a: &ImageCache,
     b: &ImageCache,
     ws: &mut Workspace,
     g: f64,
@@ -353,21 +574,11 @@ pub(crate) fn backward(
                     std::mem::swap(&mut ws.t, &mut ws.s);
                 }
             }
-            Step::Conv(geo) => conv_back(plan, geo, ws),
-            Step::Act(geo, act, idx) => {
+            Step::Conv(geo) => conv_back(plan, geo, ws, plan.ntk),
+            Step::Act(geo, _, idx) => {
                 let n = geo.len();
-                let t = ntk.then(|| (&ws.tape_t[idx][..n], &mut ws.t[..n]));
-                act_back(
-                    geo,
-                    act,
-                    &ws.tape_q[idx],
-                    t,
-                    &mut ws.q[..n],
-                    (&a.c0[idx], &a.c1[idx]),
-                    (&b.c0[idx], &b.c1[idx]),
-                    &mut acc[idx],
-                    None,
-                );
+                let gt = if ntk { &mut ws.t[..n] } else { &mut ws.t[..0] };
+                act_back_coefs(geo, &mut ws.q[..n], gt, &ws.coefs[idx], &mut acc[idx]);
             }
         }
     }
@@ -376,9 +587,10 @@ pub(crate) fn backward(
 
 /// The Conv layer's adjoint on the cotangents in `ws.q` (and `ws.t`):
 /// `gq ← α·B(gq + gt)`, `gt ← α·B(gt)`.
-fn conv_back(plan: &Plan, geo: Geo, ws: &mut Workspace) {
+#[inline(always)]
+fn conv_back(plan: &Plan, geo: Geo, ws: &mut Workspace, ntk: bool) {
     let n = geo.len();
-    if plan.ntk {
+    if ntk {
         for (q, t) in ws.q[..n].iter_mut().zip(&ws.t[..n]) {
             *q += t;
         }
@@ -398,7 +610,8 @@ enum Caches<'a> {
 /// The per-image pass: the self-covariance (NNGP) of the planar image `x`
 /// through the stack, filling or reading the caches of each activation's
 /// diagonal, keeping the tape when `tape`.
-fn self_forward(plan: &Plan, x: &[f64], mut caches: Caches<'_>, ws: &mut Workspace, tape: bool) {
+#[inline(always)]
+fn self_forward_impl(plan: &Plan, x: &[f64], mut caches: Caches<'_>, ws: &mut Workspace, tape: bool) {
     ws.fit(plan);
     maps::input(plan.in_geo, plan.channels, x, x, &mut ws.q);
     for step in &plan.steps {
@@ -424,7 +637,7 @@ fn self_forward(plan: &Plan, x: &[f64], mut caches: Caches<'_>, ws: &mut Workspa
                     Caches::Fill(c0, c1) => (&c0[idx][..], &c1[idx][..]),
                     Caches::Read(c0, c1) => (&c0[idx][..], &c1[idx][..]),
                 };
-                act_map(geo, act, &mut ws.q, None, c, c);
+                act_map(geo, act, &mut ws.q, &mut [], c, c);
             }
             Step::Pool(geo) => {
                 maps::pool(geo, &ws.q, &mut ws.s);
@@ -436,11 +649,12 @@ fn self_forward(plan: &Plan, x: &[f64], mut caches: Caches<'_>, ws: &mut Workspa
 
 /// Carry the variances' cotangents `acc` (one map per activation) back
 /// through the image's own pass to its pixels, added into `dx` (planar).
-pub(crate) fn self_backward(plan: &Plan, img: &ImageCache, ws: &mut Workspace, acc: &[Vec<f64>], dx: &mut [f64]) {
+#[inline(always)]
+fn self_backward_impl(plan: &Plan, img: &ImageCache, ws: &mut Workspace, acc: &[Vec<f64>], dx: &mut [f64]) {
     if acc.iter().all(|m| m.iter().all(|&v| v == 0.0)) {
         return;
     }
-    self_forward(plan, &img.x, Caches::Read(&img.c0, &img.c1), ws, true);
+    self_forward_impl(plan, &img.x, Caches::Read(&img.c0, &img.c1), ws, true);
     ws.q[..plan.out_geo.len()].fill(0.0);
     for step in plan.steps.iter().rev() {
         match *step {
@@ -448,7 +662,7 @@ pub(crate) fn self_backward(plan: &Plan, img: &ImageCache, ws: &mut Workspace, a
                 maps::pool_adjoint(geo, &ws.q, &mut ws.s);
                 std::mem::swap(&mut ws.q, &mut ws.s);
             }
-            Step::Conv(geo) => conv_back(plan, geo, ws),
+            Step::Conv(geo) => conv_back(plan, geo, ws, false),
             Step::Act(geo, act, idx) => {
                 let n = geo.len();
                 let np = geo.positions();
@@ -457,17 +671,7 @@ pub(crate) fn self_backward(plan: &Plan, img: &ImageCache, ws: &mut Workspace, a
                 ws.sb.clear();
                 ws.sb.resize(np, 0.0);
                 let c = (&img.c0[idx][..], &img.c1[idx][..]);
-                act_back(
-                    geo,
-                    act,
-                    &ws.tape_q[idx],
-                    None,
-                    &mut ws.q[..n],
-                    c,
-                    c,
-                    &mut ws.sa,
-                    Some(&mut ws.sb),
-                );
+                act_back(geo, act, &ws.tape_q[idx], &[], &mut ws.q[..n], &mut [], c, c, &mut ws.sa, &mut ws.sb);
                 // The variances are the diagonal of this layer's input.
                 for i in 0..geo.h {
                     for j in 0..geo.w {
@@ -479,4 +683,27 @@ pub(crate) fn self_backward(plan: &Plan, img: &ImageCache, ws: &mut Workspace, a
         }
     }
     maps::input_adjoint(plan.in_geo, plan.channels, &ws.q, &img.x, 2.0, dx);
+}
+
+multiversion! {
+    /// The kernel value of the pair `(a, b)`; with `tape`, the inputs of
+    /// every activation are kept in `ws` for [`backward`].
+    pub(crate) fn forward(plan: &Plan, a: &ImageCache, b: &ImageCache, ws: &mut Workspace, tape: bool) -> f64 => forward_impl
+}
+
+multiversion! {
+    /// The backward pass of the pair last run by [`forward`] with a tape
+    /// (see `backward_impl`).
+    pub(crate) fn backward(plan: &Plan, a: &ImageCache, b: &ImageCache, ws: &mut Workspace, g: f64, dxa: &mut [f64], acc: &mut [Vec<f64>]) => backward_impl
+}
+
+multiversion! {
+    /// The per-image pass (see `self_forward_impl`).
+    fn self_forward(plan: &Plan, x: &[f64], caches: Caches<'_>, ws: &mut Workspace, tape: bool) => self_forward_impl
+}
+
+multiversion! {
+    /// Carry the variances' cotangents to the pixels (see
+    /// `self_backward_impl`).
+    pub(crate) fn self_backward(plan: &Plan, img: &ImageCache, ws: &mut Workspace, acc: &[Vec<f64>], dx: &mut [f64]) => self_backward_impl
 }
