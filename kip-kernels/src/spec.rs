@@ -399,7 +399,7 @@ mod tests {
             "convvec3-ntk",
             "convvec1-nngp:b_std=0",
             "convnet3-ntk",
-            "convnet0-nngp",
+            "convnet1-nngp",
             "conv-ntk:layers=CRCRGD",
             "conv-nngp:layers=CEPFD,w_std=1.5",
         ] {
@@ -458,5 +458,9 @@ mod tests {
         // The named forms print by name whatever form they were given in.
         let s: KernelSpec = "conv-nngp:layers=CRCRPCRPFD".parse().unwrap();
         assert_eq!(s.to_string(), "convnet2-nngp");
+        // ConvNet depth 0 (Conv, ReLU, Flatten, Dense) is Conv-Vec depth 1.
+        let s: KernelSpec = "convnet0-ntk".parse().unwrap();
+        assert_eq!(s, "convvec1-ntk".parse().unwrap());
+        assert_eq!(s.to_string(), "convvec1-ntk");
     }
 }
