@@ -41,13 +41,16 @@ fn bench(c: &mut Criterion) {
             bch.iter(|| k.gram_into(points(&a), points(&b), &mut out).unwrap())
         });
         let mut da = DMatrix::zeros(n1, a.ncols());
-        group.bench_function(BenchmarkId::new(format!("{spec} value+grad"), format!("{n1}x{n2}")), |bch| {
-            bch.iter(|| {
-                k.gram_into(points(&a), points(&b), &mut out).unwrap();
-                k.vjp_into(points(&a), points(&b), &g, Some(&mut da), None).unwrap();
-                black_box(&da);
-            })
-        });
+        group.bench_function(
+            BenchmarkId::new(format!("{spec} value+grad"), format!("{n1}x{n2}")),
+            |bch| {
+                bch.iter(|| {
+                    k.gram_into(points(&a), points(&b), &mut out).unwrap();
+                    k.vjp_into(points(&a), points(&b), &g, Some(&mut da), None).unwrap();
+                    black_box(&da);
+                })
+            },
+        );
     }
     let (m1, m2) = (8, 8);
     let (a8, b8) = (images(m1, 3), images(m2, 4));
@@ -57,7 +60,10 @@ fn bench(c: &mut Criterion) {
         bch.iter(|| k.gram_into(points(&a8), points(&b8), &mut out).unwrap())
     });
     group.finish();
-    println!("(ms per pair = time / {pairs} for the 100x100 rows, / {} for the 8x8 row)", m1 * m2);
+    println!(
+        "(ms per pair = time / {pairs} for the 100x100 rows, / {} for the 8x8 row)",
+        m1 * m2
+    );
 }
 
 criterion_group!(benches, bench);

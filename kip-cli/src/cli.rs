@@ -31,6 +31,8 @@ pub enum Command {
     Transfer(TransferArgs),
     /// Summarise a dataset or a run directory.
     Inspect(InspectArgs),
+    /// Compute a kernel matrix of points in .npy/.npz files (any kernel spec).
+    Gram(GramArgs),
 }
 
 /// Where the data comes from and how it is prepared.
@@ -247,6 +249,37 @@ pub struct InspectArgs {
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
     /// Print JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `kip gram`.
+#[derive(Debug, Args)]
+pub struct GramArgs {
+    /// Kernel spec: fc1-ntk, fc3-nngp, rbf, linear, convvec3-ntk,
+    /// convnet3-nngp, conv-ntk:layers=CRCRGD, ... (see `docs/cli.md`).
+    #[arg(long)]
+    pub kernel: String,
+    /// Points: a .npy file or a .npz archive, shaped [n, d], [n, h, w] or
+    /// [n, h, w, c] (channels last), float32 or float64.
+    pub a: PathBuf,
+    /// Second point set, shaped as the first [default: the first: the
+    /// symmetric Gram K(a, a)].
+    pub b: Option<PathBuf>,
+    /// Output .npy: the n_a × n_b matrix, float64.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Array to read from .npz inputs [default: x, or the only array].
+    #[arg(long)]
+    pub key: Option<String>,
+    /// Image shape HxWxC of flat [n, d] points (convolutional kernels
+    /// need one; image-shaped arrays carry theirs).
+    #[arg(long)]
+    pub image_shape: Option<String>,
+    /// No summary line.
+    #[arg(long)]
+    pub quiet: bool,
+    /// Print a JSON summary on stdout.
     #[arg(long)]
     pub json: bool,
 }

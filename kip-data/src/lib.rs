@@ -47,6 +47,7 @@
 
 #![warn(missing_docs)]
 
+mod arrays;
 mod cifar;
 mod corrupt;
 mod dataset;
@@ -63,6 +64,7 @@ mod resolve;
 mod sampling;
 mod targets;
 
+pub use arrays::{read_points, write_npy_f64, PointArray};
 pub use cifar::{cifar10_expected_files, load_cifar10_dir, load_cifar_batch, CIFAR10_CLASSES, CIFAR_RECORD};
 pub use corrupt::{gaussian_images, PixelMask};
 pub use dataset::{Dataset, ImageShape, Split};

@@ -189,6 +189,17 @@ pub(crate) fn read_array<R: std::io::Read + std::io::Seek>(
         Ok(None) => return Ok(None),
         Err(e) => return Err(npz_err(path, Some(name), format!("bad npy header: {e}"))),
     };
+    // The zip entry's declared size is itself untrusted: deflate cannot expand
+    // more than ~1032:1, so no array can be larger than that many times the
+    // whole file (this bounds the allocation by the file length).
+    let file_len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(u64::MAX);
+    let entry_size = entry_size.min(file_len.saturating_mul(MAX_DEFLATE_RATIO));
+    decode(file, path, name, entry_size).map(Some)
+}
+
+/// Decode one npy stream (an npz entry or a `.npy` file) of at most
+/// `max_bytes` bytes of data into a C-ordered [`Array`].
+fn decode<R: std::io::Read>(file: NpyFile<R>, path: &Path, name: &str, max_bytes: u64) -> Result<Array> {
     let shape: Vec<u64> = file.shape().to_vec();
     let order = file.order();
     let dtype = file.dtype();
@@ -223,19 +234,14 @@ pub(crate) fn read_array<R: std::io::Read + std::io::Seek>(
         .iter()
         .try_fold(1u64, |a, &s| a.checked_mul(s))
         .and_then(|e| e.checked_mul(size));
-    // The zip entry's declared size is itself untrusted: deflate cannot expand
-    // more than ~1032:1, so no array can be larger than that many times the
-    // whole file (this bounds the allocation by the file length).
-    let file_len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(u64::MAX);
-    let entry_size = entry_size.min(file_len.saturating_mul(MAX_DEFLATE_RATIO));
     match elems {
-        Some(bytes) if bytes <= entry_size => {}
+        Some(bytes) if bytes <= max_bytes => {}
         _ => {
             return Err(npz_err(
                 path,
                 Some(name),
                 format!(
-                    "header shape {shape:?} of {size}-byte elements needs more bytes than the {entry_size}-byte entry holds (truncated or corrupt)"
+                    "header shape {shape:?} of {size}-byte elements needs more bytes than the {max_bytes}-byte entry holds (truncated or corrupt)"
                 ),
             ))
         }
@@ -261,7 +267,33 @@ pub(crate) fn read_array<R: std::io::Read + std::io::Seek>(
     if data.len() != shape_us.iter().product::<usize>() {
         return Err(npz_err(path, Some(name), "data shorter than its shape (truncated)"));
     }
-    Ok(Some(Array { shape: shape_us, data }))
+    Ok(Array { shape: shape_us, data })
+}
+
+/// Reads a bare `.npy` file (`name` labels it in errors).
+pub(crate) fn read_npy(path: &Path, name: &str) -> Result<Array> {
+    let mut f = File::open(path).map_err(|e| DataError::io(path, e))?;
+    let size = f.metadata().map_err(|e| DataError::io(path, e))?.len();
+    let header = declared_header_len(&mut f).map_err(|e| DataError::io(path, e))?;
+    if let Some(h) = header.filter(|&h| h > MAX_NPY_HEADER.min(size)) {
+        return Err(npz_err(
+            path,
+            Some(name),
+            format!("npy header claims {h} bytes (file holds {size}, limit {MAX_NPY_HEADER})"),
+        ));
+    }
+    use std::io::Seek;
+    f.rewind().map_err(|e| DataError::io(path, e))?;
+    let file =
+        NpyFile::new(BufReader::new(f)).map_err(|e| npz_err(path, Some(name), format!("not an npy file: {e}")))?;
+    decode(file, path, name, size)
+}
+
+/// The names of an npz archive's arrays.
+pub(crate) fn array_names<R: std::io::Read + std::io::Seek>(ar: &NpzArchive<R>) -> Vec<String> {
+    let mut v: Vec<String> = ar.array_names().map(String::from).collect();
+    v.sort();
+    v
 }
 
 fn conv<T: Into<i64> + Copy + Default>(v: Vec<T>, shape: &[usize], order: Order) -> Vec<i64> {

@@ -8,23 +8,42 @@ fn main() {
     let grad = args.get(3).is_some();
     let k = spec.parse::<KernelSpec>().unwrap().build().for_images([32, 32, 3]);
     let mut s = 1u64;
-    let mut r = || { s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407); ((s >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0 };
+    let mut r = || {
+        s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        ((s >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
+    };
     let a = DMatrix::from_fn(n, 3072, |_, _| r());
     let b = DMatrix::from_fn(n, 3072, |_, _| r());
     let t = std::time::Instant::now();
     let g = k.gram(&a, &b).unwrap();
     let e = t.elapsed().as_secs_f64();
-    println!("gram {:.3} s, {:.2} us/pair, sum {}", e, e / (n * n) as f64 * 1e6, g.sum());
+    println!(
+        "gram {:.3} s, {:.2} us/pair, sum {}",
+        e,
+        e / (n * n) as f64 * 1e6,
+        g.sum()
+    );
     if grad {
         let gg = DMatrix::from_element(n, n, 0.5);
         let t = std::time::Instant::now();
         let (da, _) = k.vjp(&a, &b, &gg).unwrap();
         let e = t.elapsed().as_secs_f64();
-        println!("vjp both sides {:.3} s, {:.2} us/pair, {}", e, e / (n * n) as f64 * 1e6, da.sum());
+        println!(
+            "vjp both sides {:.3} s, {:.2} us/pair, {}",
+            e,
+            e / (n * n) as f64 * 1e6,
+            da.sum()
+        );
         let (mut kk, mut da) = (DMatrix::zeros(0, 0), DMatrix::zeros(0, 0));
         let t = std::time::Instant::now();
-        k.gram_vjp_into(kip_kernels::points(&a), kip_kernels::points(&b), &gg, &mut kk, &mut da).unwrap();
+        k.gram_vjp_into(kip_kernels::points(&a), kip_kernels::points(&b), &gg, &mut kk, &mut da)
+            .unwrap();
         let e = t.elapsed().as_secs_f64();
-        println!("fused value+grad {:.3} s, {:.2} us/pair, {}", e, e / (n * n) as f64 * 1e6, da.sum());
+        println!(
+            "fused value+grad {:.3} s, {:.2} us/pair, {}",
+            e,
+            e / (n * n) as f64 * 1e6,
+            da.sum()
+        );
     }
 }

@@ -2,6 +2,7 @@
 
 mod distill;
 mod eval;
+mod gram;
 mod inspect;
 mod label_solve;
 mod transfer;
@@ -33,6 +34,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Eval(a) => eval::run(a),
         Command::Transfer(a) => transfer::run(a),
         Command::Inspect(a) => inspect::run(a),
+        Command::Gram(a) => gram::run(a),
     }
 }
 

@@ -179,7 +179,9 @@ mod tests {
                 assert_eq!((f2, fd2), forward(act, q, a0, a1, b0, b1));
                 let cq = gq * fd2 + gt * tq;
                 let cva = gq * fa + gt * tv;
-                assert!((cq - g.q).abs() <= 1e-14 * (1.0 + g.q.abs()) && (cva - g.va).abs() <= 1e-14 * (1.0 + g.va.abs()));
+                assert!(
+                    (cq - g.q).abs() <= 1e-14 * (1.0 + g.q.abs()) && (cva - g.va).abs() <= 1e-14 * (1.0 + g.va.abs())
+                );
                 for (got, want, what) in [
                     (g.q, fd((h, 0.0, 0.0)), "q"),
                     (g.va, fd((0.0, h, 0.0)), "va"),

@@ -91,8 +91,16 @@ struct Pool(Mutex<Vec<Workspace>>);
 
 impl Pool {
     fn lease(&self) -> Lease<'_> {
-        let ws = self.0.lock().unwrap_or_else(|e| e.into_inner()).pop().unwrap_or_default();
-        Lease { pool: self, ws: Some(ws) }
+        let ws = self
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop()
+            .unwrap_or_default();
+        Lease {
+            pool: self,
+            ws: Some(ws),
+        }
     }
 }
 
@@ -126,9 +134,10 @@ impl Drop for Lease<'_> {
 /// The caches of rows `rows` of `x`, in parallel.
 fn caches(plan: &Plan, pool: &Pool, x: &PointsView<'_>, rows: Range<usize>) -> Vec<ImageCache> {
     rows.into_par_iter()
-        .map_init(|| pool.lease(), |ws, i| {
-            ImageCache::new(plan, x.row(i).iter().copied(), ws)
-        })
+        .map_init(
+            || pool.lease(),
+            |ws, i| ImageCache::new(plan, x.row(i).iter().copied(), ws),
+        )
         .collect()
 }
 
@@ -152,17 +161,20 @@ fn gram_block(
     let col_tasks = cc.len().div_ceil(TASK_COLS);
     let vals: Vec<(usize, usize, Vec<f64>)> = (0..rc.len() * col_tasks)
         .into_par_iter()
-        .map_init(|| pool.lease(), |ws, task| {
-            let (k, t) = (task / col_tasks, task % col_tasks);
-            let cols = t * TASK_COLS..((t + 1) * TASK_COLS).min(cc.len());
-            let i = r0 + k;
-            let v = cols
-                .clone()
-                .take_while(|&jj| !lower || c0 + jj <= i)
-                .map(|jj| pair::forward(plan, &rc[k], &cc[jj], ws, false))
-                .collect();
-            (i, c0 + cols.start, v)
-        })
+        .map_init(
+            || pool.lease(),
+            |ws, task| {
+                let (k, t) = (task / col_tasks, task % col_tasks);
+                let cols = t * TASK_COLS..((t + 1) * TASK_COLS).min(cc.len());
+                let i = r0 + k;
+                let v = cols
+                    .clone()
+                    .take_while(|&jj| !lower || c0 + jj <= i)
+                    .map(|jj| pair::forward(plan, &rc[k], &cc[jj], ws, false))
+                    .collect();
+                (i, c0 + cols.start, v)
+            },
+        )
         .collect();
     for (i, j0, v) in vals {
         for (jj, x) in v.into_iter().enumerate() {

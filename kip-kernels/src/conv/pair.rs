@@ -235,7 +235,11 @@ fn act_map_as(geo: Geo, act: Act, q: &mut [f64], t: &mut [f64], a: (&[f64], &[f6
             for j in 0..w {
                 let start = ((i * geo.h + i2) * w + j) * w;
                 let p = i * w + j;
-                let t = if t.is_empty() { &mut t[..0] } else { &mut t[start..start + w] };
+                let t = if t.is_empty() {
+                    &mut t[..0]
+                } else {
+                    &mut t[start..start + w]
+                };
                 let side = Splat(a.0[p], a.1[p]);
                 act_run(act, &mut q[start..start + w], t, side, &b.0[i2 * w..], &b.1[i2 * w..]);
             }
@@ -277,7 +281,15 @@ fn act_tape_run<S: Side>(act: Act, q: &mut [f64], t: &mut [f64], a: S, b0: &[f64
 /// [`act_map`] keeping the backward's coefficients (`coefs`: four maps
 /// of the map's length).
 #[inline(always)]
-fn act_map_tape(geo: Geo, act: Act, q: &mut [f64], t: &mut [f64], a: (&[f64], &[f64]), b: (&[f64], &[f64]), coefs: &mut [Vec<f64>; 4]) {
+fn act_map_tape(
+    geo: Geo,
+    act: Act,
+    q: &mut [f64],
+    t: &mut [f64],
+    a: (&[f64], &[f64]),
+    b: (&[f64], &[f64]),
+    coefs: &mut [Vec<f64>; 4],
+) {
     match act {
         Act::Relu => act_map_tape_as(geo, Act::Relu, q, t, a, b, coefs),
         Act::Erf => act_map_tape_as(geo, Act::Erf, q, t, a, b, coefs),
@@ -285,7 +297,15 @@ fn act_map_tape(geo: Geo, act: Act, q: &mut [f64], t: &mut [f64], a: (&[f64], &[
 }
 
 #[inline(always)]
-fn act_map_tape_as(geo: Geo, act: Act, q: &mut [f64], t: &mut [f64], a: (&[f64], &[f64]), b: (&[f64], &[f64]), coefs: &mut [Vec<f64>; 4]) {
+fn act_map_tape_as(
+    geo: Geo,
+    act: Act,
+    q: &mut [f64],
+    t: &mut [f64],
+    a: (&[f64], &[f64]),
+    b: (&[f64], &[f64]),
+    coefs: &mut [Vec<f64>; 4],
+) {
     let w = geo.w;
     let ntk = !t.is_empty();
     let [c0, c1, c2, c3] = coefs;
@@ -301,8 +321,21 @@ fn act_map_tape_as(geo: Geo, act: Act, q: &mut [f64], t: &mut [f64], a: (&[f64],
                 let r = start..start + w;
                 let p = i * w + j;
                 let tr = if ntk { &mut t[r.clone()] } else { &mut t[..0] };
-                let cs = [&mut c0[r.clone()], &mut c1[r.clone()], &mut c2[r.clone()], &mut c3[r.clone()]];
-                act_tape_run(act, &mut q[r], tr, Splat(a.0[p], a.1[p]), &b.0[i2 * w..], &b.1[i2 * w..], cs);
+                let cs = [
+                    &mut c0[r.clone()],
+                    &mut c1[r.clone()],
+                    &mut c2[r.clone()],
+                    &mut c3[r.clone()],
+                ];
+                act_tape_run(
+                    act,
+                    &mut q[r],
+                    tr,
+                    Splat(a.0[p], a.1[p]),
+                    &b.0[i2 * w..],
+                    &b.1[i2 * w..],
+                    cs,
+                );
             }
         }
     }
@@ -364,7 +397,12 @@ fn act_back_coefs(geo: Geo, gq: &mut [f64], gt: &mut [f64], coefs: &[Vec<f64>; 4
                 let r = start..start + w;
                 let p = i * w + j;
                 let g2 = if ntk { &mut gt[r.clone()] } else { &mut gt[..0] };
-                let c = [&coefs[0][r.clone()], &coefs[1][r.clone()], &coefs[2][r.clone()], &coefs[3][r.clone()]];
+                let c = [
+                    &coefs[0][r.clone()],
+                    &coefs[1][r.clone()],
+                    &coefs[2][r.clone()],
+                    &coefs[3][r.clone()],
+                ];
                 act_coef_run(&mut gq[r], g2, c, &mut va[p..p + 1], true);
             }
         }
@@ -470,10 +508,29 @@ fn act_back_as(
                 let start = ((i * geo.h + i2) * w + j) * w;
                 let r = start..start + w;
                 let p = i * w + j;
-                let (t, gt) = if ntk { (&t[r.clone()], &mut gt[r.clone()]) } else { (&t[..0], &mut gt[..0]) };
-                let vb = if vb.is_empty() { &mut vb[..0] } else { &mut vb[i2 * w..(i2 + 1) * w] };
+                let (t, gt) = if ntk {
+                    (&t[r.clone()], &mut gt[r.clone()])
+                } else {
+                    (&t[..0], &mut gt[..0])
+                };
+                let vb = if vb.is_empty() {
+                    &mut vb[..0]
+                } else {
+                    &mut vb[i2 * w..(i2 + 1) * w]
+                };
                 let side = Splat(a.0[p], a.1[p]);
-                act_back_run(act, &q[r.clone()], t, &mut gq[r], gt, side, &b.0[i2 * w..], &b.1[i2 * w..], &mut va[p..p + 1], vb);
+                act_back_run(
+                    act,
+                    &q[r.clone()],
+                    t,
+                    &mut gq[r],
+                    gt,
+                    side,
+                    &b.0[i2 * w..],
+                    &b.1[i2 * w..],
+                    &mut va[p..p + 1],
+                    vb,
+                );
             }
         }
     }
@@ -671,7 +728,18 @@ fn self_backward_impl(plan: &Plan, img: &ImageCache, ws: &mut Workspace, acc: &[
                 ws.sb.clear();
                 ws.sb.resize(np, 0.0);
                 let c = (&img.c0[idx][..], &img.c1[idx][..]);
-                act_back(geo, act, &ws.tape_q[idx], &[], &mut ws.q[..n], &mut [], c, c, &mut ws.sa, &mut ws.sb);
+                act_back(
+                    geo,
+                    act,
+                    &ws.tape_q[idx],
+                    &[],
+                    &mut ws.q[..n],
+                    &mut [],
+                    c,
+                    c,
+                    &mut ws.sa,
+                    &mut ws.sb,
+                );
                 // The variances are the diagonal of this layer's input.
                 for i in 0..geo.h {
                     for j in 0..geo.w {

@@ -1,0 +1,290 @@
+//! `kip gram`: kernel matrices of points in `.npy`/`.npz` files — against
+//! the neural-tangents golden values (through numpy), and every bad input
+//! with its message.
+
+mod common;
+
+#[path = "../../kip-data/tests/support/test_env.rs"]
+mod test_env;
+
+use std::path::Path;
+
+use common::*;
+use test_env::numpy;
+
+/// A C-ordered `.npy` of `descr` (`<f8`, `<f4`, `<i8`) with `shape`.
+fn write_npy(path: &Path, descr: &str, shape: &[usize], values: &[f64]) {
+    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+    let shape_s = if dims.len() == 1 {
+        format!("({},)", dims[0])
+    } else {
+        format!("({})", dims.join(", "))
+    };
+    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape_s}, }}");
+    let total = (10 + header.len() + 1).next_multiple_of(64);
+    header.push_str(&" ".repeat(total - 11 - header.len()));
+    header.push('\n');
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    bytes.extend_from_slice(header.as_bytes());
+    for &v in values {
+        match descr {
+            "<f8" => bytes.extend_from_slice(&v.to_le_bytes()),
+            "<f4" => bytes.extend_from_slice(&(v as f32).to_le_bytes()),
+            _ => bytes.extend_from_slice(&(v as i64).to_le_bytes()),
+        }
+    }
+    std::fs::write(path, bytes).unwrap();
+}
+
+fn values(n: usize, seed: u64) -> Vec<f64> {
+    let mut s = seed | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
+        })
+        .collect()
+}
+
+/// The `.npy` float64 matrix `kip gram` wrote, read back by hand.
+fn read_matrix(path: &Path) -> (usize, usize, Vec<f64>) {
+    let bytes = std::fs::read(path).unwrap();
+    let hlen = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+    let header = std::str::from_utf8(&bytes[10..10 + hlen]).unwrap();
+    assert!(
+        header.contains("'descr': '<f8'") && header.contains("'fortran_order': False"),
+        "{header}"
+    );
+    let shape = &header[header.find("'shape': (").unwrap() + 10..];
+    let shape: Vec<usize> = shape[..shape.find(')').unwrap()]
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    let data: Vec<f64> = bytes[10 + hlen..]
+        .chunks_exact(8)
+        .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
+        .collect();
+    assert_eq!(data.len(), shape[0] * shape[1]);
+    (shape[0], shape[1], data)
+}
+
+#[test]
+fn gram_of_images_is_symmetric_and_matches_the_cross_form() {
+    let t = tempdir();
+    let (a, b) = (p(t.path(), "a.npy"), p(t.path(), "b.npy"));
+    write_npy(&a, "<f8", &[3, 6, 5, 2], &values(3 * 60, 1));
+    write_npy(&b, "<f4", &[2, 6, 5, 2], &values(2 * 60, 2));
+    let out = join(t.path(), "k.npy");
+    let s = kip_ok(
+        t.path(),
+        &["gram", "--kernel", "convnet1-ntk", "a.npy", "--out", &out, "--json"],
+    );
+    assert!(s.contains("\"rows\":3") && s.contains("\"cols\":3"), "{s}");
+    let (n1, n2, k) = read_matrix(Path::new(&out));
+    assert_eq!((n1, n2), (3, 3));
+    for i in 0..3 {
+        for j in 0..3 {
+            assert_eq!(k[i * 3 + j], k[j * 3 + i]);
+        }
+    }
+    // The cross form on (a, a) agrees with the symmetric one.
+    let out2 = join(t.path(), "k2.npy");
+    kip_ok(
+        t.path(),
+        &[
+            "gram",
+            "--kernel",
+            "convnet1-ntk",
+            "a.npy",
+            "a.npy",
+            "--out",
+            &out2,
+            "--quiet",
+        ],
+    );
+    let (_, _, k2) = read_matrix(Path::new(&out2));
+    for (x, y) in k.iter().zip(&k2) {
+        assert!((x - y).abs() <= 1e-12 * x.abs(), "{x} vs {y}");
+    }
+    // float32 second set, FC kernel on the flattened images.
+    let out3 = join(t.path(), "k3.npy");
+    kip_ok(
+        t.path(),
+        &[
+            "gram", "--kernel", "fc2-nngp", "a.npy", "b.npy", "--out", &out3, "--quiet",
+        ],
+    );
+    let (r3, c3, _) = read_matrix(Path::new(&out3));
+    assert_eq!((r3, c3), (3, 2));
+    // Flat points with --image-shape give the same as the image array.
+    let flat = p(t.path(), "flat.npy");
+    write_npy(&flat, "<f8", &[3, 60], &values(3 * 60, 1));
+    let out4 = join(t.path(), "k4.npy");
+    kip_ok(
+        t.path(),
+        &[
+            "gram",
+            "--kernel",
+            "convnet1-ntk",
+            "flat.npy",
+            "--image-shape",
+            "6x5x2",
+            "--out",
+            &out4,
+            "--quiet",
+        ],
+    );
+    assert_eq!(read_matrix(Path::new(&out4)).2, k);
+}
+
+#[test]
+fn gram_matches_neural_tangents_through_numpy() {
+    if !numpy("kip gram against the golden conv kernels") {
+        return;
+    }
+    let t = tempdir();
+    let golden = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../kip-kernels/tests/data/conv_kernels.json"
+    );
+    python(
+        t.path(),
+        &format!(
+            "import json, numpy as np\n\
+             g = json.load(open('{golden}'))\n\
+             inp = g['inputs']['rand_8x8x3_4_3']\n\
+             np.save('x1.npy', np.array(inp['x1'], dtype=np.float64))\n\
+             np.savez('x2.npz', x=np.array(inp['x2'], dtype=np.float64), y=np.arange(3))\n"
+        ),
+    );
+    for (spec, arch) in [
+        ("convvec2-ntk", "convvec_depth2"),
+        ("convnet1-nngp", "convnet_depth1_flatten"),
+        ("conv-ntk:layers=CRCRGD", "conv_gap"),
+    ] {
+        let key = if spec.ends_with("nngp") { "nngp" } else { "ntk" };
+        kip_ok(
+            t.path(),
+            &[
+                "gram", "--kernel", spec, "x1.npy", "x2.npz", "--out", "k12.npy", "--quiet",
+            ],
+        );
+        kip_ok(
+            t.path(),
+            &["gram", "--kernel", spec, "x1.npy", "--out", "k11.npy", "--quiet"],
+        );
+        python(
+            t.path(),
+            &format!(
+                "import json, numpy as np\n\
+                 g = json.load(open('{golden}'))\n\
+                 e = [e for e in g['kernels'] if e['input'] == 'rand_8x8x3_4_3' and e['arch']['name'] == '{arch}'][0]\n\
+                 for f, k, tol in (('k12.npy', '{key}_12', 1e-10), ('k11.npy', '{key}_11', 1e-7)):\n\
+                 \x20   got, want = np.load(f), np.array(e[k])\n\
+                 \x20   assert got.dtype == np.float64 and got.shape == want.shape, (got.dtype, got.shape)\n\
+                 \x20   err = np.max(np.abs(got - want) / np.abs(want))\n\
+                 \x20   assert err < tol, ('{spec}', k, err)\n"
+            ),
+        );
+    }
+}
+
+#[test]
+fn gram_bad_inputs_name_the_file_and_the_problem() {
+    let t = tempdir();
+    let d = t.path();
+    write_npy(&p(d, "img.npy"), "<f8", &[2, 4, 4, 1], &values(32, 3));
+    write_npy(&p(d, "img3.npy"), "<f8", &[2, 4, 4, 3], &values(96, 3));
+    write_npy(&p(d, "flat.npy"), "<f8", &[2, 16], &values(32, 3));
+    write_npy(&p(d, "ints.npy"), "<i8", &[2, 16], &values(32, 3));
+    write_npy(&p(d, "vec.npy"), "<f8", &[16], &values(16, 3));
+    let mut nan = values(32, 3);
+    nan[7] = f64::NAN;
+    write_npy(&p(d, "nan.npy"), "<f8", &[2, 16], &nan);
+    std::fs::write(p(d, "junk.npy"), b"not an npy file at all").unwrap();
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &[
+                "gram",
+                "--kernel",
+                "convvec2-ntk",
+                "img.npy",
+                "img3.npy",
+                "--out",
+                "k.npy",
+            ],
+            "same point shape",
+        ),
+        (
+            &["gram", "--kernel", "convvec2-ntk", "flat.npy", "--out", "k.npy"],
+            "--image-shape",
+        ),
+        (
+            &[
+                "gram",
+                "--kernel",
+                "convvec2-ntk",
+                "flat.npy",
+                "--image-shape",
+                "4x4",
+                "--out",
+                "k.npy",
+            ],
+            "HxWxC",
+        ),
+        (
+            &[
+                "gram",
+                "--kernel",
+                "convvec2-ntk",
+                "flat.npy",
+                "--image-shape",
+                "4x4x2",
+                "--out",
+                "k.npy",
+            ],
+            "4x4x2 has 32 values but the points have 16",
+        ),
+        (
+            &["gram", "--kernel", "convnet3-ntk", "img.npy", "--out", "k.npy"],
+            "too small to pool",
+        ),
+        (
+            &["gram", "--kernel", "fc1-ntk", "ints.npy", "--out", "k.npy"],
+            "float32 or float64",
+        ),
+        (
+            &["gram", "--kernel", "fc1-ntk", "vec.npy", "--out", "k.npy"],
+            "expected [n, d] points",
+        ),
+        (
+            &["gram", "--kernel", "fc1-ntk", "nan.npy", "--out", "k.npy"],
+            "non-finite value at point 0, entry 7",
+        ),
+        (
+            &["gram", "--kernel", "fc1-ntk", "junk.npy", "--out", "k.npy"],
+            "junk.npy",
+        ),
+        (
+            &["gram", "--kernel", "fc1-ntk", "missing.npy", "--out", "k.npy"],
+            "missing.npy",
+        ),
+        (
+            &["gram", "--kernel", "convvec9-ntq", "img.npy", "--out", "k.npy"],
+            "--kernel convvec9-ntq",
+        ),
+        (
+            &["gram", "--kernel", "fc1-ntk", "img.npy", "--key", "x", "--out", "k.npy"],
+            ".npz archives only",
+        ),
+    ];
+    for (args, needle) in cases {
+        let r = kip(d, args);
+        assert_ne!(r.code, Some(0), "{args:?} succeeded");
+        assert!(r.stderr.contains(needle), "{args:?}: {}", r.stderr);
+        assert!(!p(d, "k.npy").exists(), "{args:?} left an output file");
+    }
+}
