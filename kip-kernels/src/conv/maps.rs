@@ -175,6 +175,15 @@ pub(crate) fn blur(geo: Geo, src: &[f64], tmp: &mut [f64], dst: &mut [f64], alph
     }
 }
 
+/// The 3-tap sum along the `w` diagonal of one `w × w` block of a full map
+/// (the first pass of [`blur`] on one block).
+#[inline(always)]
+pub(crate) fn wsum_block(w: usize, src: &[f64], dst: &mut [f64]) {
+    let ww = w * w;
+    sum3(&src[..ww], &mut dst[..ww], w + 1);
+    fix_ends(&src[..ww], &mut dst[..ww], w + 1, w);
+}
+
 /// `t[k] = s[k - d] + s[k] + s[k + d]` (terms outside the slice left out).
 #[inline(always)]
 fn sum3(s: &[f64], t: &mut [f64], d: usize) {

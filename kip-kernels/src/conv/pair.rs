@@ -140,6 +140,9 @@ pub(crate) struct Workspace {
     coefs: Vec<[Vec<f64>; 4]>,
     sa: Vec<f64>,
     sb: Vec<f64>,
+    /// Three `w`-summed blocks of `q` and of `q + Θ` ([`conv_act_full`]),
+    /// and one block of `q + Θ`.
+    ring: Vec<f64>,
 }
 
 impl Workspace {
@@ -409,6 +412,122 @@ fn act_back_coefs(geo: Geo, gq: &mut [f64], gt: &mut [f64], coefs: &[Vec<f64>; 4
     }
 }
 
+/// A full map's Conv and the activation after it, in place, in one pass
+/// over the map (instead of two per blurred map and one for the
+/// activation): the `(h, h')` blocks are visited along each diagonal
+/// `h' − h = const`, whose output block `i` needs the `w`-summed input
+/// blocks `i − 1`, `i`, `i + 1` of that diagonal only; a ring of three
+/// summed blocks (of `q` and of `q + Θ`) lets block `i` be overwritten by
+/// its output as soon as block `i + 1` is summed. With `coefs`, the
+/// backward's coefficients are kept (as [`act_tape_run`]).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn conv_act_full(
+    plan: &Plan,
+    geo: Geo,
+    act: Act,
+    q: &mut [f64],
+    t: &mut [f64],
+    ring: &mut Vec<f64>,
+    a: (&[f64], &[f64]),
+    b: (&[f64], &[f64]),
+    mut coefs: Option<&mut [Vec<f64>; 4]>,
+) {
+    let (h, w) = (geo.h, geo.w);
+    let ww = w * w;
+    let ntk = !t.is_empty();
+    ring.resize(7 * ww, 0.0);
+    let (rq, rest) = ring.split_at_mut(3 * ww);
+    let (ru, ublk) = rest.split_at_mut(3 * ww);
+    let (alpha, beta) = (plan.alpha, plan.b2);
+    let block = |i: usize, i2: usize| (i * h + i2) * ww;
+    for d in -(h as isize - 1)..h as isize {
+        let i0 = if d < 0 { (-d) as usize } else { 0 };
+        let m = h - d.unsigned_abs();
+        let at = |k: usize| (i0 + k, (i0 as isize + k as isize + d) as usize);
+        let (i, i2) = at(0);
+        sum_into(w, block(i, i2), q, t, 0, rq, ru, ublk);
+        if m > 1 {
+            let (i, i2) = at(1);
+            sum_into(w, block(i, i2), q, t, 1, rq, ru, ublk);
+        }
+        for k in 0..m {
+            let (i, i2) = at(k);
+            let o = block(i, i2);
+            let slot = |k: usize| (k % 3) * ww;
+            let (cur, prev, next) = (slot(k), (k > 0).then(|| slot(k - 1)), (k + 1 < m).then(|| slot(k + 1)));
+            // Output block k from the summed blocks k - 1, k, k + 1.
+            for (src, dst) in [
+                (&*rq, &mut q[o..o + ww]),
+                (&*ru, &mut t[if ntk { o..o + ww } else { 0..0 }]),
+            ] {
+                if dst.is_empty() {
+                    continue;
+                }
+                let mid = &src[cur..cur + ww];
+                match (prev, next) {
+                    (Some(p), Some(n)) => {
+                        let (lo, hi) = (&src[p..p + ww], &src[n..n + ww]);
+                        for (((d, &l), &m), &h) in dst.iter_mut().zip(lo).zip(mid).zip(hi) {
+                            *d = alpha.mul_add(l + m + h, beta);
+                        }
+                    }
+                    (Some(x), None) | (None, Some(x)) => {
+                        for ((d, &l), &m) in dst.iter_mut().zip(&src[x..x + ww]).zip(mid) {
+                            *d = alpha.mul_add(l + m, beta);
+                        }
+                    }
+                    (None, None) => {
+                        for (d, &m) in dst.iter_mut().zip(mid) {
+                            *d = alpha.mul_add(m, beta);
+                        }
+                    }
+                }
+            }
+            // The activation on the output block's rows.
+            for j in 0..w {
+                let r = o + j * w..o + (j + 1) * w;
+                let p = i * w + j;
+                let side = Splat(a.0[p], a.1[p]);
+                let (b0, b1) = (&b.0[i2 * w..], &b.1[i2 * w..]);
+                let tr = if ntk { &mut t[r.clone()] } else { &mut t[..0] };
+                match coefs.as_deref_mut() {
+                    Some([c0, c1, c2, c3]) => {
+                        let cs = [
+                            &mut c0[r.clone()],
+                            &mut c1[r.clone()],
+                            &mut c2[r.clone()],
+                            &mut c3[r.clone()],
+                        ];
+                        act_tape_run(act, &mut q[r], tr, side, b0, b1, cs);
+                    }
+                    None => act_run(act, &mut q[r], tr, side, b0, b1),
+                }
+            }
+            // Block k is overwritten: sum block k + 2 into slot k - 1's place.
+            if k + 2 < m {
+                let (i, i2) = at(k + 2);
+                sum_into(w, block(i, i2), q, t, (k + 2) % 3, rq, ru, ublk);
+            }
+        }
+    }
+}
+
+/// [`conv_act_full`]'s ring: the `w`-sums of the block at offset `o` of
+/// `q` and (NTK: `t` not empty) of `q + Θ` into ring slot `slot`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn sum_into(w: usize, o: usize, q: &[f64], t: &[f64], slot: usize, rq: &mut [f64], ru: &mut [f64], ublk: &mut [f64]) {
+    let ww = w * w;
+    maps::wsum_block(w, &q[o..o + ww], &mut rq[slot * ww..(slot + 1) * ww]);
+    if !t.is_empty() {
+        for ((u, &x), &y) in ublk[..ww].iter_mut().zip(&q[o..o + ww]).zip(&t[o..o + ww]) {
+            *u = x + y;
+        }
+        maps::wsum_block(w, ublk, &mut ru[slot * ww..(slot + 1) * ww]);
+    }
+}
+
 /// The backward of [`act_run`] over one run: `gq`, `gt` hold the outputs'
 /// cotangents on entry and the inputs' on return (`t`, `gt` empty for
 /// NNGP); returns nothing, adds the row side's variance cotangents into
@@ -546,7 +665,31 @@ fn forward_impl(plan: &Plan, a: &ImageCache, b: &ImageCache, ws: &mut Workspace,
     if ntk {
         ws.t[..plan.in_geo.len()].fill(0.0);
     }
-    for step in &plan.steps {
+    let mut skip = false;
+    for (i, step) in plan.steps.iter().enumerate() {
+        if std::mem::take(&mut skip) {
+            continue;
+        }
+        // A full-map Conv and the activation after it: one pass in place.
+        if let (Step::Conv(geo), Some(&Step::Act(g2, act, idx))) = (*step, plan.steps.get(i + 1)) {
+            if geo.full && g2 == geo {
+                let n = geo.len();
+                let coefs = if tape {
+                    let c = &mut ws.coefs[idx];
+                    for v in c.iter_mut() {
+                        v.resize(n, 0.0);
+                    }
+                    Some(c)
+                } else {
+                    None
+                };
+                let t = if ntk { &mut ws.t[..n] } else { &mut ws.t[..0] };
+                let (ca, cb) = ((&a.c0[idx][..], &a.c1[idx][..]), (&b.c0[idx][..], &b.c1[idx][..]));
+                conv_act_full(plan, geo, act, &mut ws.q[..n], t, &mut ws.ring, ca, cb, coefs);
+                skip = true;
+                continue;
+            }
+        }
         match *step {
             Step::Conv(geo) => {
                 if ntk {
