@@ -4,13 +4,9 @@
 
 mod common;
 
-#[path = "../../kip-data/tests/support/test_env.rs"]
-mod test_env;
-
 use std::path::Path;
 
 use common::*;
-use test_env::numpy;
 
 /// A C-ordered `.npy` of `descr` (`<f8`, `<f4`, `<i8`) with `shape`.
 fn write_npy(path: &Path, descr: &str, shape: &[usize], values: &[f64]) {

@@ -256,7 +256,7 @@ impl<T: DotKernel> Kernel for T {
     /// is not needed (it saves a GEMM).
     ///
     /// Without keeping the partials. The backward map
-    /// ([`Kernel::map_vjp`]: `P = g ∘ ∂f/∂s` in place of the inner
+    /// ([`DotKernel::map_vjp`]: `P = g ∘ ∂f/∂s` in place of the inner
     /// products, and the sums of `g ∘ ∂f/∂n` and `g ∘ ∂f/∂n'`) runs over a
     /// fixed grid of 128 × 256 blocks, its sums added in grid order, so the
     /// result never depends on the thread count. With enough rows (and

@@ -8,7 +8,10 @@ use crate::commands::{check_reg_and_block, load, open_run};
 use crate::error::Result;
 
 pub fn run(a: EvalArgs) -> Result<i32> {
-    let (dir, record) = open_run(&a.run, a.data_dir.clone())?;
+    let (dir, mut record) = open_run(&a.run, a.data_dir.clone())?;
+    if let Some(h) = a.holdout {
+        record.data_mut().holdout = h;
+    }
     let kernel_spec = a.kernel.clone().unwrap_or_else(|| record.eval_kernel().to_string());
     let kernel = kernel_spec.parse::<KernelSpec>()?.build();
     let reg = a.reg.unwrap_or(record.reg());
@@ -17,6 +20,14 @@ pub fn run(a: EvalArgs) -> Result<i32> {
     let prep = load(record.data())?;
     let kernel = kernel.for_images(prep.test.shape());
     let x_test = prep.test.to_matrix();
+    if !a.json && kernel.needs_image_shape() {
+        eprintln!(
+            "evaluating {} support x {} test images with {kernel_spec} (about {} kernel pairs)...",
+            support.labels.len(),
+            prep.test.len(),
+            support.labels.len() * (support.labels.len() + prep.test.len())
+        );
+    }
     let ev = kip_meta::evaluate_support(
         &kernel,
         points(&support.x_model),
@@ -29,7 +40,7 @@ pub fn run(a: EvalArgs) -> Result<i32> {
     if a.json {
         let out = json!({
             "run": dir.path(), "kernel": kernel_spec, "reg": reg, "support": support.labels.len(),
-            "test_size": prep.test.len(), "test_acc": ev.accuracy, "test_loss": ev.loss,
+            "holdout": record.data().holdout, "test_size": prep.test.len(), "test_acc": ev.accuracy, "test_loss": ev.loss,
         });
         println!("{out}");
     } else {

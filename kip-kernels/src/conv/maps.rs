@@ -189,8 +189,8 @@ pub(crate) fn wsum_block(w: usize, src: &[f64], dst: &mut [f64]) {
 fn sum3(s: &[f64], t: &mut [f64], d: usize) {
     let n = s.len();
     if n <= 2 * d {
-        for k in 0..n {
-            t[k] = tap3(s, k, d, k >= d, k + d < n);
+        for (k, t) in t[..n].iter_mut().enumerate() {
+            *t = tap3(s, k, d, k >= d, k + d < n);
         }
         return;
     }
@@ -230,8 +230,8 @@ fn fix_ends(s: &[f64], t: &mut [f64], d: usize, w: usize) {
 fn affine_sum3(t: &[f64], dst: &mut [f64], d: usize, alpha: f64, beta: f64) {
     let n = t.len();
     if n <= 2 * d {
-        for k in 0..n {
-            dst[k] = alpha.mul_add(tap3(t, k, d, k >= d, k + d < n), beta);
+        for (k, o) in dst[..n].iter_mut().enumerate() {
+            *o = alpha.mul_add(tap3(t, k, d, k >= d, k + d < n), beta);
         }
         return;
     }
