@@ -1,6 +1,7 @@
 //! What `kip distill` shows while it runs: notes, a progress bar (hidden
 //! with --quiet or when stderr is not a terminal), and Ctrl-C, which stops
-//! the run after a checkpoint.
+//! the run after a checkpoint; and a pair counter for long kernel
+//! evaluations (`kip eval`, `kip label-solve` with convolutional kernels).
 
 use std::ops::ControlFlow;
 use std::path::PathBuf;
@@ -8,6 +9,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use indicatif::{ProgressBar, ProgressStyle};
+use kip_kernels::{Kernel, KernelSpec, PointsView, Result as KResult};
+use nalgebra::DMatrix;
 use kip_meta::{MetricsLine, Observer, RunStart, Start};
 
 use crate::error::{CliError, Result};
@@ -115,5 +118,76 @@ impl Observer for Progress {
         }
         self.bar.inc(1);
         self.stop_requested()
+    }
+}
+
+/// A kernel that counts the pairs it evaluates on a progress bar: long
+/// evaluations with convolutional kernels (milliseconds per pair) show how
+/// far they are. Every call is forwarded unchanged.
+#[derive(Debug)]
+pub struct CountedKernel<'k> {
+    inner: &'k dyn Kernel,
+    bar: ProgressBar,
+}
+
+impl<'k> CountedKernel<'k> {
+    /// Count `inner`'s pairs against `total` (drawn on stderr when it is a
+    /// terminal, unless `quiet`).
+    pub fn new(inner: &'k dyn Kernel, total: u64, what: &str, quiet: bool) -> Self {
+        let bar = if quiet { ProgressBar::hidden() } else { ProgressBar::new(total) };
+        bar.set_style(
+            ProgressStyle::with_template("{msg} [{bar:30}] {human_pos}/{human_len} pairs, {elapsed} (eta {eta})")
+                .expect("a valid template")
+                .progress_chars("=> "),
+        );
+        bar.set_message(what.to_string());
+        Self { inner, bar }
+    }
+
+    /// Clear the bar.
+    pub fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+}
+
+impl Kernel for CountedKernel<'_> {
+    fn spec(&self) -> KernelSpec {
+        self.inner.spec()
+    }
+
+    fn gram_into(&self, a: PointsView<'_>, b: PointsView<'_>, out: &mut DMatrix<f64>) -> KResult<()> {
+        self.inner.gram_into(a, b, out)?;
+        self.bar.inc((a.nrows() * b.nrows()) as u64);
+        Ok(())
+    }
+
+    fn gram_sym_into(&self, a: PointsView<'_>, out: &mut DMatrix<f64>) -> KResult<()> {
+        self.inner.gram_sym_into(a, out)?;
+        let n = a.nrows() as u64;
+        self.bar.inc(n * (n + 1) / 2);
+        Ok(())
+    }
+
+    fn gram_diag(&self, a: PointsView<'_>) -> KResult<Vec<f64>> {
+        self.inner.gram_diag(a)
+    }
+
+    fn vjp_into(
+        &self,
+        a: PointsView<'_>,
+        b: PointsView<'_>,
+        g: &DMatrix<f64>,
+        da: Option<&mut DMatrix<f64>>,
+        db: Option<&mut DMatrix<f64>>,
+    ) -> KResult<()> {
+        self.inner.vjp_into(a, b, g, da, db)
+    }
+
+    fn vjp_sym_into(&self, a: PointsView<'_>, g: &DMatrix<f64>, da: &mut DMatrix<f64>) -> KResult<()> {
+        self.inner.vjp_sym_into(a, g, da)
+    }
+
+    fn as_dot(&self) -> Option<&dyn kip_kernels::DotKernel> {
+        self.inner.as_dot()
     }
 }

@@ -20,23 +20,23 @@ pub fn run(a: EvalArgs) -> Result<i32> {
     let prep = load(record.data())?;
     let kernel = kernel.for_images(prep.test.shape());
     let x_test = prep.test.to_matrix();
-    if !a.json && kernel.needs_image_shape() {
-        eprintln!(
-            "evaluating {} support x {} test images with {kernel_spec} (about {} kernel pairs)...",
-            support.labels.len(),
-            prep.test.len(),
-            support.labels.len() * (support.labels.len() + prep.test.len())
-        );
-    }
+    // Convolutional kernels cost milliseconds per pair: count them on a bar
+    // (blocks of at most 128 test images, so it moves).
+    let slow = kernel.needs_image_shape();
+    let n_s = support.labels.len();
+    let pairs = (n_s * (n_s + 1) / 2 + n_s * prep.test.len()) as u64;
+    let counted = crate::progress::CountedKernel::new(&kernel, pairs, "kernel", a.json || !slow);
+    let block = if slow { a.block.min(128) } else { a.block };
     let ev = kip_meta::evaluate_support(
-        &kernel,
+        &counted,
         points(&support.x_model),
         &support.y,
         reg,
         points(&x_test),
         prep.test.labels(),
-        a.block,
+        block,
     )?;
+    counted.finish();
     if a.json {
         let out = json!({
             "run": dir.path(), "kernel": kernel_spec, "reg": reg, "support": support.labels.len(),

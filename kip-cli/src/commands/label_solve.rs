@@ -45,9 +45,15 @@ pub fn run(a: LabelSolveArgs) -> Result<i32> {
         }
     };
     let x_test = prep.test.to_matrix();
+    // Convolutional kernels cost milliseconds per pair: count them on a bar
+    // (the two scores and the solve).
+    let n_s = labels.len();
+    let sym = n_s * (n_s + 1) / 2;
+    let pairs = (3 * sym + n_s * (2 * prep.test.len() + prep.train.len())) as u64;
+    let counted = crate::progress::CountedKernel::new(&kernel, pairs, "kernel", a.json || !kernel.needs_image_shape());
     let score = |y: &nalgebra::DMatrix<f64>| {
         evaluate_support(
-            &kernel,
+            &counted,
             points(&x_s),
             y,
             a.reg,
@@ -57,8 +63,9 @@ pub fn run(a: LabelSolveArgs) -> Result<i32> {
         )
     };
     let before = score(&one_hot(&labels, prep.train.n_classes(), true))?;
-    let y = label_solve(&kernel, points(&x_s), &prep.train, a.reg, a.block)?;
+    let y = label_solve(&counted, points(&x_s), &prep.train, a.reg, a.block)?;
     let after = score(&y)?;
+    counted.finish();
     let dir = RunDir::create(&out)?;
     let config = LabelSolveConfig {
         version: env!("CARGO_PKG_VERSION").to_string(),
