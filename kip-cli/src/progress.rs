@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use kip_kernels::{Kernel, KernelSpec, PointsView, Result as KResult};
-use nalgebra::DMatrix;
 use kip_meta::{MetricsLine, Observer, RunStart, Start};
+use nalgebra::DMatrix;
 
 use crate::error::{CliError, Result};
 
@@ -134,7 +134,11 @@ impl<'k> CountedKernel<'k> {
     /// Count `inner`'s pairs against `total` (drawn on stderr when it is a
     /// terminal, unless `quiet`).
     pub fn new(inner: &'k dyn Kernel, total: u64, what: &str, quiet: bool) -> Self {
-        let bar = if quiet { ProgressBar::hidden() } else { ProgressBar::new(total) };
+        let bar = if quiet {
+            ProgressBar::hidden()
+        } else {
+            ProgressBar::new(total)
+        };
         bar.set_style(
             ProgressStyle::with_template("{msg} [{bar:30}] {human_pos}/{human_len} pairs, {elapsed} (eta {eta})")
                 .expect("a valid template")

@@ -223,3 +223,57 @@ fn f32_precision_is_deterministic_and_close_to_f64() {
     let (acc32, acc64) = (final_acc(&one), final_acc(&f64_run));
     assert!((acc32 - acc64).abs() <= 0.01, "f32 {acc32} vs f64 {acc64}");
 }
+
+/// KIP with a convolutional kernel on digits (8×8×1): it learns, its result
+/// does not depend on the thread count, a resumed run ends on the same
+/// support set, and `eval` scores it under the pooled ConvNet kernel.
+#[test]
+fn conv_kernel_distill_is_deterministic_resumes_and_evaluates() {
+    let t = tempdir();
+    let run = |name: &str, threads: &str, steps: &str| {
+        let out = join(t.path(), name);
+        kip_ok(
+            t.path(),
+            &[
+                "--threads",
+                threads,
+                "distill",
+                "--out",
+                &out,
+                "--kernel",
+                "convvec2-ntk",
+                "--support",
+                "20",
+                "--target-batch",
+                "200",
+                "--learn-labels",
+                "--steps",
+                steps,
+                "--eval-every",
+                "0",
+                "--seed",
+                "3",
+                "--quiet",
+            ],
+        );
+        out
+    };
+    let one = run("one", "1", "8");
+    let two = run("two", "2", "8");
+    let s1 = Path::new(&one).join("support.npz");
+    assert_same_support(&s1, &Path::new(&two).join("support.npz"));
+    // 4 steps, then resume to 8: the same support set.
+    let part = run("part", "2", "4");
+    kip_ok(t.path(), &["distill", "--resume", &part, "--steps", "8", "--quiet"]);
+    assert_same_support(&s1, &Path::new(&part).join("support.npz"));
+    let lines: Vec<Value> = std::fs::read_to_string(Path::new(&one).join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(json)
+        .collect();
+    let (first, last) = (lines[1]["loss"].as_f64().unwrap(), lines[8]["loss"].as_f64().unwrap());
+    assert!(last < first, "the loss falls: {first} -> {last}");
+    let ev = json(&kip_ok(t.path(), &["eval", &one, "--kernel", "convnet1-ntk", "--json"]));
+    let acc = ev["test_acc"].as_f64().unwrap();
+    assert!(acc > 0.5 && acc <= 1.0, "{ev}");
+}
