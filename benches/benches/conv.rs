@@ -2,8 +2,10 @@
 //! times neural-tangents on (32×32×3 images, W_std = √2, b_std = 0.1, NTK,
 //! float64), in ms per image pair:
 //! * Conv-Vec3 Gram, 100 × 100;
-//! * Conv-Vec3 value + gradient with respect to the first set (the KIP
-//!   support side), 100 × 100;
+//! * Conv-Vec3 value + gradient with respect to the first set, 100 × 100:
+//!   fused (`gram_vjp_into`, each pair forward and backward once: what
+//!   neural-tangents' `value_and_grad` measures) and as KIP runs it (the
+//!   Gram, then the VJP once the cotangent is known);
 //! * the pooled ConvNet (depth 3) Gram, 8 × 8 (and its symmetric Gram).
 //!
 //! Images are standard-normal per entry (seeded), as the reference's

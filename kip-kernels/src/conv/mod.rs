@@ -81,6 +81,19 @@ impl ConvKernel {
         norms_into(what, a, &mut scratch)?;
         self.plan(a.ncols())
     }
+
+    /// Check two point sets (as [`ConvKernel::checked`], the same
+    /// dimension) and, when given, a cotangent of their pairs.
+    fn checked_pair(&self, a: &PointsView<'_>, b: &PointsView<'_>, g: Option<&DMatrix<f64>>) -> Result<Plan> {
+        let plan = self.checked("a", a)?;
+        let mut scratch = Vec::new();
+        norms_into("b", b, &mut scratch)?;
+        same_dim(a.ncols(), b)?;
+        if let Some(g) = g {
+            check_g(g, a.nrows(), b.nrows())?;
+        }
+        Ok(plan)
+    }
 }
 
 /// Scratch shared by the tasks of one call: a task leases a workspace and
@@ -262,11 +275,8 @@ impl Kernel for ConvKernel {
     }
 
     fn gram_into(&self, a: PointsView<'_>, b: PointsView<'_>, out: &mut DMatrix<f64>) -> Result<()> {
-        let plan = self.checked("a", &a)?;
+        let plan = self.checked_pair(&a, &b, None)?;
         let pool = Pool::default();
-        let mut scratch = Vec::new();
-        norms_into("b", &b, &mut scratch)?;
-        same_dim(a.ncols(), &b)?;
         let (n1, n2) = (a.nrows(), b.nrows());
         if out.shape() != (n1, n2) {
             *out = DMatrix::zeros(n1, n2);
@@ -329,11 +339,7 @@ impl Kernel for ConvKernel {
         da: Option<&mut DMatrix<f64>>,
         db: Option<&mut DMatrix<f64>>,
     ) -> Result<()> {
-        let plan = self.checked("a", &a)?;
-        let mut scratch = Vec::new();
-        norms_into("b", &b, &mut scratch)?;
-        same_dim(a.ncols(), &b)?;
-        check_g(g, a.nrows(), b.nrows())?;
+        let plan = self.checked_pair(&a, &b, Some(g))?;
         if let Some(da) = da {
             rows_grad(&plan, &a, &b, |i, j| g[(i, j)], da, None);
         }
@@ -360,11 +366,7 @@ impl Kernel for ConvKernel {
         out: &mut DMatrix<f64>,
         da: &mut DMatrix<f64>,
     ) -> Result<()> {
-        let plan = self.checked("a", &a)?;
-        let mut scratch = Vec::new();
-        norms_into("b", &b, &mut scratch)?;
-        same_dim(a.ncols(), &b)?;
-        check_g(g, a.nrows(), b.nrows())?;
+        let plan = self.checked_pair(&a, &b, Some(g))?;
         rows_grad(&plan, &a, &b, |i, j| g[(i, j)], da, Some(out));
         Ok(())
     }

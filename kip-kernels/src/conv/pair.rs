@@ -191,6 +191,22 @@ impl Side for Each<'_> {
     }
 }
 
+/// The rows of a full map of `geo`: for each `(h, h', w)`, the range of
+/// its `w'` entries, the row side's position `(h, w)` and the offset
+/// `h'·w` of the column side's positions.
+#[inline(always)]
+fn full_rows(geo: Geo) -> impl Iterator<Item = (std::ops::Range<usize>, usize, usize)> {
+    let (h, w) = (geo.h, geo.w);
+    (0..h).flat_map(move |i| {
+        (0..h).flat_map(move |i2| {
+            (0..w).map(move |j| {
+                let start = ((i * h + i2) * w + j) * w;
+                (start..start + w, i * w + j, i2 * w)
+            })
+        })
+    })
+}
+
 /// The activation over one run of `n` entries (`q ← F`, `t ← t·Ḟ` when
 /// `t` is given; `t` empty otherwise).
 #[inline(always)]
@@ -226,27 +242,15 @@ fn act_map(geo: Geo, act: Act, q: &mut [f64], t: &mut [f64], a: (&[f64], &[f64])
 
 #[inline(always)]
 fn act_map_as(geo: Geo, act: Act, q: &mut [f64], t: &mut [f64], a: (&[f64], &[f64]), b: (&[f64], &[f64])) {
-    let w = geo.w;
     if !geo.full {
         let n = geo.len();
         let t = if t.is_empty() { t } else { &mut t[..n] };
         act_run(act, &mut q[..n], t, Each(&a.0[..n], &a.1[..n]), b.0, b.1);
         return;
     }
-    for i in 0..geo.h {
-        for i2 in 0..geo.h {
-            for j in 0..w {
-                let start = ((i * geo.h + i2) * w + j) * w;
-                let p = i * w + j;
-                let t = if t.is_empty() {
-                    &mut t[..0]
-                } else {
-                    &mut t[start..start + w]
-                };
-                let side = Splat(a.0[p], a.1[p]);
-                act_run(act, &mut q[start..start + w], t, side, &b.0[i2 * w..], &b.1[i2 * w..]);
-            }
-        }
+    for (r, p, bo) in full_rows(geo) {
+        let t = if t.is_empty() { &mut t[..0] } else { &mut t[r.clone()] };
+        act_run(act, &mut q[r], t, Splat(a.0[p], a.1[p]), &b.0[bo..], &b.1[bo..]);
     }
 }
 
@@ -309,7 +313,6 @@ fn act_map_tape_as(
     b: (&[f64], &[f64]),
     coefs: &mut [Vec<f64>; 4],
 ) {
-    let w = geo.w;
     let ntk = !t.is_empty();
     let [c0, c1, c2, c3] = coefs;
     if !geo.full {
@@ -317,30 +320,15 @@ fn act_map_tape_as(
         act_tape_run(act, q, t, Each(&a.0[..n], &a.1[..n]), b.0, b.1, [c0, c1, c2, c3]);
         return;
     }
-    for i in 0..geo.h {
-        for i2 in 0..geo.h {
-            for j in 0..w {
-                let start = ((i * geo.h + i2) * w + j) * w;
-                let r = start..start + w;
-                let p = i * w + j;
-                let tr = if ntk { &mut t[r.clone()] } else { &mut t[..0] };
-                let cs = [
-                    &mut c0[r.clone()],
-                    &mut c1[r.clone()],
-                    &mut c2[r.clone()],
-                    &mut c3[r.clone()],
-                ];
-                act_tape_run(
-                    act,
-                    &mut q[r],
-                    tr,
-                    Splat(a.0[p], a.1[p]),
-                    &b.0[i2 * w..],
-                    &b.1[i2 * w..],
-                    cs,
-                );
-            }
-        }
+    for (r, p, bo) in full_rows(geo) {
+        let tr = if ntk { &mut t[r.clone()] } else { &mut t[..0] };
+        let cs = [
+            &mut c0[r.clone()],
+            &mut c1[r.clone()],
+            &mut c2[r.clone()],
+            &mut c3[r.clone()],
+        ];
+        act_tape_run(act, &mut q[r], tr, Splat(a.0[p], a.1[p]), &b.0[bo..], &b.1[bo..], cs);
     }
 }
 
@@ -386,29 +374,21 @@ fn act_coef_run(gq: &mut [f64], gt: &mut [f64], c: [&[f64]; 4], va: &mut [f64], 
 /// [`act_coef_run`] over a map.
 #[inline(always)]
 fn act_back_coefs(geo: Geo, gq: &mut [f64], gt: &mut [f64], coefs: &[Vec<f64>; 4], va: &mut [f64]) {
-    let w = geo.w;
     let ntk = !gt.is_empty();
     if !geo.full {
         let c = [&coefs[0][..], &coefs[1][..], &coefs[2][..], &coefs[3][..]];
         act_coef_run(gq, gt, c, va, false);
         return;
     }
-    for i in 0..geo.h {
-        for i2 in 0..geo.h {
-            for j in 0..w {
-                let start = ((i * geo.h + i2) * w + j) * w;
-                let r = start..start + w;
-                let p = i * w + j;
-                let g2 = if ntk { &mut gt[r.clone()] } else { &mut gt[..0] };
-                let c = [
-                    &coefs[0][r.clone()],
-                    &coefs[1][r.clone()],
-                    &coefs[2][r.clone()],
-                    &coefs[3][r.clone()],
-                ];
-                act_coef_run(&mut gq[r], g2, c, &mut va[p..p + 1], true);
-            }
-        }
+    for (r, p, _) in full_rows(geo) {
+        let g2 = if ntk { &mut gt[r.clone()] } else { &mut gt[..0] };
+        let c = [
+            &coefs[0][r.clone()],
+            &coefs[1][r.clone()],
+            &coefs[2][r.clone()],
+            &coefs[3][r.clone()],
+        ];
+        act_coef_run(&mut gq[r], g2, c, &mut va[p..p + 1], true);
     }
 }
 
@@ -621,37 +601,30 @@ fn act_back_as(
         act_back_run(act, &q[..n], t, &mut gq[..n], gt, side, b.0, b.1, &mut va[..n], vb);
         return;
     }
-    for i in 0..geo.h {
-        for i2 in 0..geo.h {
-            for j in 0..w {
-                let start = ((i * geo.h + i2) * w + j) * w;
-                let r = start..start + w;
-                let p = i * w + j;
-                let (t, gt) = if ntk {
-                    (&t[r.clone()], &mut gt[r.clone()])
-                } else {
-                    (&t[..0], &mut gt[..0])
-                };
-                let vb = if vb.is_empty() {
-                    &mut vb[..0]
-                } else {
-                    &mut vb[i2 * w..(i2 + 1) * w]
-                };
-                let side = Splat(a.0[p], a.1[p]);
-                act_back_run(
-                    act,
-                    &q[r.clone()],
-                    t,
-                    &mut gq[r],
-                    gt,
-                    side,
-                    &b.0[i2 * w..],
-                    &b.1[i2 * w..],
-                    &mut va[p..p + 1],
-                    vb,
-                );
-            }
-        }
+    for (r, p, bo) in full_rows(geo) {
+        let (t, gt) = if ntk {
+            (&t[r.clone()], &mut gt[r.clone()])
+        } else {
+            (&t[..0], &mut gt[..0])
+        };
+        let vb = if vb.is_empty() {
+            &mut vb[..0]
+        } else {
+            &mut vb[bo..bo + w]
+        };
+        let side = Splat(a.0[p], a.1[p]);
+        act_back_run(
+            act,
+            &q[r.clone()],
+            t,
+            &mut gq[r],
+            gt,
+            side,
+            &b.0[bo..],
+            &b.1[bo..],
+            &mut va[p..p + 1],
+            vb,
+        );
     }
 }
 
