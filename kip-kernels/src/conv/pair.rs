@@ -508,19 +508,17 @@ fn sum_into(w: usize, o: usize, q: &[f64], t: &[f64], slot: usize, rq: &mut [f64
     }
 }
 
-/// The backward of [`act_run`] over one run: `gq`, `gt` hold the outputs'
-/// cotangents on entry and the inputs' on return (`t`, `gt` empty for
-/// NNGP); returns nothing, adds the row side's variance cotangents into
-/// `va` (one per entry, or their sum into `va[0]` for a splat side) and
-/// the column side's into `vb` (when not empty).
+/// The self pass's activation backward (NNGP only) over one run: `gq`
+/// holds the output's cotangent on entry and the input's on return; the
+/// variances' cotangents are added into `va` (the row side: per entry, or
+/// summed into `va[0]` for a splat side) and `vb` (the column side, per
+/// entry).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn act_back_run<S: Side>(
+fn self_act_back_run<S: Side>(
     act: Act,
     q: &[f64],
-    t: &[f64],
     gq: &mut [f64],
-    gt: &mut [f64],
     a: S,
     b0: &[f64],
     b1: &[f64],
@@ -528,102 +526,52 @@ fn act_back_run<S: Side>(
     vb: &mut [f64],
 ) {
     let n = q.len();
-    let (gq, b0, b1) = (&mut gq[..n], &b0[..n], &b1[..n]);
-    let ntk = !t.is_empty();
-    let (t, gt) = if ntk { (&t[..n], &mut gt[..n]) } else { (t, gt) };
-    let splat = S::SPLAT;
+    let (gq, b0, b1, vb) = (&mut gq[..n], &b0[..n], &b1[..n], &mut vb[..n]);
     let mut row = 0.0;
     for k in 0..n {
         let (x0, x1) = a.at(k);
-        let (tk, gtk) = if ntk { (t[k], gt[k]) } else { (0.0, 0.0) };
-        let e = act::backward(act, q[k], tk, gq[k], gtk, x0, x1, b0[k], b1[k]);
+        let e = act::backward(act, q[k], 0.0, gq[k], 0.0, x0, x1, b0[k], b1[k]);
         gq[k] = e.q;
-        if ntk {
-            gt[k] = e.t;
-        }
-        if splat {
+        if S::SPLAT {
             row += e.va;
         } else {
             va[k] += e.va;
         }
-        if !vb.is_empty() {
-            vb[k] += e.vb;
-        }
+        vb[k] += e.vb;
     }
-    if splat {
+    if S::SPLAT {
         va[0] += row;
     }
 }
 
-/// The backward of [`act_map`]: `gq`, `gt` (the outputs' cotangents on
-/// entry, the inputs' on return; `t`, `gt` empty for NNGP), the tape `q`,
-/// `t`; the variances' cotangents added into `va` (row side) and, when
-/// not empty, `vb` (column side).
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn act_back(
-    geo: Geo,
-    act: Act,
-    q: &[f64],
-    t: &[f64],
-    gq: &mut [f64],
-    gt: &mut [f64],
-    a: (&[f64], &[f64]),
-    b: (&[f64], &[f64]),
-    va: &mut [f64],
-    vb: &mut [f64],
-) {
-    match act {
-        Act::Relu => act_back_as(geo, Act::Relu, q, t, gq, gt, a, b, va, vb),
-        Act::Erf => act_back_as(geo, Act::Erf, q, t, gq, gt, a, b, va, vb),
-    }
-}
-
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn act_back_as(
-    geo: Geo,
-    act: Act,
-    q: &[f64],
-    t: &[f64],
-    gq: &mut [f64],
-    gt: &mut [f64],
-    a: (&[f64], &[f64]),
-    b: (&[f64], &[f64]),
-    va: &mut [f64],
-    vb: &mut [f64],
-) {
-    let w = geo.w;
-    let ntk = !t.is_empty();
+/// [`self_act_back_run`] over a map, both sides the image's caches `c`.
+fn self_act_back(geo: Geo, act: Act, q: &[f64], gq: &mut [f64], c: (&[f64], &[f64]), va: &mut [f64], vb: &mut [f64]) {
     if !geo.full {
         let n = geo.len();
-        let side = Each(&a.0[..n], &a.1[..n]);
-        act_back_run(act, &q[..n], t, &mut gq[..n], gt, side, b.0, b.1, &mut va[..n], vb);
+        self_act_back_run(
+            act,
+            &q[..n],
+            &mut gq[..n],
+            Each(&c.0[..n], &c.1[..n]),
+            c.0,
+            c.1,
+            &mut va[..n],
+            vb,
+        );
         return;
     }
     for (r, p, bo) in full_rows(geo) {
-        let (t, gt) = if ntk {
-            (&t[r.clone()], &mut gt[r.clone()])
-        } else {
-            (&t[..0], &mut gt[..0])
-        };
-        let vb = if vb.is_empty() {
-            &mut vb[..0]
-        } else {
-            &mut vb[bo..bo + w]
-        };
-        let side = Splat(a.0[p], a.1[p]);
-        act_back_run(
+        let w = geo.w;
+        let side = Splat(c.0[p], c.1[p]);
+        self_act_back_run(
             act,
             &q[r.clone()],
-            t,
             &mut gq[r],
-            gt,
             side,
-            &b.0[bo..],
-            &b.1[bo..],
+            &c.0[bo..],
+            &c.1[bo..],
             &mut va[p..p + 1],
-            vb,
+            &mut vb[bo..bo + w],
         );
     }
 }
@@ -844,18 +792,7 @@ fn self_backward_impl(plan: &Plan, img: &ImageCache, ws: &mut Workspace, acc: &[
                 ws.sb.clear();
                 ws.sb.resize(np, 0.0);
                 let c = (&img.c0[idx][..], &img.c1[idx][..]);
-                act_back(
-                    geo,
-                    act,
-                    &ws.tape_q[idx],
-                    &[],
-                    &mut ws.q[..n],
-                    &mut [],
-                    c,
-                    c,
-                    &mut ws.sa,
-                    &mut ws.sb,
-                );
+                self_act_back(geo, act, &ws.tape_q[idx], &mut ws.q[..n], c, &mut ws.sa, &mut ws.sb);
                 // The variances are the diagonal of this layer's input.
                 for i in 0..geo.h {
                     for j in 0..geo.w {
