@@ -44,7 +44,16 @@ fn bench(c: &mut Criterion) {
         });
         let mut da = DMatrix::zeros(n1, a.ncols());
         group.bench_function(
-            BenchmarkId::new(format!("{spec} value+grad"), format!("{n1}x{n2}")),
+            BenchmarkId::new(format!("{spec} value+grad fused"), format!("{n1}x{n2}")),
+            |bch| {
+                bch.iter(|| {
+                    k.gram_vjp_into(points(&a), points(&b), &g, &mut out, &mut da).unwrap();
+                    black_box(&da);
+                })
+            },
+        );
+        group.bench_function(
+            BenchmarkId::new(format!("{spec} gram then vjp"), format!("{n1}x{n2}")),
             |bch| {
                 bch.iter(|| {
                     k.gram_into(points(&a), points(&b), &mut out).unwrap();
