@@ -276,4 +276,14 @@ fn conv_kernel_distill_is_deterministic_resumes_and_evaluates() {
     let ev = json(&kip_ok(t.path(), &["eval", &one, "--kernel", "convnet1-ntk", "--json"]));
     let acc = ev["test_acc"].as_f64().unwrap();
     assert!(acc > 0.5 && acc <= 1.0, "{ev}");
+    // Another test set: the last 100 training images.
+    let ev = json(&kip_ok(t.path(), &["eval", &one, "--holdout", "100", "--json"]));
+    assert_eq!(
+        (ev["holdout"].as_u64(), ev["test_size"].as_u64()),
+        (Some(100), Some(100)),
+        "{ev}"
+    );
+    let r = kip(t.path(), &["eval", &one, "--holdout", "100000"]);
+    assert_eq!(r.code, Some(2), "{}", r.stderr);
+    assert!(r.first_line().contains("--holdout 100000"), "{}", r.stderr);
 }
