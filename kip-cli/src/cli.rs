@@ -84,7 +84,8 @@ pub struct DistillArgs {
     /// Arithmetic of the step's two big products (X_t X_sᵀ and the
     /// gradient's Pᵀ X_t): f64, or f32 (about twice as fast; the kernel
     /// recursion, solve, Adam and the saved support set stay f64).
-    /// Evaluation is always f64.
+    /// Evaluation is always f64; convolutional kernels compute in f64
+    /// either way.
     #[arg(long, default_value = "f64")]
     pub precision: String,
     /// Adam bias-correction index of the first step: 1 as the authors'
