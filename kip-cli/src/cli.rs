@@ -59,7 +59,8 @@ pub struct DistillArgs {
     #[command(flatten)]
     pub data: DataArgs,
     /// Kernel spec, or a comma-separated list to draw one per step
-    /// (e.g. fc1-ntk, fc3-ntk, fc2-nngp:w_std=1.4,b_std=0.1, rbf:gamma=1).
+    /// (e.g. fc1-ntk, fc3-ntk, fc2-nngp:w_std=1.4,b_std=0.1, rbf:gamma=1,
+    /// convvec3-ntk, convnet3-ntk, conv-ntk:layers=CRCRGD; see docs/cli.md).
     #[arg(long, default_value = "fc1-ntk")]
     pub kernel: String,
     /// Support images (class-balanced).
@@ -142,7 +143,7 @@ pub struct LabelSolveArgs {
     pub data: DataArgs,
     /// Solve labels for this run's support images instead of a fresh sample.
     #[arg(long)]
-    pub run: Option<PathBuf>,
+    /// Kernel spec (FC, RBF, linear or convolutional: see docs/cli.md).
     /// Kernel spec.
     #[arg(long, default_value = "fc1-ntk")]
     pub kernel: String,
