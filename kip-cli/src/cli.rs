@@ -143,8 +143,8 @@ pub struct LabelSolveArgs {
     pub data: DataArgs,
     /// Solve labels for this run's support images instead of a fresh sample.
     #[arg(long)]
+    pub run: Option<PathBuf>,
     /// Kernel spec (FC, RBF, linear or convolutional: see docs/cli.md).
-    /// Kernel spec.
     #[arg(long, default_value = "fc1-ntk")]
     pub kernel: String,
     /// Support images of a fresh class-balanced sample.
