@@ -1,4 +1,9 @@
-//! Profiling driver (not shipped): one conv Gram at CIFAR shape.
+//! Time one call of a kernel at the CIFAR-10 shape (32×32×3, seeded
+//! uniform images): the Gram, and with a third argument the VJP of both
+//! sides and the fused value + VJP — the figures of `docs/performance.md`
+//! (§ Convolutional kernels) and a target for `perf record`.
+//!
+//! `cargo run --release -p kip-kernels --example conv_prof -- SPEC N [g]`
 use kip_kernels::{Kernel, KernelSpec};
 use nalgebra::DMatrix;
 fn main() {
