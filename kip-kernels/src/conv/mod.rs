@@ -16,6 +16,7 @@
 //! through the image's own stack.
 
 mod act;
+mod act_map;
 mod arch;
 mod maps;
 mod pair;
@@ -301,12 +302,15 @@ impl Kernel for ConvKernel {
         for rows in blocks(n) {
             let rc = caches(&plan, &pool, &a, rows.clone());
             for cols in blocks(rows.end) {
-                let cc = if cols == rows {
-                    rc.clone()
+                // The diagonal block pairs the row block with itself.
+                let other;
+                let cc: &[ImageCache] = if cols == rows {
+                    &rc
                 } else {
-                    caches(&plan, &pool, &a, cols.clone())
+                    other = caches(&plan, &pool, &a, cols.clone());
+                    &other
                 };
-                gram_block(&plan, &pool, (&rc, rows.start), (&cc, cols.start), true, out);
+                gram_block(&plan, &pool, (&rc, rows.start), (cc, cols.start), true, out);
             }
         }
         for j in 0..n {
