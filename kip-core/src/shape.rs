@@ -21,6 +21,17 @@ impl ImageShape {
         ImageShape { h, w, c }
     }
 
+    /// The image shape of an array of points whose shape after the point
+    /// axis is `dims`: `[h, w, c]` → `h × w × c`, `[h, w]` → `h × w × 1`;
+    /// `None` for flat points (`[d]`) and other ranks.
+    pub fn of_point_dims(dims: &[usize]) -> Option<Self> {
+        match *dims {
+            [h, w, c] => Some(Self::new(h, w, c)),
+            [h, w] => Some(Self::new(h, w, 1)),
+            _ => None,
+        }
+    }
+
     /// Number of features per image, `d = h · w · c`.
     pub fn dim(&self) -> usize {
         self.h * self.w * self.c

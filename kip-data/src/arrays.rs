@@ -38,11 +38,7 @@ impl PointArray {
     /// The image shape of image arrays: `[n, h, w, c]` → `h × w × c`,
     /// `[n, h, w]` → `h × w × 1`; `None` for flat `[n, d]` points.
     pub fn image_shape(&self) -> Option<ImageShape> {
-        match self.shape[1..] {
-            [h, w, c] => Some(ImageShape::new(h, w, c)),
-            [h, w] => Some(ImageShape::new(h, w, 1)),
-            _ => None,
-        }
+        ImageShape::of_point_dims(&self.shape[1..])
     }
 }
 

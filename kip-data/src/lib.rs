@@ -79,6 +79,6 @@ pub use npz::{load_npz, load_npz_split, NpzLayout};
 pub use png_grid::{write_png_grid, MIN_DISPLAY_SIDE};
 pub use prepared::{DataSpec, Prepared};
 pub use preprocess::{layer_norm_rows, Preprocess, Transform, ZCA_DEFAULT_STRENGTH, ZCA_EIGEN_CUTOFF};
-pub use resolve::{check_available, resolve, DATASET_NAMES, DATA_DIR_ENV};
+pub use resolve::{check_available, resolve, DATASET_NAMES, DATA_DIR_ENV, IN_MEMORY_DATASET};
 pub use sampling::{balanced_counts, class_balanced, Sample};
 pub use targets::{one_hot, one_hot_into};

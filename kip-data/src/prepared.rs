@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use nalgebra::DMatrix;
 use serde::{Deserialize, Serialize};
 
-use crate::dataset::Dataset;
+use crate::dataset::{Dataset, Split};
 use crate::error::Result;
 use crate::export::SupportSet;
 use crate::preprocess::{Preprocess, Transform};
@@ -103,7 +103,17 @@ impl DataSpec {
     /// # Ok::<(), kip_data::DataError>(())
     /// ```
     pub fn load(&self) -> Result<Prepared> {
-        let split = resolve(&self.dataset, self.data_dir.as_deref())?;
+        self.prepare(resolve(&self.dataset, self.data_dir.as_deref())?)
+    }
+
+    /// What [`DataSpec::load`] does after reading the files, on a split the
+    /// caller already holds (e.g. arrays handed over from Python): hold out
+    /// the test set, fit the preprocessing on the training split and apply
+    /// it to both. `self.dataset` and `self.data_dir` are not used.
+    ///
+    /// # Errors
+    /// As [`DataSpec::load`], without the loader errors.
+    pub fn prepare(&self, split: Split) -> Result<Prepared> {
         let mut notes = split.notes.clone();
         let (train_raw, test_raw) = if self.holdout > 0 {
             let (tr, te) = split.train.holdout(self.holdout)?;

@@ -12,6 +12,11 @@ use crate::npz::{load_npz_split, NpzLayout};
 /// Environment variable naming the parent folder of the datasets.
 pub const DATA_DIR_ENV: &str = "KIP_DATA_DIR";
 
+/// The dataset name a run records when its images were handed over in
+/// memory (e.g. numpy arrays from Python): no loader can read it again,
+/// so such a run is resumed by handing the same arrays over again.
+pub const IN_MEMORY_DATASET: &str = "in-memory";
+
 /// The accepted dataset names.
 pub const DATASET_NAMES: [&str; 5] = ["digits", "mnist", "fashion-mnist", "cifar10", "npz:PATH"];
 
@@ -64,6 +69,13 @@ fn kind_of(name: &str) -> Option<Kind> {
 }
 
 fn unknown(name: &str) -> DataError {
+    if name == IN_MEMORY_DATASET {
+        return DataError::invalid(format!(
+            "dataset `{IN_MEMORY_DATASET}`: this run's images were handed over in memory \
+             (from Python), so no loader can read them again; resume it from Python with \
+             the same arrays (kip.distill(x, y, out=RUN, resume=True))"
+        ));
+    }
     DataError::UnknownDataset {
         name: name.to_string(),
         accepted: DATASET_NAMES.iter().map(|s| s.to_string()).collect(),
@@ -169,6 +181,8 @@ mod tests {
             e.contains("svhn") && e.contains("fashion-mnist") && e.contains("npz:PATH"),
             "{e}"
         );
+        let e = resolve(IN_MEMORY_DATASET, None).unwrap_err().to_string();
+        assert!(e.contains("handed over in memory") && e.contains("resume=True"), "{e}");
     }
 
     #[test]

@@ -19,6 +19,21 @@ pub enum Init {
     },
 }
 
+impl Init {
+    /// The initialisation a user names: `real`, or `noise` with standard
+    /// deviation `std` (used only by `noise`).
+    ///
+    /// # Errors
+    /// Any other name, as a message naming the accepted ones.
+    pub fn from_name(name: &str, std: f64) -> std::result::Result<Self, String> {
+        match name {
+            "real" => Ok(Init::Real),
+            "noise" => Ok(Init::Noise { std }),
+            other => Err(format!("`{other}`: expected real or noise")),
+        }
+    }
+}
+
 /// Arithmetic of the two big products of a step (`K_ts`'s inner products
 /// `X_t X_sᵀ` and the gradient product `Pᵀ X_t`, ~97% of a step's flops).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

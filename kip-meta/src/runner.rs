@@ -217,8 +217,23 @@ impl Runner {
     /// [`MetaError::RunDir`] (not a KIP run, data that no longer matches
     /// the recorded sizes); [`MetaError::Checkpoint`]; data errors.
     pub fn resume(dir: impl AsRef<Path>, options: Resume) -> Result<Self> {
+        Self::resume_from(dir.as_ref(), options, None)
+    }
+
+    /// [`Runner::resume`] on data already loaded (a run created by
+    /// [`Runner::create_with`] on images handed over in memory): `data`
+    /// must be what the run was created on; its sizes are checked against
+    /// the recorded ones.
+    ///
+    /// # Errors
+    /// As [`Runner::resume`], without the loader errors.
+    pub fn resume_with(dir: impl AsRef<Path>, options: Resume, data: Prepared) -> Result<Self> {
+        Self::resume_from(dir.as_ref(), options, Some(data))
+    }
+
+    fn resume_from(dir: &Path, options: Resume, data: Option<Prepared>) -> Result<Self> {
         let t0 = Instant::now();
-        let dir = RunDir::open(dir.as_ref())?;
+        let dir = RunDir::open(dir)?;
         let RunRecord::Distill(mut config) = dir.read_config()? else {
             return Err(MetaError::run_dir(
                 dir.file(CONFIG),
@@ -233,7 +248,10 @@ impl Runner {
         }
         let valid = config.kip.clone().check()?;
         config.check_cadence()?;
-        let data = config.data.load()?;
+        let data = match data {
+            Some(d) => d,
+            None => config.data.load()?,
+        };
         check_recorded_sizes(&dir, &config, &data)?;
         let (train, data) = RunData::split(data);
         let ckpt = dir.file(CHECKPOINT);

@@ -17,11 +17,7 @@ const DEFAULT_STEPS: usize = 300;
 /// The KIP parameters the flags ask for (`n_target` from --target-batch,
 /// or 1 until the data says what the default is).
 fn kip_params(a: &DistillArgs) -> Result<KipParams> {
-    let init = match a.init.as_str() {
-        "real" => Init::Real,
-        "noise" => Init::Noise { std: a.init_std },
-        other => return Err(CliError::Usage(format!("--init `{other}`: expected real or noise"))),
-    };
+    let init = Init::from_name(&a.init, a.init_std).map_err(|e| CliError::Usage(format!("--init {e}")))?;
     let kernels = kip_kernels::KernelSpec::parse_list(&a.kernel)?
         .iter()
         .map(|s| s.to_string())

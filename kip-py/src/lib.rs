@@ -1,0 +1,127 @@
+//! `kip._kip`: the native half of the `kip` Python package (PyO3 + numpy,
+//! built with maturin). The Python API is documented in
+//! `python/kip/__init__.pyi`; this crate turns numpy arrays into the
+//! library's point views (no copies where the layout allows), releases the
+//! GIL while computing, and turns every kip error into a Python exception.
+
+mod arrays;
+mod run;
+mod errors;
+mod kernel;
+mod krr;
+
+use std::path::PathBuf;
+
+use kip_data::DataSpec;
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+
+use crate::run::{DataArgs, DistillOptions, PyRun};
+
+/// Run Kernel Inducing Points and return the distilled support set.
+///
+/// Data: numpy arrays ``x`` ``(n, d)`` / ``(n, h, w[, c])`` with int class
+/// ids ``y``, and ``x_test``/``y_test`` or ``holdout=N``; or a named
+/// ``dataset`` (``"digits"``, ``"mnist"``, ``"cifar10"``, ...) exactly as
+/// ``kip distill --dataset`` reads it. ``callback(metrics: dict)`` runs
+/// after every step; returning ``True`` stops the run (a checkpoint is
+/// written, ``Run.stopped`` is ``True``). Ctrl-C stops it the same way and
+/// raises ``KeyboardInterrupt``. With ``out`` the run directory is kept
+/// (``kip eval``, ``kip transfer`` and ``resume=True`` read it).
+#[pyfunction]
+#[pyo3(signature = (
+    x = None, y = None, *, x_test = None, y_test = None, class_names = None,
+    dataset = "digits", data_dir = None, preprocess = "standard", holdout = 0,
+    support = 100, kernel = "fc1-ntk", steps = 300, lr = 0.01, lr_schedule = "constant",
+    target_batch = None, learn_labels = false, reg = kip_krr::DEFAULT_REG, precision = "f64",
+    init = "real", init_std = 1.0, corrupt = 0.0, seed = 0,
+    eval_every = 100, checkpoint_every = 100, eval_block = 2000,
+    callback = None, out = None, resume = false
+))]
+#[allow(clippy::too_many_arguments)]
+fn distill(
+    py: Python<'_>,
+    x: Option<&Bound<'_, PyAny>>,
+    y: Option<&Bound<'_, PyAny>>,
+    x_test: Option<&Bound<'_, PyAny>>,
+    y_test: Option<&Bound<'_, PyAny>>,
+    class_names: Option<Vec<String>>,
+    dataset: &str,
+    data_dir: Option<PathBuf>,
+    preprocess: &str,
+    holdout: usize,
+    support: usize,
+    kernel: &str,
+    steps: usize,
+    lr: f64,
+    lr_schedule: &str,
+    target_batch: Option<usize>,
+    learn_labels: bool,
+    reg: f64,
+    precision: &str,
+    init: &str,
+    init_std: f64,
+    corrupt: f64,
+    seed: u64,
+    eval_every: usize,
+    checkpoint_every: usize,
+    eval_block: usize,
+    callback: Option<Py<PyAny>>,
+    out: Option<PathBuf>,
+    resume: bool,
+) -> PyResult<PyRun> {
+    let kip = run::kip_params(
+        kernel,
+        support,
+        steps,
+        lr,
+        lr_schedule,
+        precision,
+        learn_labels,
+        reg,
+        init,
+        init_std,
+        corrupt,
+        seed,
+    )?;
+    let spec = DataSpec {
+        dataset: dataset.to_string(),
+        data_dir,
+        preprocess: preprocess
+            .parse()
+            .map_err(|e| PyValueError::new_err(format!("preprocess {preprocess:?}: {e}")))?,
+        holdout,
+    };
+    let data = DataArgs {
+        x,
+        y,
+        x_test,
+        y_test,
+        class_names,
+        spec,
+    };
+    let opts = DistillOptions {
+        kip,
+        target_batch,
+        eval_every,
+        checkpoint_every,
+        eval_block,
+    };
+    run::distill(py, data, opts, out, resume, callback)
+}
+
+/// The native module: `kip._kip` (re-exported by the `kip` package).
+#[pymodule]
+fn _kip(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add_class::<kernel::PyKernel>()?;
+    m.add_class::<krr::PyKrrModel>()?;
+    m.add_class::<PyRun>()?;
+    m.add_function(wrap_pyfunction!(krr::krr_fit, m)?)?;
+    m.add_function(wrap_pyfunction!(krr::krr_predict, m)?)?;
+    m.add_function(wrap_pyfunction!(krr::label_solve, m)?)?;
+    m.add_function(wrap_pyfunction!(distill, m)?)?;
+    m.add_function(wrap_pyfunction!(run::load_run, m)?)?;
+    m.add_function(wrap_pyfunction!(run::load_dataset, m)?)?;
+    Ok(())
+}
