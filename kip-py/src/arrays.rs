@@ -6,9 +6,9 @@ use kip_core::ImageShape;
 use kip_kernels::{points_row_major, PointsView};
 use nalgebra::{DMatrix, Dyn};
 use numpy::ndarray::{Array2, ArrayD, ArrayViewD, IxDyn, ShapeBuilder};
-use numpy::{PyArrayDescrMethods, 
-    IntoPyArray, PyArray1, PyArray2, PyArrayDyn, PyArrayMethods, PyReadonlyArrayDyn, PyUntypedArray,
-    PyUntypedArrayMethods,
+use numpy::{
+    IntoPyArray, PyArray1, PyArray2, PyArrayDescrMethods, PyArrayDyn, PyArrayMethods, PyReadonlyArrayDyn,
+    PyUntypedArray, PyUntypedArrayMethods,
 };
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
@@ -139,7 +139,10 @@ impl<'py> PointsArg<'py> {
     /// The points as an owned row-major buffer.
     pub fn to_vec(&self) -> Vec<f64> {
         let v = self.view();
-        (0..self.n).flat_map(|i| (0..self.d).map(move |j| (i, j))).map(|(i, j)| v[(i, j)]).collect()
+        (0..self.n)
+            .flat_map(|i| (0..self.d).map(move |j| (i, j)))
+            .map(|(i, j)| v[(i, j)])
+            .collect()
     }
 }
 
@@ -165,9 +168,13 @@ fn view_strides(a: &ArrayViewD<'_, f64>, shape: &[usize]) -> Option<(usize, usiz
     Some((s[0], 1))
 }
 
-/// Copy in C order, converting each value.
+/// Copy in C order, converting each value (a straight pass over the
+/// memory when the array is C-contiguous; `IxDyn` iteration otherwise).
 fn row_major<T: Copy>(a: ArrayViewD<'_, T>, f: impl Fn(T) -> f64) -> Vec<f64> {
-    a.iter().map(|&v| f(v)).collect()
+    match a.as_slice() {
+        Some(s) => s.iter().map(|&v| f(v)).collect(),
+        None => a.iter().map(|&v| f(v)).collect(),
+    }
 }
 
 fn prefix(name: &str, e: PyErr) -> PyErr {
@@ -205,9 +212,7 @@ pub fn class_ids(obj: &Bound<'_, PyAny>, name: &str) -> PyResult<Vec<usize>> {
         .iter()
         .enumerate()
         .map(|(i, &v)| {
-            usize::try_from(v).map_err(|_| {
-                PyValueError::new_err(format!("{name}[{i}] = {v}: class ids must be >= 0"))
-            })
+            usize::try_from(v).map_err(|_| PyValueError::new_err(format!("{name}[{i}] = {v}: class ids must be >= 0")))
         })
         .collect()
 }

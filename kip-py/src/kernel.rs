@@ -127,7 +127,12 @@ impl PyKernel {
     }
 
     /// ``K(x1, x2)``: an ``(n1, n2)`` float64 array.
-    fn gram<'py>(&self, py: Python<'py>, x1: &Bound<'py, PyAny>, x2: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyArray2<f64>>> {
+    fn gram<'py>(
+        &self,
+        py: Python<'py>,
+        x1: &Bound<'py, PyAny>,
+        x2: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyArray2<f64>>> {
         let (a, b) = (PointsArg::extract(x1, "x1")?, PointsArg::extract(x2, "x2")?);
         same_dims(&a, &b, "x1", "x2")?;
         let k = self.bind(&a, "x1")?;
@@ -186,7 +191,12 @@ impl PyKernel {
 
     /// Vector-Jacobian product of ``K(x, x)`` with ``g`` (``(n, n)``):
     /// ``dL/dx``, shaped like ``x``.
-    fn vjp_sym<'py>(&self, py: Python<'py>, x: &Bound<'py, PyAny>, g: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyArrayDyn<f64>>> {
+    fn vjp_sym<'py>(
+        &self,
+        py: Python<'py>,
+        x: &Bound<'py, PyAny>,
+        g: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyArrayDyn<f64>>> {
         let a = PointsArg::extract(x, "x")?;
         let g = cotangent(g, a.n, a.n)?;
         let k = self.bind(&a, "x")?;

@@ -40,7 +40,12 @@ pub struct PyKrrModel {
 impl PyKrrModel {
     /// Predictions ``K(x, support) α``: ``(n, C)``.
     #[pyo3(signature = (x, block = PREDICT_BLOCK))]
-    fn predict<'py>(&self, py: Python<'py>, x: &Bound<'py, PyAny>, block: usize) -> PyResult<Bound<'py, PyArray2<f64>>> {
+    fn predict<'py>(
+        &self,
+        py: Python<'py>,
+        x: &Bound<'py, PyAny>,
+        block: usize,
+    ) -> PyResult<Bound<'py, PyArray2<f64>>> {
         let block = check_block(block)?;
         let t = PointsArg::extract(x, "x")?;
         if t.dims != self.dims {
@@ -82,7 +87,7 @@ impl PyKrrModel {
     fn __repr__(&self) -> String {
         format!(
             "KrrModel(kernel='{}', support={}, classes={}, ridge={:e})",
-            self.kernel.spec().to_string(),
+            self.kernel.spec(),
             self.n,
             self.alpha.ncols(),
             self.ridge
@@ -95,7 +100,13 @@ impl PyKrrModel {
 /// matrix ``(n, C)``. ``kernel`` is a :class:`kip.Kernel` or a spec string.
 #[pyfunction]
 #[pyo3(signature = (kernel, x, y, reg = kip_krr::DEFAULT_REG))]
-pub fn krr_fit(py: Python<'_>, kernel: &Bound<'_, PyAny>, x: &Bound<'_, PyAny>, y: &Bound<'_, PyAny>, reg: f64) -> PyResult<PyKrrModel> {
+pub fn krr_fit(
+    py: Python<'_>,
+    kernel: &Bound<'_, PyAny>,
+    x: &Bound<'_, PyAny>,
+    y: &Bound<'_, PyAny>,
+    reg: f64,
+) -> PyResult<PyKrrModel> {
     let kernel = PyKernel::extract_any(kernel)?;
     let s = PointsArg::extract(x, "x")?;
     let y = label_matrix(y, "y", s.n, None)?;
@@ -122,7 +133,12 @@ pub fn krr_fit(py: Python<'_>, kernel: &Bound<'_, PyAny>, x: &Bound<'_, PyAny>, 
 /// Predictions of a fitted model on ``x`` (same as ``model.predict(x)``).
 #[pyfunction]
 #[pyo3(signature = (model, x, block = PREDICT_BLOCK))]
-pub fn krr_predict<'py>(py: Python<'py>, model: &PyKrrModel, x: &Bound<'py, PyAny>, block: usize) -> PyResult<Bound<'py, PyArray2<f64>>> {
+pub fn krr_predict<'py>(
+    py: Python<'py>,
+    model: &PyKrrModel,
+    x: &Bound<'py, PyAny>,
+    block: usize,
+) -> PyResult<Bound<'py, PyArray2<f64>>> {
     model.predict(py, x, block)
 }
 

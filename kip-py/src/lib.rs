@@ -5,10 +5,10 @@
 //! GIL while computing, and turns every kip error into a Python exception.
 
 mod arrays;
-mod run;
 mod errors;
 mod kernel;
 mod krr;
+mod run;
 
 use std::path::PathBuf;
 

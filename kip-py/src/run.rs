@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use kip_data::{DataSpec, Dataset, ImageShape, Prepared, Split, SupportSet, IN_MEMORY_DATASET};
 use kip_kernels::KernelSpec;
 use kip_meta::{
-    default_target_batch, AdamParams, Init, KipParams, MetricsLine, Observer, Resume, RunConfig, RunDir,
-    RunOutcome, RunStart, Runner, SUMMARY,
+    default_target_batch, AdamParams, Init, KipParams, MetricsLine, Observer, Resume, RunConfig, RunDir, RunOutcome,
+    RunStart, Runner, SUMMARY,
 };
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -46,9 +46,15 @@ pub struct PyRun {
 #[pymethods]
 impl PyRun {
     fn __repr__(&self) -> String {
-        let path = self.path.as_ref().map_or("None".into(), |p| format!("'{}'", p.display()));
+        let path = self
+            .path
+            .as_ref()
+            .map_or("None".into(), |p| format!("'{}'", p.display()));
         let stopped = if self.stopped { "True" } else { "False" };
-        format!("Run(step={}, support={}, stopped={stopped}, path={path})", self.step, self.support)
+        format!(
+            "Run(step={}, support={}, stopped={stopped}, path={path})",
+            self.step, self.support
+        )
     }
 }
 
@@ -107,7 +113,11 @@ pub fn load_run(py: Python<'_>, path: PathBuf) -> PyResult<PyRun> {
 #[pyfunction]
 #[pyo3(signature = (name = "digits", data_dir = None))]
 #[allow(clippy::type_complexity)]
-pub fn load_dataset(py: Python<'_>, name: &str, data_dir: Option<PathBuf>) -> PyResult<((Py<PyAny>, Py<PyAny>), (Py<PyAny>, Py<PyAny>))> {
+pub fn load_dataset(
+    py: Python<'_>,
+    name: &str,
+    data_dir: Option<PathBuf>,
+) -> PyResult<((Py<PyAny>, Py<PyAny>), (Py<PyAny>, Py<PyAny>))> {
     let split = py
         .detach(|| kip_data::resolve(name, data_dir.as_deref()))
         .map_err(data_err)?;
@@ -179,7 +189,11 @@ fn array_split(
     let xt = PointsArg::extract(x, "x")?;
     let yt = class_ids(y, "y")?;
     if yt.len() != xt.n {
-        return Err(PyValueError::new_err(format!("y: {} labels for {} images in x", yt.len(), xt.n)));
+        return Err(PyValueError::new_err(format!(
+            "y: {} labels for {} images in x",
+            yt.len(),
+            xt.n
+        )));
     }
     let shape = xt.image_shape().unwrap_or(ImageShape::new(1, xt.d, 1));
     let test = match test {
@@ -198,7 +212,12 @@ fn array_split(
         }
         None => None,
     };
-    let max = yt.iter().chain(test.iter().flat_map(|t| t.1.iter())).max().copied().unwrap_or(0);
+    let max = yt
+        .iter()
+        .chain(test.iter().flat_map(|t| t.1.iter()))
+        .max()
+        .copied()
+        .unwrap_or(0);
     let names = class_names.unwrap_or_else(|| (0..=max).map(|c| c.to_string()).collect());
     let build = |p: &PointsArg<'_>, l: Vec<usize>, what: &str| {
         let pixels = p.to_vec().into_iter().map(|v| v as f32).collect();
@@ -271,7 +290,9 @@ fn prepare(py: Python<'_>, d: DataArgs<'_, '_>) -> PyResult<(Prepared, Vec<usize
             let dims = shape_dims(prepared.train.shape());
             Ok((prepared, dims, spec))
         }
-        _ => Err(PyValueError::new_err("x and y go together (or give neither and name a dataset)")),
+        _ => Err(PyValueError::new_err(
+            "x and y go together (or give neither and name a dataset)",
+        )),
     }
 }
 
@@ -286,19 +307,29 @@ pub fn distill(
 ) -> PyResult<PyRun> {
     if let Some(cb) = &callback {
         if !cb.bind(py).is_callable() {
-            return Err(pyo3::exceptions::PyTypeError::new_err("callback: expected a callable or None"));
+            return Err(pyo3::exceptions::PyTypeError::new_err(
+                "callback: expected a callable or None",
+            ));
         }
     }
     let temp = match &out {
         Some(_) => None,
         None => Some(tempfile::tempdir().map_err(|e| pyo3::exceptions::PyOSError::new_err(e.to_string()))?),
     };
-    let dir = out.clone().unwrap_or_else(|| temp.as_ref().expect("temp dir").path().join("run"));
+    let dir = out
+        .clone()
+        .unwrap_or_else(|| temp.as_ref().expect("temp dir").path().join("run"));
     let in_memory = data.x.is_some();
     let mut runner = if resume {
         require_dir(&dir, "out")?;
         let steps = Some(opts.kip.steps);
         if in_memory {
+            // The arrays are prepared as the run recorded (preprocessing,
+            // holdout), whatever this call's defaults say.
+            let recorded = RunDir::open(&dir).and_then(|d| d.read_config()).map_err(meta_err)?;
+            let mut data = data;
+            data.spec.preprocess = recorded.data().preprocess.clone();
+            data.spec.holdout = recorded.data().holdout;
             let (prepared, _, _) = prepare(py, data)?;
             Runner::resume_with(&dir, Resume { steps, data_dir: None }, prepared)
         } else {
@@ -310,7 +341,9 @@ pub fn distill(
         kip.clone().check().map_err(meta_err)?;
         RunDir::ensure_new(&dir).map_err(meta_err)?;
         let (prepared, _, spec) = prepare(py, data)?;
-        kip.n_target = opts.target_batch.unwrap_or_else(|| default_target_batch(&prepared.train));
+        kip.n_target = opts
+            .target_batch
+            .unwrap_or_else(|| default_target_batch(&prepared.train));
         let config = RunConfig {
             data: spec,
             kip,
@@ -369,7 +402,10 @@ pub fn kip_params(
         n_support: support,
         n_target: 1,
         steps,
-        adam: AdamParams { lr, ..AdamParams::default() },
+        adam: AdamParams {
+            lr,
+            ..AdamParams::default()
+        },
         lr_schedule: lr_schedule
             .parse()
             .map_err(|e| PyValueError::new_err(format!("lr_schedule {lr_schedule:?}: {e}")))?,
