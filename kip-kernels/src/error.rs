@@ -54,6 +54,15 @@ pub enum KernelError {
         /// Column of the first bad entry.
         col: usize,
     },
+    /// A point whose entries are finite but whose squared norm overflows
+    /// (entries around 1e154 and beyond).
+    #[error("the squared norm of {what} row {row} overflows (its values are too large for float64 arithmetic)")]
+    NormOverflow {
+        /// Which argument.
+        what: &'static str,
+        /// The row.
+        row: usize,
+    },
     /// The points do not fit an image kernel: no image shape given, or one
     /// whose size differs from the points' dimension, or a stack that
     /// pools the image away.

@@ -145,8 +145,10 @@ pub(crate) fn scale_checked(
         *o *= inv_d;
     }
     if let Some(row) = bad {
-        let col = (0..d).position(|j| !finite(row, j)).unwrap_or(0);
-        return Err(KernelError::NonFinite { what, row, col });
+        return Err(match (0..d).position(|j| !finite(row, j)) {
+            Some(col) => KernelError::NonFinite { what, row, col },
+            None => KernelError::NormOverflow { what, row },
+        });
     }
     Ok(())
 }

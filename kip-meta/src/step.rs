@@ -240,7 +240,9 @@ impl Kip {
             kip_loss_grad(kernel, x_s, &self.state.y_s, x_t, &self.y_t, p.reg, &mut self.ws).map_err(|e| match e {
                 // Support values whose squares overflow (a diverged run) reach
                 // the kernel as non-finite norms: report the step, not the kernel.
-                MetaError::Kernel(kip_kernels::KernelError::NonFinite { .. })
+                MetaError::Kernel(
+                    kip_kernels::KernelError::NonFinite { .. } | kip_kernels::KernelError::NormOverflow { .. },
+                )
                 | MetaError::Krr(kip_krr::KrrError::NonFinite { .. }) => MetaError::NonFinite {
                     what: "kernel matrix (support values overflow)",
                     step,

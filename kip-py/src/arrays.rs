@@ -15,17 +15,35 @@ use pyo3::prelude::*;
 use pyo3::types::PyAnyMethods;
 
 /// `obj` as a numpy array: arrays as they are, anything else through
-/// `numpy.asarray` (lists, tuples, array-likes).
+/// `numpy.asarray` (lists, tuples, array-likes; numpy's own message when
+/// it cannot, e.g. a ragged list).
 fn as_ndarray<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyUntypedArray>> {
     if let Ok(a) = obj.cast::<PyUntypedArray>() {
         return Ok(a.clone());
     }
+    let type_name = || obj.get_type().name().map(|n| n.to_string()).unwrap_or_default();
+    if obj.is_none() || obj.is_instance_of::<pyo3::types::PyString>() {
+        return Err(PyTypeError::new_err(format!("expected an array, got {}", type_name())));
+    }
     let np = obj.py().import("numpy")?;
-    let converted = np.call_method1("asarray", (obj,)).map_err(|_| {
-        let ty = obj.get_type().name().map(|n| n.to_string()).unwrap_or_default();
-        PyTypeError::new_err(format!("expected a numpy array, got {ty}"))
-    })?;
-    Ok(converted.cast_into::<PyUntypedArray>()?)
+    let converted = np.call_method1("asarray", (obj,))?.cast_into::<PyUntypedArray>()?;
+    if converted.dtype().kind() == b'O' {
+        return Err(PyTypeError::new_err(format!("expected an array, got {}", type_name())));
+    }
+    Ok(converted)
+}
+
+/// A float array of another byte order or width (big-endian, float16,
+/// longdouble) as native float64 (a copy).
+fn native_f64<'py>(array: &Bound<'py, PyUntypedArray>) -> PyResult<Option<Bound<'py, PyUntypedArray>>> {
+    if array.dtype().kind() != b'f' {
+        return Ok(None);
+    }
+    let np = array.py().import("numpy")?;
+    Ok(Some(
+        np.call_method1("asarray", (array, "float64"))?
+            .cast_into::<PyUntypedArray>()?,
+    ))
 }
 
 fn dtype_name(a: &Bound<'_, PyUntypedArray>) -> String {
@@ -72,6 +90,10 @@ impl<'py> PointsArg<'py> {
                 "{name}: points have no values (shape {shape:?})"
             )));
         }
+        let array = match array.cast::<PyArrayDyn<f64>>().is_ok() || array.cast::<PyArrayDyn<f32>>().is_ok() {
+            true => array,
+            false => native_f64(&array)?.unwrap_or(array),
+        };
         let values = if let Ok(a) = array.cast::<PyArrayDyn<f64>>() {
             let a = a.readonly();
             match view_strides(&a.as_array(), &shape) {
@@ -126,9 +148,11 @@ impl<'py> PointsArg<'py> {
         }
     }
 
-    /// Whether the points are a view of the caller's array (no copy).
-    pub fn is_view(&self) -> bool {
-        matches!(self.values, Values::Borrowed { .. })
+    /// The array's shape.
+    pub fn shape(&self) -> Vec<usize> {
+        let mut s = vec![self.n];
+        s.extend(&self.dims);
+        s
     }
 
     /// The image shape of image-shaped points (`(n, h, w[, c])`).
@@ -177,6 +201,7 @@ fn row_major<T: Copy>(a: ArrayViewD<'_, T>, f: impl Fn(T) -> f64) -> Vec<f64> {
     }
 }
 
+/// `e` with the argument's name in front of its message (same type).
 fn prefix(name: &str, e: PyErr) -> PyErr {
     Python::attach(|py| {
         let msg = format!("{name}: {}", e.value(py));
@@ -186,6 +211,46 @@ fn prefix(name: &str, e: PyErr) -> PyErr {
             PyValueError::new_err(msg)
         }
     })
+}
+
+/// What is wrong with the first of `args` that a kernel would refuse (no
+/// points, a NaN or infinity, a squared norm that overflows), named as the
+/// caller named it; `None` if they all look fine. Run after a kernel
+/// error only (the kernels check their inputs in their own passes).
+pub fn diagnose(args: &[(&str, &PointsArg<'_>)]) -> Option<PyErr> {
+    for (name, p) in args {
+        if p.n == 0 {
+            return Some(PyValueError::new_err(format!(
+                "{name}: no points (shape {:?})",
+                p.shape()
+            )));
+        }
+        let v = p.view();
+        for i in 0..p.n {
+            let mut norm = 0.0;
+            for j in 0..p.d {
+                let x = v[(i, j)];
+                if !x.is_finite() {
+                    return Some(PyValueError::new_err(format!(
+                        "{name}: non-finite value {x} at point {i}, index {j}"
+                    )));
+                }
+                norm += x * x;
+            }
+            if !norm.is_finite() {
+                return Some(PyValueError::new_err(format!(
+                    "{name}: point {i} is too large (its squared norm overflows float64)"
+                )));
+            }
+        }
+    }
+    None
+}
+
+/// A kip error from a call on `args`: the argument's own diagnosis when
+/// one applies, else kip's message.
+pub fn explain(e: impl std::fmt::Display, args: &[(&str, &PointsArg<'_>)]) -> PyErr {
+    diagnose(args).unwrap_or_else(|| PyValueError::new_err(e.to_string()))
 }
 
 /// Class ids `(n,)`, integers in `0..` (bool and float arrays are refused).
@@ -277,4 +342,10 @@ pub fn points_to_py<'py>(py: Python<'py>, m: &DMatrix<f64>, dims: &[usize]) -> B
 /// A vector as a 1-D numpy array.
 pub fn vec_to_py<T: numpy::Element>(py: Python<'_>, v: Vec<T>) -> Bound<'_, PyArray1<T>> {
     v.into_pyarray(py)
+}
+
+/// A count or size from Python: a non-negative integer, else a
+/// `ValueError` naming the parameter.
+pub fn count(name: &str, v: i64) -> PyResult<usize> {
+    usize::try_from(v).map_err(|_| PyValueError::new_err(format!("{name} = {v}: expected an integer >= 0")))
 }

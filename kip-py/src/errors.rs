@@ -7,7 +7,7 @@ use std::path::Path;
 
 use kip_data::DataError;
 use kip_meta::MetaError;
-use pyo3::exceptions::{PyFileNotFoundError, PyOSError, PyValueError};
+use pyo3::exceptions::{PyFileNotFoundError, PyNotADirectoryError, PyOSError, PyValueError};
 use pyo3::PyErr;
 
 fn io_err(kind: ErrorKind, msg: String) -> PyErr {
@@ -42,10 +42,16 @@ pub fn value_err(e: impl std::fmt::Display) -> PyErr {
     PyValueError::new_err(e.to_string())
 }
 
-/// `FileNotFoundError` unless `dir` is a folder.
+/// `FileNotFoundError` (nothing there) or `NotADirectoryError` (a file)
+/// unless `dir` is a folder.
 pub fn require_dir(dir: &Path, what: &str) -> Result<(), PyErr> {
     if dir.is_dir() {
         Ok(())
+    } else if dir.exists() {
+        Err(PyNotADirectoryError::new_err(format!(
+            "{what} {}: not a directory",
+            dir.display()
+        )))
     } else {
         Err(PyFileNotFoundError::new_err(format!(
             "{what} {}: no such directory",

@@ -8,8 +8,7 @@ use numpy::{PyArray1, PyArray2, PyArrayDyn};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
-use crate::arrays::{matrix_to_py, points_to_py, vec_to_py, PointsArg};
-use crate::errors::value_err;
+use crate::arrays::{count, explain, matrix_to_py, points_to_py, vec_to_py, PointsArg};
 
 /// An infinite-width network kernel (or RBF / linear), named by a spec
 /// string such as ``"fc3-ntk"``, ``"fc1-nngp"``, ``"convvec3-ntk"``,
@@ -62,6 +61,13 @@ impl PyKernel {
         if !self.kernel.needs_image_shape() {
             return Ok(self.kernel);
         }
+        if let (Some(given), Some(seen)) = (self.image_shape, pts.image_shape()) {
+            if given != seen {
+                return Err(PyValueError::new_err(format!(
+                    "{name}: images of shape {seen}, but the kernel was created with image_shape {given}"
+                )));
+            }
+        }
         let shape = self.image_shape.or(pts.image_shape()).ok_or_else(|| {
             PyValueError::new_err(format!(
                 "{name}: kernel {} reads images, but the points are flat (shape (n, {})); \
@@ -97,15 +103,17 @@ pub fn same_dims(a: &PointsArg<'_>, b: &PointsArg<'_>, na: &str, nb: &str) -> Py
 impl PyKernel {
     #[new]
     #[pyo3(signature = (spec, image_shape = None))]
-    fn new(spec: &str, image_shape: Option<(usize, usize, usize)>) -> PyResult<Self> {
-        if let Some((h, w, c)) = image_shape {
-            if h == 0 || w == 0 || c == 0 {
+    fn new(spec: &str, image_shape: Option<(i64, i64, i64)>) -> PyResult<Self> {
+        let shape = match image_shape {
+            Some((h, w, c)) if h >= 1 && w >= 1 && c >= 1 => Some((count("h", h)?, count("w", w)?, count("c", c)?)),
+            Some((h, w, c)) => {
                 return Err(PyValueError::new_err(format!(
                     "image_shape ({h}, {w}, {c}): every size must be >= 1"
-                )));
+                )))
             }
-        }
-        Self::from_spec(spec, image_shape)
+            None => None,
+        };
+        Self::from_spec(spec, shape)
     }
 
     /// The spec in kip's canonical form.
@@ -141,7 +149,10 @@ impl PyKernel {
             let mut out = DMatrix::zeros(0, 0);
             k.gram_into(va, vb, &mut out).map(|_| out)
         });
-        Ok(matrix_to_py(py, out.map_err(value_err)?))
+        Ok(matrix_to_py(
+            py,
+            out.map_err(|e| explain(e, &[("x1", &a), ("x2", &b)]))?,
+        ))
     }
 
     /// ``K(x, x)``, computed once per pair and mirrored: ``(n, n)``.
@@ -153,7 +164,7 @@ impl PyKernel {
             let mut out = DMatrix::zeros(0, 0);
             k.gram_sym_into(va, &mut out).map(|_| out)
         });
-        Ok(matrix_to_py(py, out.map_err(value_err)?))
+        Ok(matrix_to_py(py, out.map_err(|e| explain(e, &[("x", &a)]))?))
     }
 
     /// ``K(x_i, x_i)`` for each point: ``(n,)``.
@@ -162,7 +173,7 @@ impl PyKernel {
         let k = self.bind(&a, "x")?;
         let va = a.view();
         let out = py.detach(|| k.gram_diag(va));
-        Ok(vec_to_py(py, out.map_err(value_err)?))
+        Ok(vec_to_py(py, out.map_err(|e| explain(e, &[("x", &a)]))?))
     }
 
     /// Vector-Jacobian product of ``K(x1, x2)`` with the cotangent ``g``
@@ -185,7 +196,7 @@ impl PyKernel {
             let (mut da, mut db) = (DMatrix::zeros(0, 0), DMatrix::zeros(0, 0));
             k.vjp_into(va, vb, &g, Some(&mut da), Some(&mut db)).map(|_| (da, db))
         });
-        let (da, db) = out.map_err(value_err)?;
+        let (da, db) = out.map_err(|e| explain(e, &[("x1", &a), ("x2", &b)]))?;
         Ok((points_to_py(py, &da, &a.dims), points_to_py(py, &db, &b.dims)))
     }
 
@@ -205,7 +216,7 @@ impl PyKernel {
             let mut da = DMatrix::zeros(0, 0);
             k.vjp_sym_into(va, &g, &mut da).map(|_| da)
         });
-        Ok(points_to_py(py, &out.map_err(value_err)?, &a.dims))
+        Ok(points_to_py(py, &out.map_err(|e| explain(e, &[("x", &a)]))?, &a.dims))
     }
 
     fn __repr__(&self) -> String {

@@ -7,18 +7,14 @@ use numpy::PyArray2;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
-use crate::arrays::{label_matrix, matrix_to_py, PointsArg};
+use crate::arrays::{count, explain, label_matrix, matrix_to_py, PointsArg};
 use crate::errors::value_err;
 use crate::kernel::{same_dims, PyKernel};
 
-/// Test points per kernel block when predicting (bounded memory).
-const PREDICT_BLOCK: usize = 2000;
-
-fn check_block(block: usize) -> PyResult<usize> {
-    if block == 0 {
-        Err(PyValueError::new_err("block: expected >= 1"))
-    } else {
-        Ok(block)
+fn check_block(block: i64) -> PyResult<usize> {
+    match count("block", block)? {
+        0 => Err(PyValueError::new_err("block = 0: expected an integer >= 1")),
+        b => Ok(b),
     }
 }
 
@@ -39,13 +35,8 @@ pub struct PyKrrModel {
 #[pymethods]
 impl PyKrrModel {
     /// Predictions ``K(x, support) α``: ``(n, C)``.
-    #[pyo3(signature = (x, block = PREDICT_BLOCK))]
-    fn predict<'py>(
-        &self,
-        py: Python<'py>,
-        x: &Bound<'py, PyAny>,
-        block: usize,
-    ) -> PyResult<Bound<'py, PyArray2<f64>>> {
+    #[pyo3(signature = (x, block = 2000))]
+    fn predict<'py>(&self, py: Python<'py>, x: &Bound<'py, PyAny>, block: i64) -> PyResult<Bound<'py, PyArray2<f64>>> {
         let block = check_block(block)?;
         let t = PointsArg::extract(x, "x")?;
         if t.dims != self.dims {
@@ -57,7 +48,7 @@ impl PyKrrModel {
         let d = self.dims.iter().product();
         let (vs, vt) = (points_row_major(&self.support, self.n, d), t.view());
         let out = py.detach(|| predict_blocked(&self.kernel, vs, &self.alpha, vt, block));
-        Ok(matrix_to_py(py, out.map_err(value_err)?))
+        Ok(matrix_to_py(py, out.map_err(|e| explain(e, &[("x", &t)]))?))
     }
 
     /// The dual coefficients ``α``: ``(n, C)``.
@@ -99,7 +90,7 @@ impl PyKrrModel {
 /// ``y``: class ids ``(n,)`` (centred one-hot, as KIP uses) or a label
 /// matrix ``(n, C)``. ``kernel`` is a :class:`kip.Kernel` or a spec string.
 #[pyfunction]
-#[pyo3(signature = (kernel, x, y, reg = kip_krr::DEFAULT_REG))]
+#[pyo3(signature = (kernel, x, y, reg = 1e-6))]
 pub fn krr_fit(
     py: Python<'_>,
     kernel: &Bound<'_, PyAny>,
@@ -118,7 +109,7 @@ pub fn krr_fit(
         k.gram_sym_into(vs, &mut k_ss).map_err(|e| e.to_string())?;
         fit(&k_ss, &y, ridge).map_err(|e| e.to_string())
     });
-    let model = model.map_err(PyValueError::new_err)?;
+    let model = model.map_err(|e| explain(e, &[("x", &s)]))?;
     Ok(PyKrrModel {
         kernel: k,
         support: s.to_vec(),
@@ -132,12 +123,12 @@ pub fn krr_fit(
 
 /// Predictions of a fitted model on ``x`` (same as ``model.predict(x)``).
 #[pyfunction]
-#[pyo3(signature = (model, x, block = PREDICT_BLOCK))]
+#[pyo3(signature = (model, x, block = 2000))]
 pub fn krr_predict<'py>(
     py: Python<'py>,
     model: &PyKrrModel,
     x: &Bound<'py, PyAny>,
-    block: usize,
+    block: i64,
 ) -> PyResult<Bound<'py, PyArray2<f64>>> {
     model.predict(py, x, block)
 }
@@ -147,7 +138,7 @@ pub fn krr_predict<'py>(
 /// ``y_target`` is class ids ``(n_t,)`` (centred one-hot) or ``(n_t, C)``;
 /// ``K_ts`` is formed ``block`` targets at a time.
 #[pyfunction]
-#[pyo3(signature = (kernel, x_support, x_target, y_target, reg = kip_krr::DEFAULT_REG, block = 5000))]
+#[pyo3(signature = (kernel, x_support, x_target, y_target, reg = 1e-6, block = 5000))]
 pub fn label_solve<'py>(
     py: Python<'py>,
     kernel: &Bound<'py, PyAny>,
@@ -155,7 +146,7 @@ pub fn label_solve<'py>(
     x_target: &Bound<'py, PyAny>,
     y_target: &Bound<'py, PyAny>,
     reg: f64,
-    block: usize,
+    block: i64,
 ) -> PyResult<Bound<'py, PyArray2<f64>>> {
     let block = check_block(block)?;
     let kernel = PyKernel::extract_any(kernel)?;
@@ -166,5 +157,8 @@ pub fn label_solve<'py>(
     let k = kernel.bind(&s, "x_support")?;
     let (vs, vt) = (s.view(), t.view());
     let out = py.detach(|| label_solve_streaming(&k, vs, vt, &y, Ridge::Relative(reg), block));
-    Ok(matrix_to_py(py, out.map_err(value_err)?))
+    Ok(matrix_to_py(
+        py,
+        out.map_err(|e| explain(e, &[("x_support", &s), ("x_target", &t)]))?,
+    ))
 }

@@ -16,6 +16,7 @@ use kip_data::DataSpec;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
+use crate::arrays::count;
 use crate::run::{DataArgs, DistillOptions, PyRun};
 
 /// Run Kernel Inducing Points and return the distilled support set.
@@ -33,7 +34,7 @@ use crate::run::{DataArgs, DistillOptions, PyRun};
     x = None, y = None, *, x_test = None, y_test = None, class_names = None,
     dataset = "digits", data_dir = None, preprocess = "standard", holdout = 0,
     support = 100, kernel = "fc1-ntk", steps = 300, lr = 0.01, lr_schedule = "constant",
-    target_batch = None, learn_labels = false, reg = kip_krr::DEFAULT_REG, precision = "f64",
+    target_batch = None, learn_labels = false, reg = 1e-6, precision = "f64",
     init = "real", init_std = 1.0, corrupt = 0.0, seed = 0,
     eval_every = 100, checkpoint_every = 100, eval_block = 2000,
     callback = None, out = None, resume = false
@@ -49,31 +50,31 @@ fn distill(
     dataset: &str,
     data_dir: Option<PathBuf>,
     preprocess: &str,
-    holdout: usize,
-    support: usize,
+    holdout: i64,
+    support: i64,
     kernel: &str,
-    steps: usize,
+    steps: i64,
     lr: f64,
     lr_schedule: &str,
-    target_batch: Option<usize>,
+    target_batch: Option<i64>,
     learn_labels: bool,
     reg: f64,
     precision: &str,
     init: &str,
     init_std: f64,
     corrupt: f64,
-    seed: u64,
-    eval_every: usize,
-    checkpoint_every: usize,
-    eval_block: usize,
+    seed: i64,
+    eval_every: i64,
+    checkpoint_every: i64,
+    eval_block: i64,
     callback: Option<Py<PyAny>>,
     out: Option<PathBuf>,
     resume: bool,
 ) -> PyResult<PyRun> {
     let kip = run::kip_params(
         kernel,
-        support,
-        steps,
+        count("support", support)?,
+        count("steps", steps)?,
         lr,
         lr_schedule,
         precision,
@@ -82,7 +83,7 @@ fn distill(
         init,
         init_std,
         corrupt,
-        seed,
+        count("seed", seed)? as u64,
     )?;
     let spec = DataSpec {
         dataset: dataset.to_string(),
@@ -90,8 +91,13 @@ fn distill(
         preprocess: preprocess
             .parse()
             .map_err(|e| PyValueError::new_err(format!("preprocess {preprocess:?}: {e}")))?,
-        holdout,
+        holdout: count("holdout", holdout)?,
     };
+    let needs_images = kip
+        .kernels
+        .iter()
+        .filter_map(|k| k.parse::<kip_kernels::KernelSpec>().ok())
+        .any(|k| k.build().needs_image_shape());
     let data = DataArgs {
         x,
         y,
@@ -99,13 +105,14 @@ fn distill(
         y_test,
         class_names,
         spec,
+        needs_images,
     };
     let opts = DistillOptions {
         kip,
-        target_batch,
-        eval_every,
-        checkpoint_every,
-        eval_block,
+        target_batch: target_batch.map(|t| count("target_batch", t)).transpose()?,
+        eval_every: count("eval_every", eval_every)?,
+        checkpoint_every: count("checkpoint_every", checkpoint_every)?,
+        eval_block: count("eval_block", eval_block)?,
     };
     run::distill(py, data, opts, out, resume, callback)
 }

@@ -100,9 +100,10 @@ fn shape_dims(shape: ImageShape) -> Vec<usize> {
 pub fn load_run(py: Python<'_>, path: PathBuf) -> PyResult<PyRun> {
     require_dir(&path, "run directory")?;
     let dir = RunDir::open(&path).map_err(meta_err)?;
+    let in_memory = dir.read_config().map_err(meta_err)?.data().dataset == IN_MEMORY_DATASET;
     let shape = dir.read_support().map_err(meta_err)?.shape;
     let stopped = !dir.file(SUMMARY).is_file();
-    run_result(py, &dir, &shape_dims(shape), Some(path), stopped)
+    run_result(py, &dir, &result_dims(in_memory, shape), Some(path), stopped)
 }
 
 /// A dataset kip can load (``"digits"`` is embedded; ``"mnist"``,
@@ -256,6 +257,8 @@ pub struct DataArgs<'a, 'py> {
     pub y_test: Option<&'a Bound<'py, PyAny>>,
     pub class_names: Option<Vec<String>>,
     pub spec: DataSpec,
+    /// Whether a kernel of the run reads images (flat arrays are refused).
+    pub needs_images: bool,
 }
 
 /// The prepared data and the shape of one point as the caller gave it.
@@ -277,6 +280,13 @@ fn prepare(py: Python<'_>, d: DataArgs<'_, '_>) -> PyResult<(Prepared, Vec<usize
                 _ => return Err(PyValueError::new_err("x_test and y_test go together")),
             };
             let (split, dims) = array_split(x, y, test, d.class_names)?;
+            if d.needs_images && dims.len() < 2 {
+                return Err(PyValueError::new_err(format!(
+                    "x: convolutional kernels read images, but x holds flat points (shape (n, {})); \
+                     pass x as (n, h, w, c) (or (n, h, w)) arrays",
+                    dims[0]
+                )));
+            }
             spec.dataset = IN_MEMORY_DATASET.to_string();
             spec.data_dir = None;
             let prepared = py.detach(|| spec.prepare(split)).map_err(data_err)?;
@@ -312,6 +322,11 @@ pub fn distill(
             ));
         }
     }
+    if resume && out.is_none() {
+        return Err(PyValueError::new_err(
+            "resume=True needs out=RUN_DIR (the run directory to continue)",
+        ));
+    }
     let temp = match &out {
         Some(_) => None,
         None => Some(tempfile::tempdir().map_err(|e| pyo3::exceptions::PyOSError::new_err(e.to_string()))?),
@@ -328,7 +343,7 @@ pub fn distill(
             // holdout), whatever this call's defaults say.
             let recorded = RunDir::open(&dir).and_then(|d| d.read_config()).map_err(meta_err)?;
             let mut data = data;
-            data.spec.preprocess = recorded.data().preprocess.clone();
+            data.spec.preprocess = recorded.data().preprocess;
             data.spec.holdout = recorded.data().holdout;
             let (prepared, _, _) = prepare(py, data)?;
             Runner::resume_with(&dir, Resume { steps, data_dir: None }, prepared)
