@@ -111,6 +111,11 @@ pub struct DistillArgs {
     /// Fraction of support pixels replaced by noise and frozen, in [0, 1).
     #[arg(long, allow_negative_numbers = true, default_value_t = 0.0)]
     pub corrupt: f64,
+    /// Row shards of each target batch, their loss terms summed in order
+    /// (default: 1, or the number of MPI ranks). The shard count fixes a
+    /// run's arithmetic: any number of processes reproduces it bit for bit.
+    #[arg(long)]
+    pub target_shards: Option<usize>,
     /// Evaluate test accuracy every N steps (0: only at the start and end).
     #[arg(long, default_value_t = 100)]
     pub eval_every: usize,

@@ -4,13 +4,18 @@ mod cli;
 mod commands;
 mod error;
 mod progress;
+mod ranks;
 
 use clap::Parser;
 
 fn main() {
     let cli = cli::Cli::parse();
-    let code = match commands::run(cli) {
+    let world = ranks::World::init();
+    let code = match commands::run(cli, &world.ranks) {
         Ok(code) => code,
+        // Under MPI rank 0 reports (another rank's failure arrives there
+        // with its message); the others only exit non-zero.
+        Err(e) if !world.ranks.is_root() => e.exit_code(),
         Err(e) => {
             let first = e.to_string();
             eprintln!("error: {first}");
@@ -26,5 +31,7 @@ fn main() {
             e.exit_code()
         }
     };
+    // Finalize MPI (if any) before exiting: exit skips destructors.
+    drop(world);
     std::process::exit(code);
 }

@@ -139,6 +139,26 @@ impl<'a> AnyPoints<'a> {
     }
 }
 
+impl NormedPoints<'_> {
+    /// Rows `start..start + len` (a view, with their slice of the norms).
+    ///
+    /// # Panics
+    /// If the rows are out of range.
+    pub fn rows(&self, start: usize, len: usize) -> NormedPoints<'_> {
+        let points = match &self.points {
+            AnyPoints::F64(p) => AnyPoints::F64(p.rows(start, len)),
+            AnyPoints::F32(p) => {
+                let d = p.ncols();
+                AnyPoints::F32(PointsF32::new(&p.data()[start * d..(start + len) * d], len, d))
+            }
+        };
+        NormedPoints {
+            points,
+            norms: self.norms.map(|n| &n[start..start + len]),
+        }
+    }
+}
+
 impl<'a, P: Into<AnyPoints<'a>>> From<P> for NormedPoints<'a> {
     fn from(p: P) -> Self {
         NormedPoints {

@@ -51,6 +51,15 @@ pub enum MetaError {
         /// The step that produced it (0-based: the number of steps done).
         step: usize,
     },
+    /// Another rank of a run spread over processes failed (its message);
+    /// every rank stops at the same point.
+    #[error("rank {rank} failed: {message}")]
+    Rank {
+        /// The (lowest) failing rank.
+        rank: usize,
+        /// Its error.
+        message: String,
+    },
     /// A step of a run failed; the last good state was saved first.
     #[error("{}", step_failure(source, *step, dir))]
     StepFailed {

@@ -39,6 +39,7 @@
 
 pub mod adam;
 pub mod checkpoint;
+pub mod collective;
 mod config;
 mod error;
 mod evaluate;
@@ -49,10 +50,11 @@ mod runner;
 mod step;
 
 pub use adam::{AdamParams, AdamState};
+pub use collective::{single_process, Collective, Ranks, SingleProcess};
 pub use config::{LabelSolveConfig, RunConfig, RunRecord};
 pub use error::{MetaError, Result};
-pub use evaluate::{evaluate_support, label_solve};
-pub use loss::{kip_loss, kip_loss_grad, KipWorkspace, LossGrad, LossStats};
+pub use evaluate::{evaluate_support, evaluate_support_on, label_solve, label_solve_on};
+pub use loss::{kip_loss, kip_loss_grad, kip_loss_grad_sharded, KipWorkspace, LossGrad, LossStats, Shards};
 pub use params::{default_target_batch, Init, KipParams, LrSchedule, Precision, ValidKipParams};
 pub use run_dir::{MetricsLine, RunDir, CHECKPOINT, CONFIG, METRICS, SUMMARY, SUPPORT, SUPPORT_PNG};
 pub use runner::{Observer, Resume, RunOutcome, RunStart, RunSummary, Runner, Start};

@@ -21,6 +21,7 @@ use kip_kernels::{points_row_major, AnyPoints, Kernel, Linearization, NormedPoin
 use kip_krr::{Cholesky, Ridge};
 use nalgebra::DMatrix;
 
+use crate::collective::{agree_on_failure, shard_rows, share, Collective, SingleProcess};
 use crate::error::{MetaError, Result};
 
 /// Reusable buffers of one KIP forward/backward pass: a loop that calls
@@ -44,6 +45,9 @@ pub struct KipWorkspace {
     gx_sym: DMatrix<f64>,
     grad_x: DMatrix<f64>,
     grad_y: DMatrix<f64>,
+    /// This rank's shard partials, and every shard's after the exchange.
+    partials: Vec<f64>,
+    gathered: Vec<f64>,
 }
 
 /// Loss value and target-batch accuracy of one pass.
@@ -124,6 +128,26 @@ fn check_shapes(x_s: &PointsView<'_>, y_s: &DMatrix<f64>, n_t: usize, y_t: &DMat
     Ok(())
 }
 
+/// The target batch cut into `count` shards of rows, spread over `ranks`
+/// (see [`crate::collective`]): the arithmetic depends on `count` only.
+#[derive(Clone, Copy, Debug)]
+pub struct Shards<'r> {
+    /// Number of shards (≥ 1, ≤ the targets).
+    pub count: usize,
+    /// The ranks that share them.
+    pub ranks: &'r dyn Collective,
+}
+
+impl Shards<'static> {
+    /// One shard, one process: the plain loss.
+    pub fn one() -> Self {
+        Shards {
+            count: 1,
+            ranks: &SingleProcess,
+        }
+    }
+}
+
 /// The KIP loss (paper Eq. 3) of support set `(x_s, y_s)` on targets
 /// `(x_t, y_t)`, without the gradient.
 ///
@@ -144,8 +168,11 @@ pub fn kip_loss<'a>(
     ws: &mut KipWorkspace,
 ) -> Result<LossStats> {
     let x_t = x_t.into();
-    check_shapes(&x_s, y_s, x_t.points.nrows(), y_t)?;
-    Ok(forward(kernel, x_s, y_s, x_t, y_t, reg, ws)?.0)
+    let n_t = x_t.points.nrows();
+    check_shapes(&x_s, y_s, n_t, y_t)?;
+    let chol = support_solve(kernel, x_s, y_s, reg, ws)?;
+    let (sq, hits) = shard_forward(kernel, x_s, x_t, y_t, 0..n_t, n_t, ws)?;
+    Ok(stats(sq, hits, n_t, y_s.ncols(), &chol))
 }
 
 /// The KIP loss and its gradient with respect to the support images and
@@ -192,20 +219,258 @@ pub fn kip_loss_grad<'a, 'ws>(
     reg: f64,
     ws: &'ws mut KipWorkspace,
 ) -> Result<LossGrad<'ws>> {
+    kip_loss_grad_sharded(kernel, x_s, y_s, x_t, y_t, reg, ws, Shards::one())
+}
+
+/// [`kip_loss_grad`] with the targets cut into `shards.count` row shards
+/// spread over `shards.ranks`: each rank computes its shards' terms
+/// (`K_ts` rows, residuals, `K_tsᵀR` and the VJP through `K_ts`), the
+/// per-shard sums are exchanged and added in shard order on every rank.
+/// Every rank returns the same bits, whatever the number of ranks; one
+/// shard on one process is [`kip_loss_grad`] exactly.
+///
+/// # Errors
+/// As [`kip_loss`]; [`MetaError::Param`] for a shard count of 0 or above
+/// `n_t`; [`MetaError::Rank`] on every rank when another rank failed.
+#[allow(clippy::too_many_arguments)]
+pub fn kip_loss_grad_sharded<'a, 'ws>(
+    kernel: &dyn Kernel,
+    x_s: PointsView<'_>,
+    y_s: &DMatrix<f64>,
+    x_t: impl Into<NormedPoints<'a>>,
+    y_t: &DMatrix<f64>,
+    reg: f64,
+    ws: &'ws mut KipWorkspace,
+    shards: Shards<'_>,
+) -> Result<LossGrad<'ws>> {
     let x_t = x_t.into();
-    check_shapes(&x_s, y_s, x_t.points.nrows(), y_t)?;
-    let (stats, chol) = forward(kernel, x_s, y_s, x_t, y_t, reg, ws)?;
+    let n_t = x_t.points.nrows();
+    check_shapes(&x_s, y_s, n_t, y_t)?;
+    if shards.count == 0 || shards.count > n_t {
+        return Err(MetaError::param(
+            "target_shards",
+            shards.count,
+            format!("between 1 and the {n_t} targets"),
+        ));
+    }
+    let (n_s, c, d) = (x_s.nrows(), y_s.ncols(), x_s.ncols());
+    let ranks = shards.ranks;
+    let mine = share(shards.count, ranks.rank(), ranks.size());
+    let len = partial_len(n_s, c, d);
+    let mut partials = std::mem::take(&mut ws.partials);
+    partials.resize(mine.len() * len, 0.0);
+    // Every rank factors K_ss itself (the same bits everywhere), then
+    // computes its shards.
+    let (chol, local) = match support_solve(kernel, x_s, y_s, reg, ws) {
+        Ok(chol) => {
+            let done = mine.clone().enumerate().try_for_each(|(k, j)| {
+                let rows = shard_rows(n_t, j, shards.count);
+                shard_pass(
+                    kernel,
+                    x_s,
+                    x_t,
+                    y_t,
+                    rows,
+                    n_t,
+                    ws,
+                    &mut partials[k * len..(k + 1) * len],
+                )
+            });
+            (Some(chol), done)
+        }
+        Err(e) => (None, Err(e)),
+    };
+    let total = if ranks.size() == 1 {
+        ws.partials = partials;
+        local?;
+        fold(&ws.partials, shards.count, len)
+    } else {
+        let message = local.as_ref().err().map(ToString::to_string);
+        if let Some((rank, message)) = agree_on_failure(ranks, message.as_deref()) {
+            ws.partials = partials;
+            // The failing rank reports its own error; the others name it.
+            return Err(local.err().unwrap_or(MetaError::Rank { rank, message }));
+        }
+        let counts: Vec<usize> = (0..ranks.size())
+            .map(|r| share(shards.count, r, ranks.size()).len() * len)
+            .collect();
+        ws.gathered.resize(shards.count * len, 0.0);
+        ranks.all_gather(&partials, &counts, &mut ws.gathered);
+        ws.partials = partials;
+        fold(&ws.gathered, shards.count, len)
+    };
+    let chol = chol.expect("the support solve succeeded on every rank");
+    backward(kernel, x_s, reg, &total, n_t, c, chol, ws)
+}
+
+/// Values per shard partial: `K_tsᵀR` (`n_s × C`), the VJP through `K_ts`
+/// (`n_s × d`), the squared residual sum and the hit count.
+fn partial_len(n_s: usize, c: usize, d: usize) -> usize {
+    n_s * c + n_s * d + 2
+}
+
+/// The sum of `count` partials of `len` values, added in shard order (the
+/// first copied, so one shard is itself bit for bit).
+fn fold(all: &[f64], count: usize, len: usize) -> Vec<f64> {
+    let mut total = all[..len].to_vec();
+    for j in 1..count {
+        for (t, v) in total.iter_mut().zip(&all[j * len..(j + 1) * len]) {
+            *t += v;
+        }
+    }
+    total
+}
+
+fn stats(sq: f64, hits: f64, n_t: usize, c: usize, chol: &Cholesky) -> LossStats {
+    let scale = 1.0 / (n_t * c) as f64;
+    LossStats {
+        loss: 0.5 * sq * scale,
+        target_acc: hits / n_t as f64,
+        jitter: chol.jitter(),
+    }
+}
+
+/// `K_ss` (with its partials for an inner-product kernel), its Cholesky
+/// with the trace-scaled ridge, and `α = (K_ss + λI)⁻¹ y_s` in `ws.alpha`.
+fn support_solve(
+    kernel: &dyn Kernel,
+    x_s: PointsView<'_>,
+    y_s: &DMatrix<f64>,
+    reg: f64,
+    ws: &mut KipWorkspace,
+) -> Result<Cholesky> {
     let (n_s, c) = (x_s.nrows(), y_s.ncols());
-    let r = &ws.pred;
-    // β = (K_ss+λI)⁻¹ K_tsᵀ R.
+    ws.dot = kernel.as_dot().is_some();
+    if ws.dot {
+        // K_ss and its partials once (the backward reuses them: no second GEMM).
+        ws.lin_ss.compute_sym(kernel, x_s)?;
+    } else {
+        kernel.gram_sym_into(x_s, &mut ws.k_ss)?;
+    }
+    let k_ss = gram_of(ws.dot, &ws.lin_ss, &ws.k_ss);
+    let chol = Cholesky::factor(k_ss, Ridge::Relative(reg).value(k_ss))?;
+    resize(&mut ws.alpha, n_s, c);
+    ws.alpha.copy_from(y_s);
+    chol.solve_in_place(&mut ws.alpha);
+    Ok(chol)
+}
+
+/// The forward pass over target rows `rows` (of `n_t` in the batch):
+/// `K_ts` of those rows (with its partials), the prediction, and the
+/// residual `R = (pred − y_t)/(n_t C)` left in `ws.pred`. Returns the
+/// squared residual sum and the hit count of those rows.
+fn shard_forward(
+    kernel: &dyn Kernel,
+    x_s: PointsView<'_>,
+    x_t: NormedPoints<'_>,
+    y_t: &DMatrix<f64>,
+    rows: std::ops::Range<usize>,
+    n_t: usize,
+    ws: &mut KipWorkspace,
+) -> Result<(f64, f64)> {
+    let c = ws.alpha.ncols();
+    let (r0, len) = (rows.start, rows.len());
+    let x_t = x_t.rows(r0, len);
+    if ws.dot {
+        ws.lin.compute(kernel, x_t, x_s)?;
+    } else {
+        let x_t = targets_f64(x_t.points, &mut ws.x_t64);
+        kernel.gram_into(x_t, x_s, &mut ws.k_ts)?;
+    }
+    resize(&mut ws.pred, len, c);
+    gemm(
+        1.0,
+        MatRef::from(gram_of(ws.dot, &ws.lin, &ws.k_ts)),
+        MatRef::from(&ws.alpha),
+        0.0,
+        MatMut::from(&mut ws.pred),
+    );
+    // Residual R = (pred − y_t)/(n_t C) in place of pred; loss and accuracy.
+    let scale = 1.0 / (n_t * c) as f64;
+    let mut sq = 0.0;
+    let mut hits = 0usize;
+    for i in 0..len {
+        let y = y_t.row(r0 + i);
+        hits += usize::from(argmax(ws.pred.row(i).iter().copied()) == argmax(y.iter().copied()));
+        for j in 0..c {
+            let r = ws.pred[(i, j)] - y[j];
+            sq += r * r;
+            ws.pred[(i, j)] = r * scale;
+        }
+    }
+    Ok((sq, hits as f64))
+}
+
+/// One shard's partial sums into `out` (see [`partial_len`]): its forward
+/// pass, `K_tsᵀR` and the VJP through its `K_ts` rows with `dL/dK_ts = R αᵀ`.
+#[allow(clippy::too_many_arguments)]
+fn shard_pass(
+    kernel: &dyn Kernel,
+    x_s: PointsView<'_>,
+    x_t: NormedPoints<'_>,
+    y_t: &DMatrix<f64>,
+    rows: std::ops::Range<usize>,
+    n_t: usize,
+    ws: &mut KipWorkspace,
+    out: &mut [f64],
+) -> Result<()> {
+    let (r0, len) = (rows.start, rows.len());
+    let (sq, hits) = shard_forward(kernel, x_s, x_t, y_t, rows, n_t, ws)?;
+    let (n_s, c, d) = (x_s.nrows(), ws.alpha.ncols(), x_s.ncols());
+    // K_tsᵀ R (β before the solve).
     resize(&mut ws.beta, n_s, c);
     gemm(
         1.0,
         MatRef::from(gram_of(ws.dot, &ws.lin, &ws.k_ts)).t(),
-        MatRef::from(r),
+        MatRef::from(&ws.pred),
         0.0,
         MatMut::from(&mut ws.beta),
     );
+    let x_t = x_t.rows(r0, len);
+    if ws.dot {
+        // dL/dK_ts = R αᵀ (rank C), fused into the VJP without being formed.
+        ws.lin
+            .vjp_b_lowrank_into(x_t.points, x_s, &ws.pred, &ws.alpha, &mut ws.grad_x)?;
+    } else {
+        resize(&mut ws.g_ts, len, n_s);
+        gemm(
+            1.0,
+            MatRef::from(&ws.pred),
+            MatRef::from(&ws.alpha).t(),
+            0.0,
+            MatMut::from(&mut ws.g_ts),
+        );
+        let x_t = targets_f64(x_t.points, &mut ws.x_t64);
+        kernel.vjp_into(x_t, x_s, &ws.g_ts, None, Some(&mut ws.grad_x))?;
+    }
+    let (b, rest) = out.split_at_mut(n_s * c);
+    let (g, tail) = rest.split_at_mut(n_s * d);
+    b.copy_from_slice(ws.beta.as_slice());
+    g.copy_from_slice(ws.grad_x.as_slice());
+    tail.copy_from_slice(&[sq, hits]);
+    Ok(())
+}
+
+/// The rest of the gradient from the summed partials `total`: `β` solved,
+/// `dL/dK_ss`, the VJP through `K_ss`, and the two gradients.
+#[allow(clippy::too_many_arguments)]
+fn backward<'ws>(
+    kernel: &dyn Kernel,
+    x_s: PointsView<'_>,
+    reg: f64,
+    total: &[f64],
+    n_t: usize,
+    c: usize,
+    chol: Cholesky,
+    ws: &'ws mut KipWorkspace,
+) -> Result<LossGrad<'ws>> {
+    let (n_s, d) = (x_s.nrows(), x_s.ncols());
+    let (b, rest) = total.split_at(n_s * c);
+    let (g, tail) = rest.split_at(n_s * d);
+    let stats = stats(tail[0], tail[1], n_t, c, &chol);
+    // β = (K_ss+λI)⁻¹ K_tsᵀ R.
+    resize(&mut ws.beta, n_s, c);
+    ws.beta.as_mut_slice().copy_from_slice(b);
     chol.solve_in_place(&mut ws.beta);
     // dL/dK_ss = −β αᵀ − (reg/n_s) tr(β αᵀ) I.
     resize(&mut ws.g_ss, n_s, n_s);
@@ -221,24 +486,12 @@ pub fn kip_loss_grad<'a, 'ws>(
         ws.g_ss[(i, i)] -= reg / n_s as f64 * tr;
     }
     if ws.dot {
-        // dL/dK_ts = R αᵀ (rank C), fused into the VJP without being formed.
-        ws.lin
-            .vjp_b_lowrank_into(x_t.points, x_s, &ws.pred, &ws.alpha, &mut ws.grad_x)?;
         ws.lin_ss.vjp_sym_into(kernel, x_s, &ws.g_ss, &mut ws.gx_sym)?;
     } else {
-        let n_t = x_t.points.nrows();
-        resize(&mut ws.g_ts, n_t, n_s);
-        gemm(
-            1.0,
-            MatRef::from(&ws.pred),
-            MatRef::from(&ws.alpha).t(),
-            0.0,
-            MatMut::from(&mut ws.g_ts),
-        );
-        let x_t = targets_f64(x_t.points, &mut ws.x_t64);
-        kernel.vjp_into(x_t, x_s, &ws.g_ts, None, Some(&mut ws.grad_x))?;
         kernel.vjp_sym_into(x_s, &ws.g_ss, &mut ws.gx_sym)?;
     }
+    resize(&mut ws.grad_x, n_s, d);
+    ws.grad_x.as_mut_slice().copy_from_slice(g);
     ws.grad_x += &ws.gx_sym;
     resize(&mut ws.grad_y, n_s, c);
     ws.grad_y.copy_from(&ws.beta);
@@ -247,63 +500,4 @@ pub fn kip_loss_grad<'a, 'ws>(
         grad_x: &mut ws.grad_x,
         grad_y: &ws.grad_y,
     })
-}
-
-/// The forward pass: `K_ss` and `K_ts` with their partials, the solve, the
-/// prediction, and the residual `R = (pred − y_t)/(n_t C)` left in
-/// `ws.pred` (and `α` in `ws.alpha`) for the backward pass. Shapes are
-/// checked by the caller.
-fn forward(
-    kernel: &dyn Kernel,
-    x_s: PointsView<'_>,
-    y_s: &DMatrix<f64>,
-    x_t: NormedPoints<'_>,
-    y_t: &DMatrix<f64>,
-    reg: f64,
-    ws: &mut KipWorkspace,
-) -> Result<(LossStats, Cholesky)> {
-    let (n_s, c) = (x_s.nrows(), y_s.ncols());
-    ws.dot = kernel.as_dot().is_some();
-    if ws.dot {
-        // K_ss and its partials once (the backward reuses them: no second GEMM).
-        ws.lin_ss.compute_sym(kernel, x_s)?;
-        ws.lin.compute(kernel, x_t, x_s)?;
-    } else {
-        kernel.gram_sym_into(x_s, &mut ws.k_ss)?;
-        let x_t = targets_f64(x_t.points, &mut ws.x_t64);
-        kernel.gram_into(x_t, x_s, &mut ws.k_ts)?;
-    }
-    let n_t = x_t.points.nrows();
-    let k_ss = gram_of(ws.dot, &ws.lin_ss, &ws.k_ss);
-    let chol = Cholesky::factor(k_ss, Ridge::Relative(reg).value(k_ss))?;
-    resize(&mut ws.alpha, n_s, c);
-    ws.alpha.copy_from(y_s);
-    chol.solve_in_place(&mut ws.alpha);
-    resize(&mut ws.pred, n_t, c);
-    gemm(
-        1.0,
-        MatRef::from(gram_of(ws.dot, &ws.lin, &ws.k_ts)),
-        MatRef::from(&ws.alpha),
-        0.0,
-        MatMut::from(&mut ws.pred),
-    );
-
-    // Residual R = (pred − y_t)/(n_t C) in place of pred; loss and accuracy.
-    let scale = 1.0 / (n_t * c) as f64;
-    let mut sq = 0.0;
-    let mut hits = 0usize;
-    for i in 0..n_t {
-        hits += usize::from(argmax(ws.pred.row(i).iter().copied()) == argmax(y_t.row(i).iter().copied()));
-        for j in 0..c {
-            let r = ws.pred[(i, j)] - y_t[(i, j)];
-            sq += r * r;
-            ws.pred[(i, j)] = r * scale;
-        }
-    }
-    let stats = LossStats {
-        loss: 0.5 * sq * scale,
-        target_acc: hits as f64 / n_t as f64,
-        jitter: chol.jitter(),
-    };
-    Ok((stats, chol))
 }

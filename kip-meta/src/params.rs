@@ -89,6 +89,7 @@ impl std::fmt::Display for Precision {
 /// | `init` | `Real` | support initialisation | noise std finite, > 0 |
 /// | `corrupt` | 0 | fraction of support pixels replaced by N(0,1) noise and frozen | [0, 1) |
 /// | `seed` | 0 | seeds init, target batches and kernel draws | any |
+/// | `target_shards` | 1 | row shards of each target batch, whose loss terms are summed in order: fixes the arithmetic of a run spread over processes ([`crate::collective`]) | ≥ 1, ≤ `n_target` |
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct KipParams {
     /// Kernel specs (`fc1-ntk`, ...).
@@ -119,6 +120,15 @@ pub struct KipParams {
     pub corrupt: f64,
     /// Seed.
     pub seed: u64,
+    /// Row shards of each target batch (absent in older run
+    /// configurations: 1). Any number of processes reproduces a run bit
+    /// for bit; the shard count is what fixes its arithmetic.
+    #[serde(default = "one_shard")]
+    pub target_shards: usize,
+}
+
+fn one_shard() -> usize {
+    1
 }
 
 impl Default for KipParams {
@@ -136,6 +146,7 @@ impl Default for KipParams {
             init: Init::Real,
             corrupt: 0.0,
             seed: 0,
+            target_shards: 1,
         }
     }
 }
@@ -227,6 +238,10 @@ impl KipParams {
         }
         if !(0.0..1.0).contains(&self.corrupt) {
             return Err(bad("corrupt", self.corrupt, "[0, 1)"));
+        }
+        // (At most n_target: checked with the data, when n_target is known.)
+        if self.target_shards == 0 {
+            return Err(bad("target_shards", self.target_shards, ">= 1"));
         }
         Ok(ValidKipParams { params: self, kernels })
     }

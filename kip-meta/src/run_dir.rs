@@ -95,6 +95,14 @@ impl RunDir {
         })
     }
 
+    /// The run directory at `path`, neither checked nor created (what a
+    /// rank that never writes it holds).
+    pub fn at(path: &Path) -> Self {
+        Self {
+            path: path.to_path_buf(),
+        }
+    }
+
     /// Opens an existing run directory (one with a `config.json`).
     ///
     /// # Errors

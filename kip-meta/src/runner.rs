@@ -12,6 +12,7 @@ use nalgebra::DMatrix;
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint;
+use crate::collective::{agree_on_failure, single_process, Collective, Ranks};
 use crate::config::{RunConfig, RunRecord};
 use crate::error::{MetaError, Result};
 use crate::run_dir::{MetricsLine, RunDir, CHECKPOINT, CONFIG, SUMMARY};
@@ -185,19 +186,34 @@ impl Runner {
     ///
     /// # Errors
     /// As [`Runner::create`]. Nothing is written unless the run can start.
-    pub fn create_with(dir: impl AsRef<Path>, mut config: RunConfig, data: Prepared) -> Result<Self> {
+    pub fn create_with(dir: impl AsRef<Path>, config: RunConfig, data: Prepared) -> Result<Self> {
+        Self::create_on(single_process(), dir, config, data)
+    }
+
+    /// [`Runner::create_with`] for one of several processes sharing the run
+    /// (every rank calls it with the same arguments and data; see
+    /// [`crate::collective`]): rank 0 alone writes the run directory.
+    ///
+    /// # Errors
+    /// As [`Runner::create`]; [`MetaError::Rank`] when another rank failed.
+    pub fn create_on(ranks: Ranks, dir: impl AsRef<Path>, mut config: RunConfig, data: Prepared) -> Result<Self> {
         let t0 = Instant::now();
         let valid = config.kip.clone().check()?;
         config.check_cadence()?;
-        RunDir::ensure_new(dir.as_ref())?;
+        // Every rank looks before rank 0 writes (the exchange is a barrier).
+        let fresh = RunDir::ensure_new(dir.as_ref());
+        agree(&*ranks, fresh)?;
         (config.train_size, config.test_size, config.image_shape) = data_sizes(&data);
         config.version = env!("CARGO_PKG_VERSION").to_string();
         let (train, data) = RunData::split(data);
         // Build first: it checks the settings against the data, and a
         // rejected run must not leave a configuration behind.
-        let kip = Kip::new(valid, train)?;
-        let dir = RunDir::create(dir.as_ref())?;
-        dir.write_json(CONFIG, &RunRecord::Distill(config.clone()))?;
+        let kip = Kip::new(valid, train)?.on_ranks(ranks.clone());
+        let dir = on_root(&*ranks, || {
+            let dir = RunDir::create(dir.as_ref())?;
+            dir.write_json(CONFIG, &RunRecord::Distill(config.clone()))
+        })
+        .map(|_| RunDir::at(dir.as_ref()))?;
         Ok(Self {
             dir,
             config,
@@ -217,7 +233,7 @@ impl Runner {
     /// [`MetaError::RunDir`] (not a KIP run, data that no longer matches
     /// the recorded sizes); [`MetaError::Checkpoint`]; data errors.
     pub fn resume(dir: impl AsRef<Path>, options: Resume) -> Result<Self> {
-        Self::resume_from(dir.as_ref(), options, None)
+        Self::resume_on(single_process(), dir, options, None)
     }
 
     /// [`Runner::resume`] on data already loaded (a run created by
@@ -228,12 +244,19 @@ impl Runner {
     /// # Errors
     /// As [`Runner::resume`], without the loader errors.
     pub fn resume_with(dir: impl AsRef<Path>, options: Resume, data: Prepared) -> Result<Self> {
-        Self::resume_from(dir.as_ref(), options, Some(data))
+        Self::resume_on(single_process(), dir, options, Some(data))
     }
 
-    fn resume_from(dir: &Path, options: Resume, data: Option<Prepared>) -> Result<Self> {
+    /// [`Runner::resume`] (`data: None`) or [`Runner::resume_with`] for one
+    /// of several processes sharing the run: every rank reads the run
+    /// directory (a shared filesystem), rank 0 alone writes it. The number
+    /// of ranks may differ from the run's earlier sessions.
+    ///
+    /// # Errors
+    /// As [`Runner::resume`]; [`MetaError::Rank`] when another rank failed.
+    pub fn resume_on(ranks: Ranks, dir: impl AsRef<Path>, options: Resume, data: Option<Prepared>) -> Result<Self> {
         let t0 = Instant::now();
-        let dir = RunDir::open(dir)?;
+        let dir = RunDir::open(dir.as_ref())?;
         let RunRecord::Distill(mut config) = dir.read_config()? else {
             return Err(MetaError::run_dir(
                 dir.file(CONFIG),
@@ -269,13 +292,18 @@ impl Runner {
             let step = state.step;
             // The state fits the data before anything on disk changes.
             let kip = Kip::from_state(valid, train, state)?;
-            (kip, Start::Resumed { step }, dir.truncate_metrics(Some(step))?)
+            (kip, Start::Resumed { step }, Some(step))
         } else {
-            let kip = Kip::new(valid, train)?;
-            dir.truncate_metrics(None)?;
-            (kip, Start::Restarted, None)
+            (Kip::new(valid, train)?, Start::Restarted, None)
         };
-        dir.write_json(CONFIG, &RunRecord::Distill(config.clone()))?;
+        let kip = kip.on_ranks(ranks.clone());
+        // Every rank has read what it needs before rank 0 writes.
+        let logged = on_root(&*ranks, || {
+            let logged = dir.truncate_metrics(logged)?;
+            dir.write_json(CONFIG, &RunRecord::Distill(config.clone()))?;
+            Ok(logged)
+        })?
+        .flatten();
         Ok(Self {
             dir,
             config,
@@ -341,8 +369,17 @@ impl Runner {
     /// # Errors
     /// Write failures.
     pub fn save(&self) -> Result<()> {
-        checkpoint::save(&self.dir.file(CHECKPOINT), self.kip.state(), &self.config.kip.kernels)?;
-        self.dir.write_support(&self.support_set()?, self.data.pixel_max)
+        on_root(&**self.kip.ranks(), || {
+            checkpoint::save(&self.dir.file(CHECKPOINT), self.kip.state(), &self.config.kip.kernels)?;
+            self.dir.write_support(&self.support_set()?, self.data.pixel_max)
+        })
+        .map(|_| ())
+    }
+
+    /// Whether any rank's observer asked to stop (every rank stops at the
+    /// same step).
+    fn stop_agreed(&self, flow: ControlFlow<()>) -> bool {
+        self.kip.ranks().first_flagged(flow.is_break()).is_some()
     }
 
     /// Run to `kip.steps` steps (see the type's docs for the cadence).
@@ -370,7 +407,7 @@ impl Runner {
             eval: first_eval,
             notes: &self.data.notes,
         };
-        if observer.started(&start).is_break() {
+        if self.stop_agreed(observer.started(&start)) {
             return self.stop();
         }
         let mut last_eval = first_eval;
@@ -405,7 +442,7 @@ impl Runner {
             if is_due(self.config.checkpoint_every, done) && done < steps {
                 self.save()?;
             }
-            if observer.step(&line).is_break() {
+            if self.stop_agreed(observer.step(&line)) {
                 return self.stop();
             }
         }
@@ -420,9 +457,9 @@ impl Runner {
                 ..self.empty_line(step)
             })?;
         }
-        let init_test_acc = self
-            .dir
-            .read_metrics()?
+        let ranks = self.kip.ranks().clone();
+        let init_test_acc = on_root(&*ranks, || self.dir.read_metrics())?
+            .unwrap_or_default()
             .first()
             .filter(|l| l.step == 0)
             .and_then(|l| l.test_acc)
@@ -439,7 +476,7 @@ impl Runner {
             test_size: self.data.test.len(),
             elapsed_s: self.t0.elapsed().as_secs_f64(),
         };
-        self.dir.write_json(SUMMARY, &summary)?;
+        on_root(&*ranks, || self.dir.write_json(SUMMARY, &summary))?;
         Ok(RunOutcome::Finished(summary))
     }
 
@@ -464,9 +501,29 @@ impl Runner {
     }
 
     fn log(&mut self, line: MetricsLine) -> Result<()> {
-        self.dir.append_metrics(&line)?;
+        on_root(&**self.kip.ranks(), || self.dir.append_metrics(&line))?;
         self.logged = Some(line.step);
         Ok(())
+    }
+}
+
+/// `f` on rank 0 (its value there, `None` elsewhere); a failure is
+/// reported on every rank, so no rank waits for one that gave up.
+fn on_root<T>(ranks: &dyn Collective, f: impl FnOnce() -> Result<T>) -> Result<Option<T>> {
+    let out = if ranks.is_root() { f().map(Some) } else { Ok(None) };
+    agree(ranks, out)
+}
+
+/// `local` if every rank succeeded; else this rank's own error, or
+/// [`MetaError::Rank`] naming the (lowest) rank that failed.
+fn agree<T>(ranks: &dyn Collective, local: Result<T>) -> Result<T> {
+    if ranks.size() == 1 {
+        return local;
+    }
+    let message = local.as_ref().err().map(ToString::to_string);
+    match agree_on_failure(ranks, message.as_deref()) {
+        None => local,
+        Some((rank, message)) => Err(local.err().unwrap_or(MetaError::Rank { rank, message })),
     }
 }
 

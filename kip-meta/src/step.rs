@@ -12,9 +12,10 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::adam::{AdamParams, AdamState};
+use crate::collective::{single_process, Ranks};
 use crate::error::{MetaError, Result};
-use crate::evaluate::evaluate_support;
-use crate::loss::{kip_loss_grad, KipWorkspace, LossStats};
+use crate::evaluate::evaluate_support_on;
+use crate::loss::{kip_loss_grad_sharded, KipWorkspace, LossStats, Shards};
 use crate::params::{Init, Precision, ValidKipParams};
 
 /// Everything that evolves during a run; a checkpoint is exactly this.
@@ -59,6 +60,8 @@ pub struct Kip {
     by_class: Vec<Vec<usize>>,
     state: KipState,
     ws: KipWorkspace,
+    /// The processes that share each step's target shards.
+    ranks: Ranks,
     /// `‖x_i‖²/d` of every training image, computed once: the target
     /// batches' norms are looked up, not recomputed each step.
     train_norms: Vec<f64>,
@@ -143,6 +146,13 @@ impl Kip {
         let p = params.params();
         let by_class = train.indices_by_class();
         check_balanced("n_target", p.n_target, &by_class)?;
+        if p.target_shards > p.n_target {
+            return Err(MetaError::param(
+                "target_shards",
+                p.target_shards,
+                format!("at most n_target ({})", p.n_target),
+            ));
+        }
         let (n_s, d, c) = (p.n_support, train.dim(), train.n_classes());
         let ok = state.x_s.shape() == (n_s, d)
             && state.y_s.shape() == (n_s, c)
@@ -170,6 +180,7 @@ impl Kip {
             by_class,
             state,
             ws: KipWorkspace::default(),
+            ranks: single_process(),
             t_idx: Vec::with_capacity(n_t),
             t_labels: Vec::with_capacity(n_t),
             t_norms: Vec::with_capacity(n_t),
@@ -181,6 +192,19 @@ impl Kip {
             train,
             params,
         })
+    }
+
+    /// Spread the steps and evaluations over `ranks` (every rank must run
+    /// the same `Kip`): the results are bitwise those of one process.
+    #[must_use]
+    pub fn on_ranks(mut self, ranks: Ranks) -> Self {
+        self.ranks = ranks;
+        self
+    }
+
+    /// The ranks this run is spread over.
+    pub fn ranks(&self) -> &Ranks {
+        &self.ranks
     }
 
     /// The parameters.
@@ -236,19 +260,32 @@ impl Kip {
             Precision::F32 => PointsF32::new(&self.x_t32, n_t, d).into(),
         };
         let x_t = x_t.with_norms(&self.t_norms);
-        let out =
-            kip_loss_grad(kernel, x_s, &self.state.y_s, x_t, &self.y_t, p.reg, &mut self.ws).map_err(|e| match e {
-                // Support values whose squares overflow (a diverged run) reach
-                // the kernel as non-finite norms: report the step, not the kernel.
-                MetaError::Kernel(
-                    kip_kernels::KernelError::NonFinite { .. } | kip_kernels::KernelError::NormOverflow { .. },
-                )
-                | MetaError::Krr(kip_krr::KrrError::NonFinite { .. }) => MetaError::NonFinite {
-                    what: "kernel matrix (support values overflow)",
-                    step,
-                },
-                e => e,
-            })?;
+        let shards = Shards {
+            count: p.target_shards,
+            ranks: &*self.ranks,
+        };
+        let out = kip_loss_grad_sharded(
+            kernel,
+            x_s,
+            &self.state.y_s,
+            x_t,
+            &self.y_t,
+            p.reg,
+            &mut self.ws,
+            shards,
+        )
+        .map_err(|e| match e {
+            // Support values whose squares overflow (a diverged run) reach
+            // the kernel as non-finite norms: report the step, not the kernel.
+            MetaError::Kernel(
+                kip_kernels::KernelError::NonFinite { .. } | kip_kernels::KernelError::NormOverflow { .. },
+            )
+            | MetaError::Krr(kip_krr::KrrError::NonFinite { .. }) => MetaError::NonFinite {
+                what: "kernel matrix (support values overflow)",
+                step,
+            },
+            e => e,
+        })?;
         let stats = out.stats;
         if !stats.loss.is_finite() {
             return Err(MetaError::NonFinite { what: "loss", step });
@@ -306,7 +343,8 @@ impl Kip {
     /// [`MetaError::Label`] for a class id outside the training set's
     /// classes; kernel/KRR failures (shapes, non-finite points, `block` 0).
     pub fn evaluate(&self, x_test: PointsView<'_>, test_labels: &[usize], block: usize) -> Result<Eval> {
-        evaluate_support(
+        evaluate_support_on(
+            &*self.ranks,
             &self.kernels[0],
             points(&self.state.x_s),
             &self.state.y_s,

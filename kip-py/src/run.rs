@@ -432,5 +432,6 @@ pub fn kip_params(
         init: Init::from_name(init, init_std).map_err(|e| PyValueError::new_err(format!("init {e}")))?,
         corrupt,
         seed,
+        target_shards: 1,
     })
 }

@@ -1,7 +1,9 @@
 //! `kip distill`: flags into a [`RunConfig`], then the library's [`Runner`]
 //! with a progress bar.
 
-use kip_meta::{default_target_batch, AdamParams, Init, KipParams, Resume, RunConfig, RunDir, RunOutcome, Runner};
+use kip_meta::{
+    default_target_batch, AdamParams, Init, KipParams, Ranks, Resume, RunConfig, RunDir, RunOutcome, Runner,
+};
 
 use crate::cli::DistillArgs;
 use crate::commands::{data_spec, default_out, load};
@@ -16,7 +18,7 @@ const DEFAULT_STEPS: usize = 300;
 
 /// The KIP parameters the flags ask for (`n_target` from --target-batch,
 /// or 1 until the data says what the default is).
-fn kip_params(a: &DistillArgs) -> Result<KipParams> {
+fn kip_params(a: &DistillArgs, ranks: &Ranks) -> Result<KipParams> {
     let init = Init::from_name(&a.init, a.init_std).map_err(|e| CliError::Usage(format!("--init {e}")))?;
     let kernels = kip_kernels::KernelSpec::parse_list(&a.kernel)?
         .iter()
@@ -39,14 +41,15 @@ fn kip_params(a: &DistillArgs) -> Result<KipParams> {
         init,
         corrupt: a.corrupt,
         seed: a.seed,
+        target_shards: a.target_shards.unwrap_or(ranks.size()),
     })
 }
 
 /// A new run from the flags: everything that can be checked is checked
 /// before the data is read, and nothing is written before the run can start.
-fn create(a: &DistillArgs) -> Result<Runner> {
+fn create(a: &DistillArgs, ranks: &Ranks) -> Result<Runner> {
     let data = data_spec(&a.data)?;
-    let mut kip = kip_params(a)?;
+    let mut kip = kip_params(a, ranks)?;
     kip.clone().check()?;
     let out = a
         .out
@@ -71,28 +74,35 @@ fn create(a: &DistillArgs) -> Result<Runner> {
         eval_block: a.eval_block,
         ..RunConfig::default()
     };
-    Ok(Runner::create_with(&out, config, prepared)?)
+    Ok(Runner::create_on(ranks.clone(), &out, config, prepared)?)
 }
 
-pub fn run(a: DistillArgs) -> Result<i32> {
+pub fn run(a: DistillArgs, ranks: &Ranks) -> Result<i32> {
     let mut runner = match &a.resume {
-        Some(dir) => Runner::resume(
+        Some(dir) => Runner::resume_on(
+            ranks.clone(),
             dir,
             Resume {
                 steps: a.steps,
                 data_dir: a.data.data_dir.clone(),
             },
+            None,
         )?,
-        None => create(&a)?,
+        None => create(&a, ranks)?,
     };
     let (dir, c) = (runner.dir().path().to_path_buf(), runner.config().clone());
+    let ranks_note = match ranks.size() {
+        1 => String::new(),
+        r => format!(", {r} ranks x {} target shards", c.kip.target_shards),
+    };
     let detail = format!(
-        "{} support, target batch {}, kernel {}",
+        "{} support, target batch {}, kernel {}{ranks_note}",
         c.kip.n_support,
         c.kip.n_target,
         c.kip.kernels.join(",")
     );
-    let mut progress = Progress::new(dir.clone(), c.data.dataset.clone(), detail, a.quiet)?;
+    let quiet = a.quiet || !ranks.is_root();
+    let mut progress = Progress::new(dir.clone(), c.data.dataset.clone(), detail, quiet)?;
     match runner.run(&mut progress) {
         Ok(RunOutcome::Finished(summary)) => {
             progress.finish();
@@ -104,18 +114,20 @@ pub fn run(a: DistillArgs) -> Result<i32> {
                 summary.elapsed_s,
                 dir.display()
             ));
-            if a.json {
+            if a.json && ranks.is_root() {
                 println!("{}", serde_json::to_string(&summary).expect("the summary serialises"));
             }
             Ok(0)
         }
         Ok(RunOutcome::Stopped { step }) => {
             progress.abandon();
-            eprintln!(
-                "interrupted: checkpoint written at step {step}; resume with: kip distill --resume {} --steps {}",
-                dir.display(),
-                c.kip.steps
-            );
+            if ranks.is_root() {
+                eprintln!(
+                    "interrupted: checkpoint written at step {step}; resume with: kip distill --resume {} --steps {}",
+                    dir.display(),
+                    c.kip.steps
+                );
+            }
             Ok(EXIT_INTERRUPTED)
         }
         Err(e) => {

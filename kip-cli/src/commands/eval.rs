@@ -7,7 +7,7 @@ use crate::cli::EvalArgs;
 use crate::commands::{check_reg_and_block, load, open_run};
 use crate::error::Result;
 
-pub fn run(a: EvalArgs) -> Result<i32> {
+pub fn run(a: EvalArgs, ranks: &kip_meta::Ranks) -> Result<i32> {
     let (dir, mut record) = open_run(&a.run, a.data_dir.clone())?;
     if let Some(h) = a.holdout {
         record.data_mut().holdout = h;
@@ -25,9 +25,12 @@ pub fn run(a: EvalArgs) -> Result<i32> {
     let slow = kernel.needs_image_shape();
     let n_s = support.labels.len();
     let pairs = (n_s * (n_s + 1) / 2 + n_s * prep.test.len()) as u64;
-    let counted = crate::progress::CountedKernel::new(&kernel, pairs, "kernel", a.json || !slow);
+    let quiet = a.json || !slow || !ranks.is_root();
+    let counted = crate::progress::CountedKernel::new(&kernel, pairs, "kernel", quiet);
     let block = if slow { a.block.min(128) } else { a.block };
-    let ev = kip_meta::evaluate_support(
+    // Under MPI the test blocks are shared out (the same figures).
+    let ev = kip_meta::evaluate_support_on(
+        &**ranks,
         &counted,
         points(&support.x_model),
         &support.y,
@@ -37,6 +40,9 @@ pub fn run(a: EvalArgs) -> Result<i32> {
         block,
     )?;
     counted.finish();
+    if !ranks.is_root() {
+        return Ok(0);
+    }
     if a.json {
         let out = json!({
             "run": dir.path(), "kernel": kernel_spec, "reg": reg, "support": support.labels.len(),

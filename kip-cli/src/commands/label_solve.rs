@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use kip_data::one_hot;
 use kip_kernels::{points, Kernel, KernelSpec};
-use kip_meta::{evaluate_support, label_solve, LabelSolveConfig, RunDir, RunRecord, CONFIG, SUMMARY};
+use kip_meta::{evaluate_support_on, label_solve_on, LabelSolveConfig, Ranks, RunDir, RunRecord, CONFIG, SUMMARY};
 use rand::SeedableRng;
 use serde_json::json;
 
@@ -13,7 +13,7 @@ use crate::cli::LabelSolveArgs;
 use crate::commands::{check_reg_and_block, data_spec, default_out, load, open_run};
 use crate::error::{CliError, Result};
 
-pub fn run(a: LabelSolveArgs) -> Result<i32> {
+pub fn run(a: LabelSolveArgs, ranks: &Ranks) -> Result<i32> {
     let t0 = Instant::now();
     let kernel = a.kernel.parse::<KernelSpec>()?.build();
     check_reg_and_block(a.reg, a.block)?;
@@ -50,9 +50,11 @@ pub fn run(a: LabelSolveArgs) -> Result<i32> {
     let n_s = labels.len();
     let sym = n_s * (n_s + 1) / 2;
     let pairs = (3 * sym + n_s * (2 * prep.test.len() + prep.train.len())) as u64;
-    let counted = crate::progress::CountedKernel::new(&kernel, pairs, "kernel", a.json || !kernel.needs_image_shape());
+    let quiet = a.json || !kernel.needs_image_shape() || !ranks.is_root();
+    let counted = crate::progress::CountedKernel::new(&kernel, pairs, "kernel", quiet);
     let score = |y: &nalgebra::DMatrix<f64>| {
-        evaluate_support(
+        evaluate_support_on(
+            &**ranks,
             &counted,
             points(&x_s),
             y,
@@ -63,9 +65,12 @@ pub fn run(a: LabelSolveArgs) -> Result<i32> {
         )
     };
     let before = score(&one_hot(&labels, prep.train.n_classes(), true))?;
-    let y = label_solve(&counted, points(&x_s), &prep.train, a.reg, a.block)?;
+    let y = label_solve_on(&**ranks, &counted, points(&x_s), &prep.train, a.reg, a.block)?;
     let after = score(&y)?;
     counted.finish();
+    if !ranks.is_root() {
+        return Ok(0);
+    }
     let dir = RunDir::create(&out)?;
     let config = LabelSolveConfig {
         version: env!("CARGO_PKG_VERSION").to_string(),

@@ -10,12 +10,13 @@ mod transfer;
 use std::path::PathBuf;
 
 use kip_data::{DataError, DataSpec, Prepared};
+use kip_meta::Ranks;
 
 use crate::cli::{Cli, Command, DataArgs};
 use crate::error::{CliError, Result};
 
 /// Size the thread pool, run a subcommand; returns the process exit code.
-pub fn run(cli: Cli) -> Result<i32> {
+pub fn run(cli: Cli, ranks: &Ranks) -> Result<i32> {
     if let Some(n) = cli.threads {
         if n == 0 {
             return Err(CliError::flag(
@@ -29,9 +30,9 @@ pub fn run(cli: Cli) -> Result<i32> {
             .map_err(|e| CliError::flag(&format!("--threads {n}"), e))?;
     }
     match cli.command {
-        Command::Distill(a) => distill::run(a),
-        Command::LabelSolve(a) => label_solve::run(a),
-        Command::Eval(a) => eval::run(a),
+        Command::Distill(a) => distill::run(a, ranks),
+        Command::LabelSolve(a) => label_solve::run(a, ranks),
+        Command::Eval(a) => eval::run(a, ranks),
         Command::Transfer(a) => transfer::run(a),
         Command::Inspect(a) => inspect::run(a),
         Command::Gram(a) => gram::run(a),
