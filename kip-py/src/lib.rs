@@ -35,7 +35,7 @@ use crate::run::{DataArgs, DistillOptions, PyRun};
     dataset = "digits", data_dir = None, preprocess = "standard", holdout = 0,
     support = 100, kernel = "fc1-ntk", steps = 300, lr = 0.01, lr_schedule = "constant",
     target_batch = None, learn_labels = false, reg = 1e-6, precision = "f64",
-    init = "real", init_std = 1.0, corrupt = 0.0, seed = 0,
+    init = "real", init_std = 1.0, corrupt = 0.0, seed = 0, target_shards = 1,
     eval_every = 100, checkpoint_every = 100, eval_block = 2000,
     callback = None, out = None, resume = false
 ))]
@@ -64,6 +64,7 @@ fn distill(
     init_std: f64,
     corrupt: f64,
     seed: i64,
+    target_shards: i64,
     eval_every: i64,
     checkpoint_every: i64,
     eval_block: i64,
@@ -84,6 +85,7 @@ fn distill(
         init_std,
         corrupt,
         count("seed", seed)? as u64,
+        count("target_shards", target_shards)?,
     )?;
     let spec = DataSpec {
         dataset: dataset.to_string(),

@@ -406,6 +406,7 @@ pub fn kip_params(
     init_std: f64,
     corrupt: f64,
     seed: u64,
+    target_shards: usize,
 ) -> PyResult<KipParams> {
     let kernels = KernelSpec::parse_list(kernel)
         .map_err(|e| PyValueError::new_err(format!("kernel {kernel:?}: {e}")))?
@@ -432,6 +433,6 @@ pub fn kip_params(
         init: Init::from_name(init, init_std).map_err(|e| PyValueError::new_err(format!("init {e}")))?,
         corrupt,
         seed,
-        target_shards: 1,
+        target_shards,
     })
 }

@@ -128,6 +128,7 @@ def distill(
     init_std: float = 1.0,
     corrupt: float = 0.0,
     seed: int = 0,
+    target_shards: int = 1,
     eval_every: int = 100,
     checkpoint_every: int = 100,
     eval_block: int = 2000,
@@ -149,6 +150,9 @@ def distill(
     ``f32`` (the two big products). ``target_batch`` defaults to 5000 or
     the largest class-balanced batch the data allows. ``kernel`` may list
     several specs (``"fc1-ntk,fc2-nngp"``: one sampled per step).
+    ``target_shards``: row shards of each target batch, summed in order
+    (what ``mpirun -n R kip distill`` uses; the same value reproduces such
+    a run bit for bit).
 
     ``callback(metrics)`` runs after each step; returning ``True`` stops
     the run (checkpoint written, ``Run.stopped``). Ctrl-C stops it after
