@@ -179,6 +179,24 @@ impl Observer for PyObserver {
     }
 }
 
+/// Points `x` and one class id per point `y` (arguments `nx`, `ny`).
+fn labelled<'py>(
+    x: &Bound<'py, PyAny>,
+    y: &Bound<'py, PyAny>,
+    nx: &str,
+    ny: &str,
+) -> PyResult<(PointsArg<'py>, Vec<usize>)> {
+    let (points, ids) = (PointsArg::extract(x, nx)?, class_ids(y, ny)?);
+    if ids.len() != points.n {
+        return Err(PyValueError::new_err(format!(
+            "{ny}: {} labels for {} images in {nx}",
+            ids.len(),
+            points.n
+        )));
+    }
+    Ok((points, ids))
+}
+
 /// Numpy arrays as a split: training images and, unless the test set is
 /// held out, test images.
 fn array_split(
@@ -187,28 +205,12 @@ fn array_split(
     test: Option<(&Bound<'_, PyAny>, &Bound<'_, PyAny>)>,
     class_names: Option<Vec<String>>,
 ) -> PyResult<(Split, Vec<usize>)> {
-    let xt = PointsArg::extract(x, "x")?;
-    let yt = class_ids(y, "y")?;
-    if yt.len() != xt.n {
-        return Err(PyValueError::new_err(format!(
-            "y: {} labels for {} images in x",
-            yt.len(),
-            xt.n
-        )));
-    }
+    let (xt, yt) = labelled(x, y, "x", "y")?;
     let shape = xt.image_shape().unwrap_or(ImageShape::new(1, xt.d, 1));
     let test = match test {
         Some((xs, ys)) => {
-            let a = PointsArg::extract(xs, "x_test")?;
+            let (a, l) = labelled(xs, ys, "x_test", "y_test")?;
             crate::kernel::same_dims(&xt, &a, "x", "x_test")?;
-            let l = class_ids(ys, "y_test")?;
-            if l.len() != a.n {
-                return Err(PyValueError::new_err(format!(
-                    "y_test: {} labels for {} images in x_test",
-                    l.len(),
-                    a.n
-                )));
-            }
             Some((a, l))
         }
         None => None,
