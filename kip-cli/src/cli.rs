@@ -51,6 +51,11 @@ pub struct DataArgs {
     /// targets). For CIFAR-10, 10000 is exactly data_batch_5.
     #[arg(long, default_value_t = 0)]
     pub holdout: usize,
+    /// Set the last N remaining training images aside as a validation set
+    /// (never targets; val_acc/val_loss logged beside the test figures):
+    /// choose recipes on it, report on the test set.
+    #[arg(long, default_value_t = 0)]
+    pub val: usize,
 }
 
 /// `kip distill`.
@@ -111,6 +116,11 @@ pub struct DistillArgs {
     /// Fraction of support pixels replaced by noise and frozen, in [0, 1).
     #[arg(long, allow_negative_numbers = true, default_value_t = 0.0)]
     pub corrupt: f64,
+    /// Augment each step's target batch: none, flip, shift:K, or both
+    /// (flip,shift:2): random horizontal flips and translations by up to K
+    /// pixels (zero fill), drawn from the run's seed.
+    #[arg(long, default_value = "none")]
+    pub augment: String,
     /// Row shards of each target batch, their loss terms summed in order
     /// (default: 1, or the number of MPI ranks). The shard count fixes a
     /// run's arithmetic: any number of processes reproduces it bit for bit.

@@ -48,6 +48,7 @@
 #![warn(missing_docs)]
 
 mod arrays;
+mod augment;
 mod cifar;
 mod corrupt;
 mod dataset;
@@ -65,6 +66,7 @@ mod sampling;
 mod targets;
 
 pub use arrays::{read_points, write_npy_f64, PointArray};
+pub use augment::{Augment, ParseAugmentError};
 pub use cifar::{cifar10_expected_files, load_cifar10_dir, load_cifar_batch, CIFAR10_CLASSES, CIFAR_RECORD};
 pub use corrupt::{gaussian_images, PixelMask};
 pub use dataset::{Dataset, ImageShape, Split};

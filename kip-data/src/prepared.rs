@@ -8,7 +8,7 @@ use nalgebra::DMatrix;
 use serde::{Deserialize, Serialize};
 
 use crate::dataset::{Dataset, Split};
-use crate::error::Result;
+use crate::error::{DataError, Result};
 use crate::export::SupportSet;
 use crate::preprocess::{Preprocess, Transform};
 use crate::resolve::{check_available, resolve};
@@ -21,6 +21,7 @@ use crate::resolve::{check_available, resolve};
 /// | `data_dir` | none (`$KIP_DATA_DIR`) | folder with the dataset's files, or its parent |
 /// | `preprocess` | `standard` | [`Preprocess`], fitted on the training images |
 /// | `holdout` | 0 | the last `holdout` training images become the test set (never targets) |
+/// | `val` | 0 | the last `val` training images left after the holdout become a validation set (never targets; for choosing recipes without looking at the test set) |
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DataSpec {
     /// Dataset name.
@@ -33,6 +34,14 @@ pub struct DataSpec {
     pub preprocess: Preprocess,
     /// Training images held out as the test set (0: the official test set).
     pub holdout: usize,
+    /// Training images set aside as a validation set (0: none; absent in
+    /// older run configurations).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub val: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 impl Default for DataSpec {
@@ -42,6 +51,7 @@ impl Default for DataSpec {
             data_dir: None,
             preprocess: Preprocess::Standard,
             holdout: 0,
+            val: 0,
         }
     }
 }
@@ -69,6 +79,8 @@ pub struct Prepared {
     pub train: Dataset,
     /// Test images in model space.
     pub test: Dataset,
+    /// Validation images in model space (`val` > 0).
+    pub val: Option<Dataset>,
     /// The fitted preprocessing (inverted for export and pictures).
     pub transform: Transform,
     /// Largest raw pixel value of the training set (1 if none is positive):
@@ -126,11 +138,27 @@ impl DataSpec {
             notes.push(format!("test set: the {} official test images", split.test.len()));
             (split.train, split.test)
         };
+        let (train_raw, val_raw) = if self.val > 0 {
+            let (tr, va) = train_raw.holdout(self.val).map_err(|e| match e {
+                DataError::Holdout { holdout, len } => DataError::invalid(format!(
+                    "a validation set of {holdout} images from the {len} training images left: need 0 < val < {len}"
+                )),
+                e => e,
+            })?;
+            notes.push(format!(
+                "validation set: the last {} remaining training images (never targets)",
+                self.val
+            ));
+            (tr, Some(va))
+        } else {
+            (train_raw, None)
+        };
         let transform = self.preprocess.fit(&train_raw)?;
         let pixel_max = f64::from(train_raw.pixels().iter().fold(0.0f32, |m, &v| m.max(v)));
         Ok(Prepared {
             train: transform.apply(&train_raw),
             test: transform.apply(&test_raw),
+            val: val_raw.map(|v| transform.apply(&v)),
             transform,
             pixel_max: if pixel_max > 0.0 { pixel_max } else { 1.0 },
             notes,
@@ -153,7 +181,6 @@ impl Prepared {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::DataError;
 
     #[test]
     fn spec_round_trips_through_json_and_loads_digits() {
@@ -168,6 +195,40 @@ mod tests {
         let prep = spec.load().unwrap();
         assert_eq!(prep.test.len(), 100);
         assert!(prep.notes.iter().any(|n| n.contains("held out")));
+    }
+
+    #[test]
+    fn validation_images_are_the_last_training_images_and_never_train() {
+        let raw = crate::digits();
+        let spec = DataSpec {
+            preprocess: Preprocess::None,
+            holdout: 100,
+            val: 200,
+            ..Default::default()
+        };
+        let prep = spec.load().unwrap();
+        let val = prep.val.as_ref().expect("a validation set");
+        let n = raw.train.len();
+        assert_eq!((prep.train.len(), val.len(), prep.test.len()), (n - 300, 200, 100));
+        // Val = the 200 images before the held-out 100; train = everything before.
+        assert_eq!(val.pixels(), &raw.train.pixels()[(n - 300) * 64..(n - 100) * 64]);
+        assert_eq!(prep.train.pixels(), &raw.train.pixels()[..(n - 300) * 64]);
+        assert!(prep.notes.iter().any(|m| m.contains("validation set")));
+        // Absent from the JSON when 0 (older configurations read the same).
+        let plain = serde_json::to_string(&DataSpec::default()).unwrap();
+        assert!(!plain.contains("val"), "{plain}");
+        assert_eq!(
+            serde_json::from_str::<DataSpec>(&serde_json::to_string(&spec).unwrap()).unwrap(),
+            spec
+        );
+        let e = DataSpec {
+            val: n,
+            ..Default::default()
+        }
+        .load()
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("validation set of 1438") && e.contains("val <"), "{e}");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! KIP hyperparameters, validated once (linfa's ParamGuard idea).
 
 pub use kip_core::LrSchedule;
+use kip_data::Augment;
 use kip_kernels::KernelSpec;
 use serde::{Deserialize, Serialize};
 
@@ -89,6 +90,7 @@ impl std::fmt::Display for Precision {
 /// | `init` | `Real` | support initialisation | noise std finite, > 0 |
 /// | `corrupt` | 0 | fraction of support pixels replaced by N(0,1) noise and frozen | [0, 1) |
 /// | `seed` | 0 | seeds init, target batches and kernel draws | any |
+/// | `augment` | none | random flips / translations of each target batch (`flip`, `shift:K`) | K ≥ 1 |
 /// | `target_shards` | 1 | row shards of each target batch, whose loss terms are summed in order: fixes the arithmetic of a run spread over processes ([`crate::collective`]) | ≥ 1, ≤ `n_target` |
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct KipParams {
@@ -125,6 +127,10 @@ pub struct KipParams {
     /// for bit; the shard count is what fixes its arithmetic.
     #[serde(default = "one_shard")]
     pub target_shards: usize,
+    /// Augmentation of each step's target batch (absent in older run
+    /// configurations: none), drawn from the run's generator after the batch.
+    #[serde(default, skip_serializing_if = "Augment::is_none")]
+    pub augment: Augment,
 }
 
 fn one_shard() -> usize {
@@ -147,6 +153,7 @@ impl Default for KipParams {
             corrupt: 0.0,
             seed: 0,
             target_shards: 1,
+            augment: Augment::default(),
         }
     }
 }

@@ -50,6 +50,12 @@ pub struct MetricsLine {
     /// Test loss, on evaluation steps.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub test_loss: Option<f64>,
+    /// Validation accuracy, on evaluation steps of a run with a validation set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_acc: Option<f64>,
+    /// Validation loss, likewise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_loss: Option<f64>,
     /// Seconds since the run (or its resumption) started.
     pub elapsed_s: f64,
 }
@@ -277,6 +283,8 @@ mod tests {
             jitter: None,
             test_acc: None,
             test_loss: None,
+            val_acc: None,
+            val_loss: None,
             elapsed_s: 1.0,
         }
     }

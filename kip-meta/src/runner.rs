@@ -89,6 +89,9 @@ pub struct RunSummary {
     pub final_test_acc: f64,
     /// Test loss of the final support set.
     pub final_test_loss: Option<f64>,
+    /// Validation accuracy of the final support set (runs with `val`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub final_val_acc: Option<f64>,
     /// Test images.
     pub test_size: usize,
     /// Seconds this session of the run took.
@@ -146,6 +149,8 @@ pub struct Runner {
 struct RunData {
     test: Dataset,
     x_test: DMatrix<f64>,
+    /// The validation images and their matrix, if the run sets some aside.
+    val: Option<(Dataset, DMatrix<f64>)>,
     transform: Transform,
     pixel_max: f64,
     notes: Vec<String>,
@@ -157,6 +162,10 @@ impl RunData {
         let rest = RunData {
             x_test: p.test.to_matrix(),
             test: p.test,
+            val: p.val.map(|v| {
+                let m = v.to_matrix();
+                (v, m)
+            }),
             transform: p.transform,
             pixel_max: p.pixel_max,
             notes: p.notes,
@@ -347,6 +356,19 @@ impl Runner {
         )
     }
 
+    /// Validation accuracy and loss of the current support set, if the
+    /// run has a validation set.
+    ///
+    /// # Errors
+    /// Kernel/KRR failures.
+    pub fn evaluate_val(&self) -> Result<Option<Eval>> {
+        self.data
+            .val
+            .as_ref()
+            .map(|(v, x)| self.kip.evaluate(points(x), v.labels(), self.config.eval_block))
+            .transpose()
+    }
+
     /// The current support set, for export.
     ///
     /// # Errors
@@ -389,14 +411,12 @@ impl Runner {
     /// step saved first); evaluation and write failures.
     pub fn run(&mut self, observer: &mut dyn Observer) -> Result<RunOutcome> {
         let steps = self.config.kip.steps;
-        let first_eval = self.evaluate()?;
+        let mut first_line = self.empty_line(0);
+        let (first_eval, first_val) = self.evaluate_into(&mut first_line)?;
+        first_line.elapsed_s = self.t0.elapsed().as_secs_f64();
         if self.logged.is_none() && self.kip.state().step == 0 {
             // The natural baseline: the first line of every run.
-            self.log(MetricsLine {
-                test_acc: Some(first_eval.accuracy),
-                test_loss: first_eval.loss,
-                ..self.empty_line(0)
-            })?;
+            self.log(first_line.clone())?;
         }
         let start = RunStart {
             start: self.start,
@@ -410,7 +430,7 @@ impl Runner {
         if self.stop_agreed(observer.started(&start)) {
             return self.stop();
         }
-        let mut last_eval = first_eval;
+        let (mut last_eval, mut last_val) = (first_eval, first_val);
         let mut stepped = false;
         while self.kip.state().step < steps {
             let info = match self.kip.step() {
@@ -434,9 +454,7 @@ impl Runner {
                 ..self.empty_line(done)
             };
             if is_due(self.config.eval_every, done) || done == steps {
-                last_eval = self.evaluate()?;
-                line.test_acc = Some(last_eval.accuracy);
-                line.test_loss = last_eval.loss;
+                (last_eval, last_val) = self.evaluate_into(&mut line)?;
             }
             self.log(line.clone())?;
             if is_due(self.config.checkpoint_every, done) && done < steps {
@@ -451,11 +469,9 @@ impl Runner {
         if !stepped && self.logged != Some(step) {
             // Nothing left to do (resumed at the end) and the log does not
             // reach this step: log the final evaluation.
-            self.log(MetricsLine {
-                test_acc: Some(last_eval.accuracy),
-                test_loss: last_eval.loss,
-                ..self.empty_line(step)
-            })?;
+            let mut line = self.empty_line(step);
+            fill(&mut line, last_eval, last_val);
+            self.log(line)?;
         }
         let ranks = self.kip.ranks().clone();
         let init_test_acc = on_root(&*ranks, || self.dir.read_metrics())?
@@ -473,6 +489,7 @@ impl Runner {
             init_test_acc,
             final_test_acc: last_eval.accuracy,
             final_test_loss: last_eval.loss,
+            final_val_acc: last_val.map(|v| v.accuracy),
             test_size: self.data.test.len(),
             elapsed_s: self.t0.elapsed().as_secs_f64(),
         };
@@ -496,8 +513,18 @@ impl Runner {
             jitter: None,
             test_acc: None,
             test_loss: None,
+            val_acc: None,
+            val_loss: None,
             elapsed_s: self.t0.elapsed().as_secs_f64(),
         }
+    }
+
+    /// Evaluate on the test set (and the validation set, if any) into
+    /// `line`.
+    fn evaluate_into(&self, line: &mut MetricsLine) -> Result<(Eval, Option<Eval>)> {
+        let (test, val) = (self.evaluate()?, self.evaluate_val()?);
+        fill(line, test, val);
+        Ok((test, val))
     }
 
     fn log(&mut self, line: MetricsLine) -> Result<()> {
@@ -505,6 +532,14 @@ impl Runner {
         self.logged = Some(line.step);
         Ok(())
     }
+}
+
+/// The evaluation figures of a metrics line.
+fn fill(line: &mut MetricsLine, test: Eval, val: Option<Eval>) {
+    line.test_acc = Some(test.accuracy);
+    line.test_loss = test.loss;
+    line.val_acc = val.map(|v| v.accuracy);
+    line.val_loss = val.and_then(|v| v.loss);
 }
 
 /// `f` on rank 0 (its value there, `None` elsewhere); a failure is

@@ -247,6 +247,20 @@ impl Kip {
             Precision::F64 => self.train.gather_into(&self.t_idx, &mut self.x_t),
             Precision::F32 => self.train.gather_into(&self.t_idx, &mut self.x_t32),
         }
+        if !p.augment.is_none() {
+            // Moved pixels change the norms: recompute them for this batch.
+            let (n, shape) = (self.t_idx.len(), self.train.shape());
+            self.t_norms = match p.precision {
+                Precision::F64 => {
+                    p.augment.apply(shape, &mut self.x_t, &mut rng);
+                    row_norms(points_row_major(&self.x_t, n, d))?
+                }
+                Precision::F32 => {
+                    p.augment.apply(shape, &mut self.x_t32, &mut rng);
+                    row_norms(PointsF32::new(&self.x_t32, n, d))?
+                }
+            };
+        }
         one_hot_into(&self.t_labels, c, true, &mut self.y_t_rm);
         let n_t = self.t_idx.len();
         for i in 0..n_t {

@@ -32,10 +32,10 @@ use crate::run::{DataArgs, DistillOptions, PyRun};
 #[pyfunction]
 #[pyo3(signature = (
     x = None, y = None, *, x_test = None, y_test = None, class_names = None,
-    dataset = "digits", data_dir = None, preprocess = "standard", holdout = 0,
+    dataset = "digits", data_dir = None, preprocess = "standard", holdout = 0, val = 0,
     support = 100, kernel = "fc1-ntk", steps = 300, lr = 0.01, lr_schedule = "constant",
     target_batch = None, learn_labels = false, reg = 1e-6, precision = "f64",
-    init = "real", init_std = 1.0, corrupt = 0.0, seed = 0, target_shards = 1,
+    init = "real", init_std = 1.0, corrupt = 0.0, seed = 0, target_shards = 1, augment = "none",
     eval_every = 100, checkpoint_every = 100, eval_block = 2000,
     callback = None, out = None, resume = false
 ))]
@@ -51,6 +51,7 @@ fn distill(
     data_dir: Option<PathBuf>,
     preprocess: &str,
     holdout: i64,
+    val: i64,
     support: i64,
     kernel: &str,
     steps: i64,
@@ -65,6 +66,7 @@ fn distill(
     corrupt: f64,
     seed: i64,
     target_shards: i64,
+    augment: &str,
     eval_every: i64,
     checkpoint_every: i64,
     eval_block: i64,
@@ -86,6 +88,7 @@ fn distill(
         corrupt,
         count("seed", seed)? as u64,
         count("target_shards", target_shards)?,
+        augment,
     )?;
     let spec = DataSpec {
         dataset: dataset.to_string(),
@@ -94,6 +97,7 @@ fn distill(
             .parse()
             .map_err(|e| PyValueError::new_err(format!("preprocess {preprocess:?}: {e}")))?,
         holdout: count("holdout", holdout)?,
+        val: count("val", val)?,
     };
     let needs_images = kip
         .kernels

@@ -409,6 +409,7 @@ pub fn kip_params(
     corrupt: f64,
     seed: u64,
     target_shards: usize,
+    augment: &str,
 ) -> PyResult<KipParams> {
     let kernels = KernelSpec::parse_list(kernel)
         .map_err(|e| PyValueError::new_err(format!("kernel {kernel:?}: {e}")))?
@@ -436,5 +437,8 @@ pub fn kip_params(
         corrupt,
         seed,
         target_shards,
+        augment: augment
+            .parse()
+            .map_err(|e| PyValueError::new_err(format!("augment {augment:?}: {e}")))?,
     })
 }

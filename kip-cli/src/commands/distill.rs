@@ -42,6 +42,7 @@ fn kip_params(a: &DistillArgs, ranks: &Ranks) -> Result<KipParams> {
         corrupt: a.corrupt,
         seed: a.seed,
         target_shards: a.target_shards.unwrap_or(ranks.size()),
+        augment: a.augment.parse().map_err(|e| CliError::flag("--augment", e))?,
     })
 }
 

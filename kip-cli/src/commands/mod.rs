@@ -46,6 +46,7 @@ fn data_spec(args: &DataArgs) -> Result<DataSpec> {
         data_dir: args.data_dir.clone(),
         preprocess: args.preprocess.parse().map_err(|e| CliError::flag("--preprocess", e))?,
         holdout: args.holdout,
+        val: args.val,
     })
 }
 

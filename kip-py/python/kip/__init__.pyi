@@ -115,6 +115,7 @@ def distill(
     data_dir: Optional[PathArg] = None,
     preprocess: str = "standard",
     holdout: int = 0,
+    val: int = 0,
     support: int = 100,
     kernel: str = "fc1-ntk",
     steps: int = 300,
@@ -129,6 +130,7 @@ def distill(
     corrupt: float = 0.0,
     seed: int = 0,
     target_shards: int = 1,
+    augment: str = "none",
     eval_every: int = 100,
     checkpoint_every: int = 100,
     eval_block: int = 2000,
@@ -143,7 +145,8 @@ def distill(
     or ``holdout=N`` (pixels are stored as float32, like kip's loaders);
     or, without ``x``, the named ``dataset`` (``digits``, ``mnist``,
     ``fashion-mnist``, ``cifar10``, ``npz:PATH``; ``data_dir`` or
-    ``$KIP_DATA_DIR``). ``preprocess``: ``standard`` (per channel),
+    ``$KIP_DATA_DIR``). ``val=N`` sets the last N training images aside
+    (never targets; ``val_acc``/``val_loss`` in the metrics). ``preprocess``: ``standard`` (per channel),
     ``zca``, ``zca:STRENGTH``, ``none``. ``lr_schedule``: ``constant``,
     ``cosine`` (to 0 at the last step), ``cosine:M`` (to M·lr).
     ``precision``: ``f64`` or
@@ -152,7 +155,8 @@ def distill(
     several specs (``"fc1-ntk,fc2-nngp"``: one sampled per step).
     ``target_shards``: row shards of each target batch, summed in order
     (what ``mpirun -n R kip distill`` uses; the same value reproduces such
-    a run bit for bit).
+    a run bit for bit). ``augment``: ``none``, ``flip``, ``shift:K`` or
+    ``flip,shift:K``: random flips / translations of each target batch.
 
     ``callback(metrics)`` runs after each step; returning ``True`` stops
     the run (checkpoint written, ``Run.stopped``). Ctrl-C stops it after
