@@ -33,6 +33,33 @@ pub enum Command {
     Inspect(InspectArgs),
     /// Compute a kernel matrix of points in .npy/.npz files (any kernel spec).
     Gram(GramArgs),
+    /// Run one results row of the README (`--list` shows them all).
+    Reproduce(ReproduceArgs),
+}
+
+/// `kip reproduce`.
+#[derive(Debug, Args)]
+pub struct ReproduceArgs {
+    /// The row (e.g. mnist-fc-100); see --list.
+    pub row: Option<String>,
+    /// List the rows: the paper's figure, ours, the time and the command.
+    #[arg(long)]
+    pub list: bool,
+    /// With --list: as the README's markdown table.
+    #[arg(long, requires = "list")]
+    pub markdown: bool,
+    /// Folder with the dataset's files, or its parent [default: $KIP_DATA_DIR].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Run directory (default: `runs/reproduce-<row>-<time>`).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Seed (the measured figures are seed 0).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// No progress bar or messages but the final comparison.
+    #[arg(long)]
+    pub quiet: bool,
 }
 
 /// Where the data comes from and how it is prepared.

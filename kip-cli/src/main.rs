@@ -5,6 +5,7 @@ mod commands;
 mod error;
 mod progress;
 mod ranks;
+mod recipes;
 
 use clap::Parser;
 

@@ -48,7 +48,10 @@ fn augmented_runs_resume_bitwise_and_differ_from_plain_ones() {
         &p(t.path(), "split").join("support.npz"),
     );
     let plain_dir = dir("plain");
-    kip_ok(t.path(), &[&AUG[..5], &["--quiet", "--steps", "30", "--out", &plain_dir]].concat());
+    kip_ok(
+        t.path(),
+        &[&AUG[..5], &["--quiet", "--steps", "30", "--out", &plain_dir]].concat(),
+    );
     let a = kip_data::SupportSet::read_npz(&p(t.path(), "straight").join("support.npz")).unwrap();
     let b = kip_data::SupportSet::read_npz(&p(t.path(), "plain").join("support.npz")).unwrap();
     assert!(

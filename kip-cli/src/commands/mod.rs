@@ -5,6 +5,7 @@ mod eval;
 mod gram;
 mod inspect;
 mod label_solve;
+mod reproduce;
 mod transfer;
 
 use std::path::PathBuf;
@@ -29,7 +30,13 @@ pub fn run(cli: Cli, ranks: &Ranks) -> Result<i32> {
             .build_global()
             .map_err(|e| CliError::flag(&format!("--threads {n}"), e))?;
     }
-    match cli.command {
+    dispatch(cli.command, ranks)
+}
+
+/// Run one subcommand.
+fn dispatch(command: Command, ranks: &Ranks) -> Result<i32> {
+    match command {
+        Command::Reproduce(a) => reproduce::run(a, ranks),
         Command::Distill(a) => distill::run(a, ranks),
         Command::LabelSolve(a) => label_solve::run(a, ranks),
         Command::Eval(a) => eval::run(a, ranks),

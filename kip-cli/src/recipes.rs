@@ -1,0 +1,251 @@
+//! The results rows of the README as runnable recipes: one table, read by
+//! `kip reproduce` and printed into the README (a test keeps the two equal).
+
+/// What a recipe runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// `kip distill …`; the figure is `summary.json`'s `final_test_acc`.
+    Distill,
+    /// `kip label-solve …`; the figure is `summary.json`'s `test_acc_after`.
+    LabelSolve,
+}
+
+impl Kind {
+    /// The subcommand.
+    pub fn command(self) -> &'static str {
+        match self {
+            Kind::Distill => "distill",
+            Kind::LabelSolve => "label-solve",
+        }
+    }
+
+    /// The key of the final test accuracy in the run's `summary.json`.
+    pub fn summary_key(self) -> &'static str {
+        match self {
+            Kind::Distill => "final_test_acc",
+            Kind::LabelSolve => "test_acc_after",
+        }
+    }
+}
+
+/// One results row.
+#[derive(Clone, Copy, Debug)]
+pub struct Recipe {
+    /// Row name (`kip reproduce NAME`).
+    pub name: &'static str,
+    /// What it runs.
+    pub kind: Kind,
+    /// The figure it is compared with (test accuracy) and where it is from.
+    pub paper: (f64, &'static str),
+    /// The flags after the subcommand.
+    pub args: &'static [&'static str],
+    /// Expected wall time on a 2-core machine of this class, minutes.
+    pub minutes: f64,
+    /// The test accuracy we measured with exactly this recipe and seed 0.
+    pub measured: f64,
+}
+
+/// The rows, in README order.
+pub const RECIPES: &[Recipe] = &[
+    Recipe {
+        name: "mnist-fc-10",
+        kind: Kind::Distill,
+        paper: (0.855, "paper, KIP FC"),
+        args: &[
+            "--dataset",
+            "mnist",
+            "--support",
+            "10",
+            "--learn-labels",
+            "--steps",
+            "2000",
+        ],
+        minutes: 1.0,
+        measured: 0.8996,
+    },
+    Recipe {
+        name: "mnist-fc-100",
+        kind: Kind::Distill,
+        paper: (0.972, "paper, KIP FC"),
+        args: &[
+            "--dataset",
+            "mnist",
+            "--support",
+            "100",
+            "--learn-labels",
+            "--steps",
+            "10000",
+            "--lr",
+            "0.04",
+            "--eval-every",
+            "500",
+        ],
+        minutes: 10.0,
+        measured: 0.9733,
+    },
+    Recipe {
+        name: "mnist-fc-500",
+        kind: Kind::Distill,
+        paper: (0.984, "paper, KIP FC"),
+        args: &[
+            "--dataset",
+            "mnist",
+            "--support",
+            "500",
+            "--kernel",
+            "fc3-ntk",
+            "--learn-labels",
+            "--lr",
+            "0.04",
+            "--lr-schedule",
+            "cosine",
+            "--steps",
+            "6000",
+            "--eval-every",
+            "500",
+        ],
+        minutes: 39.0,
+        measured: 0.9852,
+    },
+    Recipe {
+        name: "cifar10-fc-10",
+        kind: Kind::Distill,
+        paper: (0.405, "paper, KIP FC"),
+        args: &[
+            "--dataset",
+            "cifar10",
+            "--holdout",
+            "10000",
+            "--support",
+            "10",
+            "--learn-labels",
+            "--steps",
+            "1000",
+            "--lr",
+            "0.04",
+            "--eval-every",
+            "100",
+        ],
+        minutes: 2.5,
+        measured: 0.3969,
+    },
+    Recipe {
+        name: "cifar10-fc-100",
+        kind: Kind::Distill,
+        paper: (0.531, "paper, KIP FC"),
+        args: &[
+            "--dataset",
+            "cifar10",
+            "--holdout",
+            "10000",
+            "--support",
+            "100",
+            "--steps",
+            "300",
+            "--lr",
+            "0.04",
+            "--eval-every",
+            "20",
+        ],
+        minutes: 2.0,
+        measured: 0.4644,
+    },
+    Recipe {
+        name: "cifar10-fc-500",
+        kind: Kind::Distill,
+        paper: (0.586, "paper, KIP FC"),
+        args: &[
+            "--dataset",
+            "cifar10",
+            "--holdout",
+            "10000",
+            "--support",
+            "500",
+            "--learn-labels",
+            "--steps",
+            "300",
+            "--lr",
+            "0.04",
+            "--eval-every",
+            "50",
+        ],
+        minutes: 5.0,
+        measured: 0.4918,
+    },
+    Recipe {
+        name: "cifar10-ls-500",
+        kind: Kind::LabelSolve,
+        paper: (0.4699, "authors' notebook, official test set"),
+        args: &["--dataset", "cifar10", "--holdout", "10000", "--support", "500"],
+        minutes: 3.0,
+        measured: 0.4606,
+    },
+];
+
+/// The recipe called `name`.
+pub fn find(name: &str) -> Option<&'static Recipe> {
+    RECIPES.iter().find(|r| r.name == name)
+}
+
+/// `0.8996` → `89.96 %`.
+pub fn percent(v: f64) -> String {
+    if v.is_finite() {
+        format!("{:.2} %", v * 100.0)
+    } else {
+        "—".into()
+    }
+}
+
+impl Recipe {
+    /// The full command line.
+    pub fn command(&self) -> String {
+        format!("kip {} {}", self.kind.command(), self.args.join(" "))
+    }
+}
+
+/// The README's table of recipes (what `kip reproduce --list --markdown`
+/// prints).
+pub fn markdown() -> String {
+    let mut s = String::from("| row | paper | measured (seed 0) | expected time | command |\n|---|---|---|---|---|\n");
+    for r in RECIPES {
+        s.push_str(&format!(
+            "| `{}` | {} ({}) | {} | {} min | `{}` |\n",
+            r.name,
+            percent(r.paper.0),
+            r.paper.1,
+            percent(r.measured),
+            r.minutes,
+            r.command()
+        ));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_readme_holds_the_recipe_table() {
+        let readme = include_str!("../../README.md");
+        let table = markdown();
+        assert!(
+            readme.contains(&table),
+            "README.md's reproduce table differs from the recipe table; paste this (kip reproduce --list --markdown):\n{table}"
+        );
+    }
+
+    #[test]
+    fn every_recipe_parses_as_its_command() {
+        use clap::Parser;
+        for r in RECIPES {
+            let argv = ["kip", r.kind.command()].into_iter().chain(r.args.iter().copied());
+            crate::cli::Cli::try_parse_from(argv).unwrap_or_else(|e| panic!("{}: {e}", r.name));
+            assert!(find(r.name).is_some());
+        }
+        let mut names: Vec<&str> = RECIPES.iter().map(|r| r.name).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), RECIPES.len(), "duplicate row names");
+    }
+}
