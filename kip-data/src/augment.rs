@@ -153,50 +153,27 @@ mod tests {
         [img[i], img[i + 1]]
     }
 
+    /// The image after one flip/translation.
+    fn moved(orig: &[f32], shape: ImageShape, flip: bool, dy: isize, dx: isize) -> Vec<f32> {
+        let mut img = orig.to_vec();
+        transform(shape, &mut img, Draw { flip, dy, dx }, &mut Vec::new());
+        img
+    }
+
     #[test]
     fn flip_and_shift_move_known_pixels() {
         let (shape, orig) = image();
-        let mut img = orig.clone();
-        transform(
-            shape,
-            &mut img,
-            Draw {
-                flip: true,
-                dy: 0,
-                dx: 0,
-            },
-            &mut Vec::new(),
-        );
+        let img = moved(&orig, shape, true, 0, 0);
         assert_eq!(at(shape, &img, 1, 0), at(shape, &orig, 1, 3));
         assert_eq!(at(shape, &img, 2, 3), at(shape, &orig, 2, 0));
-        let mut img = orig.clone();
-        transform(
-            shape,
-            &mut img,
-            Draw {
-                flip: false,
-                dy: 1,
-                dx: -1,
-            },
-            &mut Vec::new(),
-        );
         // out(y, x) = in(y − 1, x + 1); row 0 and column 3 come from outside.
+        let img = moved(&orig, shape, false, 1, -1);
         assert_eq!(at(shape, &img, 1, 0), at(shape, &orig, 0, 1));
         assert_eq!(at(shape, &img, 2, 2), at(shape, &orig, 1, 3));
         assert_eq!(at(shape, &img, 0, 2), [0.0, 0.0]);
         assert_eq!(at(shape, &img, 1, 3), [0.0, 0.0]);
         // Flip, then translate.
-        let mut img = orig.clone();
-        transform(
-            shape,
-            &mut img,
-            Draw {
-                flip: true,
-                dy: 0,
-                dx: 1,
-            },
-            &mut Vec::new(),
-        );
+        let img = moved(&orig, shape, true, 0, 1);
         assert_eq!(at(shape, &img, 0, 1), at(shape, &orig, 0, 3));
         assert_eq!(at(shape, &img, 0, 0), [0.0, 0.0]);
     }
