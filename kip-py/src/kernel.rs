@@ -219,6 +219,16 @@ impl PyKernel {
         Ok(points_to_py(py, &out.map_err(|e| explain(e, &[("x", &a)]))?, &a.dims))
     }
 
+    /// Pickling (multiprocessing, joblib): a kernel is its spec and image
+    /// shape.
+    #[allow(clippy::type_complexity)]
+    fn __reduce__<'py>(
+        &self,
+        py: Python<'py>,
+    ) -> (Bound<'py, pyo3::types::PyType>, (String, Option<(usize, usize, usize)>)) {
+        (py.get_type::<PyKernel>(), (self.spec(), self.image_shape()))
+    }
+
     fn __repr__(&self) -> String {
         match self.image_shape {
             Some(s) => format!("Kernel('{}', image_shape=({}, {}, {}))", self.spec(), s.h, s.w, s.c),

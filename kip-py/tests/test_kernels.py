@@ -236,3 +236,14 @@ def test_kernel_usable_from_threads(pts):
         t.join()
     for r in results:
         np.testing.assert_array_equal(r, ref)
+
+
+def test_kernels_pickle_as_their_spec_and_image_shape():
+    import pickle
+
+    for k in [kip.Kernel("fc3-ntk"), kip.Kernel("convvec2-ntk", image_shape=(6, 6, 2))]:
+        back = pickle.loads(pickle.dumps(k))
+        assert (back.spec, back.image_shape) == (k.spec, k.image_shape)
+    x = np.random.default_rng(0).standard_normal((4, 6, 6, 2))
+    k = kip.Kernel("convvec2-ntk")
+    assert np.array_equal(pickle.loads(pickle.dumps(k)).gram_sym(x), k.gram_sym(x))
