@@ -41,6 +41,21 @@ pub fn gemm<T: Scalar>(alpha: T, a: MatRef<'_, T>, b: MatRef<'_, T>, beta: T, mu
     unsafe { gemm_raw(c.as_mut_ptr(), rs, cs, alpha, a, b, beta, parallel) }
 }
 
+/// [`gemm()`] on the calling thread only, whatever its size: for work that
+/// is already split over the rayon pool (one task per chunk of images), so
+/// that no product nests a second level of parallelism.
+///
+/// # Panics
+/// If the shapes do not agree (before anything is written).
+pub fn gemm_seq<T: Scalar>(alpha: T, a: MatRef<'_, T>, b: MatRef<'_, T>, beta: T, mut c: MatMut<'_, T>) {
+    assert_eq!(a.cols(), b.rows(), "gemm: inner dimensions");
+    assert_eq!((c.rows(), c.cols()), (a.rows(), b.cols()), "gemm: output shape");
+    let (rs, cs) = (c.row_stride(), c.col_stride());
+    // SAFETY: as in `gemm`: a checked, uniquely borrowed destination whose
+    // shape agrees with the operands.
+    unsafe { gemm_raw(c.as_mut_ptr(), rs, cs, alpha, a, b, beta, false) }
+}
+
 /// [`gemm()`] with `beta = 0` on the calling thread only, into a destination
 /// given by its pointer and strides: for parallel tasks that each write a
 /// disjoint, interleaved part of one matrix (rows of a column-major matrix),

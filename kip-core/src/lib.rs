@@ -44,7 +44,7 @@ mod shape;
 mod simd;
 mod zeroed;
 
-pub use gemm::{gemm, gemm_seq_raw};
+pub use gemm::{gemm, gemm_seq, gemm_seq_raw};
 pub use mat::{MatMut, MatRef, Scalar, ViewError};
 pub use reduce::{argmax, dot};
 pub use schedule::{LrSchedule, ParseLrScheduleError};

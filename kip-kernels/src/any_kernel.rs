@@ -7,10 +7,11 @@ use nalgebra::DMatrix;
 use crate::conv::{ConvKernel, ImageShape};
 use crate::error::Result;
 use crate::fc::{fc_partials, fc_values, fc_vjp, FcParams, PartialsMut};
-use crate::kernel::{DotKernel, Kernel};
+use crate::kernel::{DotKernel, FeatureKernel, Kernel};
 use crate::linear::linear_partials;
 use crate::points::PointsView;
 use crate::rbf::{rbf_partials, rbf_values};
+use crate::rf::RfKernel;
 use crate::spec::KernelSpec;
 use crate::vjp::vjp_via_partials;
 
@@ -30,7 +31,7 @@ impl DotKernel for DotSpecKernel {
             KernelSpec::Fc(p) => fc_values(p, cols, na, nb),
             KernelSpec::Rbf { gamma } => rbf_values(*gamma, cols, na, nb),
             KernelSpec::Linear => {}
-            KernelSpec::Conv(_) => unreachable!("a DotSpecKernel never holds a conv spec"),
+            KernelSpec::Conv(_) | KernelSpec::Rf(_) => unreachable!("a DotSpecKernel never holds a conv spec"),
         }
     }
 
@@ -39,7 +40,7 @@ impl DotKernel for DotSpecKernel {
             KernelSpec::Fc(p) => fc_partials(p, s, na, nb, out),
             KernelSpec::Rbf { gamma } => rbf_partials(*gamma, s, na, nb, out),
             KernelSpec::Linear => linear_partials(s, out),
-            KernelSpec::Conv(_) => unreachable!("a DotSpecKernel never holds a conv spec"),
+            KernelSpec::Conv(_) | KernelSpec::Rf(_) => unreachable!("a DotSpecKernel never holds a conv spec"),
         }
     }
 
@@ -55,22 +56,24 @@ impl DotKernel for DotSpecKernel {
             KernelSpec::Fc(p) => p.diag(n),
             KernelSpec::Rbf { .. } => (1.0, 0.0),
             KernelSpec::Linear => (n, 1.0),
-            KernelSpec::Conv(_) => unreachable!("a DotSpecKernel never holds a conv spec"),
+            KernelSpec::Conv(_) | KernelSpec::Rf(_) => unreachable!("a DotSpecKernel never holds a conv spec"),
         }
     }
 }
 
-/// The kernel a [`KernelSpec`] names: cheap to copy. Convolutional kernels
-/// also need the image shape of the points ([`AnyKernel::for_images`]).
-#[derive(Clone, Copy, Debug, PartialEq)]
+/// The kernel a [`KernelSpec`] names: cheap to clone (random-feature
+/// networks are shared). Convolutional kernels also need the image shape
+/// of the points ([`AnyKernel::for_images`]).
+#[derive(Clone, Debug, PartialEq)]
 pub struct AnyKernel {
     inner: Inner,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 enum Inner {
     Dot(DotSpecKernel),
     Conv(ConvKernel),
+    Rf(RfKernel),
 }
 
 impl AnyKernel {
@@ -79,6 +82,7 @@ impl AnyKernel {
     pub fn from_spec(spec: KernelSpec) -> Self {
         let inner = match spec {
             KernelSpec::Conv(arch) => Inner::Conv(ConvKernel::new(arch, None)),
+            KernelSpec::Rf(rf) => Inner::Rf(RfKernel::new(rf, None)),
             _ => Inner::Dot(DotSpecKernel { spec }),
         };
         Self { inner }
@@ -88,25 +92,40 @@ impl AnyKernel {
     /// c`, channels fastest). Convolutional kernels need it; the others
     /// ignore it.
     #[must_use]
-    pub fn for_images(self, shape: impl Into<ImageShape>) -> Self {
-        match self.inner {
+    pub fn for_images(&self, shape: impl Into<ImageShape>) -> Self {
+        match &self.inner {
             Inner::Conv(k) => Self {
                 inner: Inner::Conv(ConvKernel::new(*k.arch(), Some(shape.into()))),
             },
-            Inner::Dot(_) => self,
+            Inner::Rf(k) => Self {
+                inner: Inner::Rf(RfKernel::new(k.rf_spec(), Some(shape.into()))),
+            },
+            Inner::Dot(_) => self.clone(),
+        }
+    }
+
+    /// A random-feature kernel with its networks drawn from `seed` (what
+    /// KIP does every step); `None` for the other kernels.
+    pub fn redrawn(&self, seed: u64) -> Option<Self> {
+        match &self.inner {
+            Inner::Rf(k) => Some(Self {
+                inner: Inner::Rf(k.redrawn(seed)),
+            }),
+            _ => None,
         }
     }
 
     /// Whether this kernel reads its points as images (and so needs
     /// [`AnyKernel::for_images`]).
     pub fn needs_image_shape(&self) -> bool {
-        matches!(self.inner, Inner::Conv(_))
+        matches!(self.inner, Inner::Conv(_) | Inner::Rf(_))
     }
 
     fn kernel(&self) -> &dyn Kernel {
         match &self.inner {
             Inner::Dot(k) => k,
             Inner::Conv(k) => k,
+            Inner::Rf(k) => k,
         }
     }
 }
@@ -157,8 +176,12 @@ impl Kernel for AnyKernel {
     fn as_dot(&self) -> Option<&dyn DotKernel> {
         match &self.inner {
             Inner::Dot(k) => Some(k),
-            Inner::Conv(_) => None,
+            Inner::Conv(_) | Inner::Rf(_) => None,
         }
+    }
+
+    fn as_features(&self) -> Option<&dyn FeatureKernel> {
+        self.kernel().as_features()
     }
 }
 

@@ -20,7 +20,7 @@ use crate::error::Result;
 use crate::fc::PartialsMut;
 use crate::linearization::Linearization;
 use crate::norms::{check_g, checked_b_for_tiles, checked_norms, checked_pair};
-use crate::points::{points, PointsView};
+use crate::points::{points, AnyPoints, PointsView};
 use crate::spec::KernelSpec;
 use crate::tiles::{inner_products, map_columns, tile_rows, tiled_gram};
 use crate::vjp::{vjp_blocks, vjp_tiles, vjp_via_partials, write_side, VJP_BLOCK_ROWS};
@@ -103,6 +103,13 @@ pub trait Kernel: Send + Sync + fmt::Debug {
     /// This kernel as an inner-product kernel, if it is one (what
     /// [`Linearization`] needs); `None` for image kernels.
     fn as_dot(&self) -> Option<&dyn DotKernel> {
+        None
+    }
+
+    /// This kernel as an explicit feature map, if it is one
+    /// (random-feature kernels): KIP then computes each point's features
+    /// once per step instead of per kernel call.
+    fn as_features(&self) -> Option<&dyn FeatureKernel> {
         None
     }
 
@@ -324,4 +331,28 @@ impl<T: DotKernel> Kernel for T {
         lin.compute_sym(self, a)?;
         lin.vjp_sym_into(self, a, g, da)
     }
+}
+
+/// A kernel given by explicit features: `K(x, x') = s·⟨φ(x), φ(x')⟩ + o`
+/// with `(s, o)` = [`FeatureKernel::readout`].
+pub trait FeatureKernel: Send + Sync + fmt::Debug {
+    /// Number of features `F` per point.
+    fn n_features(&self) -> usize;
+
+    /// The readout `(s, o)`.
+    fn readout(&self) -> (f64, f64);
+
+    /// `φ` of every point into `out` (`n × F`, row-major; replaced).
+    ///
+    /// # Errors
+    /// Points that do not fit the kernel (shape, non-finite values, empty).
+    fn features_into(&self, x: AnyPoints<'_>, out: &mut Vec<f64>) -> Result<()>;
+
+    /// `dx = (∂φ/∂x)ᵀ dphi` for the points `x` and a cotangent `dphi` of
+    /// their features (`n × F`, row-major), into `dx` (`n × d`).
+    ///
+    /// # Errors
+    /// As [`FeatureKernel::features_into`]; a `dphi` of the wrong length or
+    /// with non-finite values.
+    fn features_vjp_into(&self, x: PointsView<'_>, dphi: &[f64], dx: &mut DMatrix<f64>) -> Result<()>;
 }

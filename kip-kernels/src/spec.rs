@@ -8,13 +8,16 @@ use std::str::FromStr;
 use crate::conv::ConvArch;
 use crate::error::{KernelError, Result};
 use crate::fc::{Activation, FcKind, FcParams};
+use crate::rf::{RfSpec, DEFAULT_CHANNELS, DEFAULT_MODELS};
 
 /// The accepted forms, quoted in every parse error.
 pub const ACCEPTED: &str = "fcL-ntk or fcL-nngp (L = 0..=64 hidden layers) with optional \
 :act=relu|erf,w_std=X,b_std=X (defaults relu, sqrt(2), 0.1); rbf[:gamma=X] (default 1); linear; \
 convvecL-ntk|nngp (L = 1..=31: L x [Conv, Relu], Flatten, Dense); convnetL-ntk|nngp (L = 0..=20: Conv, Relu, \
 L x [Conv, Relu, AvgPool], Flatten, Dense); conv-ntk|nngp:layers=TOKENS (C conv 3x3, R relu, E erf, P avgpool 2x2, \
-then F flatten or G global avgpool, then D dense; e.g. CRCRPFD); conv kernels take w_std=X,b_std=X too";
+then F flatten or G global avgpool, then D dense; e.g. CRCRPFD); conv kernels take w_std=X,b_std=X too; \
+random features of finite networks: rf-convnetL, rf-convvecL, rf-conv:layers=TOKENS (ReLU only) with \
+channels=C,models=M,seed=S (defaults 64, 4, 0) and w_std, b_std";
 
 /// Default weight standard deviation of FC kernels (√2, the reference's).
 pub const DEFAULT_W_STD: f64 = std::f64::consts::SQRT_2;
@@ -39,6 +42,8 @@ pub enum KernelSpec {
     Linear,
     /// Convolutional network kernel on images (see [`crate::ConvKernel`]).
     Conv(ConvArch),
+    /// Random features of finite ConvNets (see [`crate::RfKernel`]).
+    Rf(RfSpec),
 }
 
 impl KernelSpec {
@@ -80,6 +85,25 @@ impl KernelSpec {
             }
             KernelSpec::Linear => {}
             KernelSpec::Conv(a) => check_stds(a.w_std, a.b_std)?,
+            KernelSpec::Rf(r) => {
+                check_stds(r.arch.w_std, r.arch.b_std)?;
+                for (name, v) in [("channels", r.channels), ("models", r.models)] {
+                    if !(1..=4096).contains(&v) {
+                        return Err(KernelError::Param {
+                            name,
+                            value: v as f64,
+                            expected: "an integer in 1..=4096",
+                        });
+                    }
+                }
+                if r.arch.layers().contains(&crate::ConvLayer::Erf) {
+                    return Err(KernelError::Param {
+                        name: "layers",
+                        value: f64::NAN,
+                        expected: "ReLU activations only (no E) in random-feature networks",
+                    });
+                }
+            }
         }
         Ok(())
     }
@@ -115,7 +139,7 @@ impl KernelSpec {
 }
 
 /// `W_std > 0` and `b_std ≥ 0`, both finite.
-fn check_stds(w_std: f64, b_std: f64) -> Result<()> {
+pub(crate) fn check_stds(w_std: f64, b_std: f64) -> Result<()> {
     if !(w_std.is_finite() && w_std > 0.0) {
         return Err(KernelError::Param {
             name: "w_std",
@@ -240,6 +264,40 @@ fn parse_conv(input: &str, name: &str, kv: &[(&str, &str)]) -> Result<Option<Ker
     Ok(Some(KernelSpec::Conv(arch)))
 }
 
+/// `rf-<conv name>` with `channels`, `models`, `seed` and the conv
+/// parameters: the conv stack of the name (its NNGP readout).
+fn parse_rf(input: &str, conv: &str, kv: &[(&str, &str)]) -> Result<KernelSpec> {
+    let (mut channels, mut models, mut seed) = (DEFAULT_CHANNELS, DEFAULT_MODELS, 0u64);
+    let mut rest = Vec::new();
+    for &(k, v) in kv {
+        let int = || {
+            v.parse::<u64>()
+                .map_err(|_| spec_err(input, format!("parameter {k}=`{v}` is not a non-negative integer")))
+        };
+        match k {
+            "channels" => channels = int()? as usize,
+            "models" => models = int()? as usize,
+            "seed" => seed = int()?,
+            _ => rest.push((k, v)),
+        }
+    }
+    let name = format!("{conv}-nngp");
+    match parse_conv(input, &name, &rest) {
+        Ok(Some(KernelSpec::Conv(arch))) => Ok(KernelSpec::Rf(RfSpec {
+            arch,
+            channels,
+            models,
+            seed,
+        })),
+        Ok(_) => Err(spec_err(
+            input,
+            format!("`rf-{conv}`: expected rf-convnetL, rf-convvecL or rf-conv:layers=TOKENS"),
+        )),
+        Err(KernelError::Spec { reason, .. }) => Err(spec_err(input, reason.replace("-nngp", ""))),
+        Err(e) => Err(e),
+    }
+}
+
 fn parse_f64(input: &str, key: &str, v: &str) -> Result<f64> {
     v.parse::<f64>()
         .map_err(|_| spec_err(input, format!("parameter {key}=`{v}` is not a number")))
@@ -266,7 +324,9 @@ impl FromStr for KernelSpec {
                 kv.push((k.trim(), v.trim()));
             }
         }
-        let spec = if let Some(spec) = parse_conv(input, name, &kv)? {
+        let spec = if let Some(conv) = name.strip_prefix("rf-") {
+            parse_rf(input, conv, &kv)?
+        } else if let Some(spec) = parse_conv(input, name, &kv)? {
             spec
         } else if let Some(rest) = name.strip_prefix("fc") {
             let (depth, kind) = rest
@@ -377,6 +437,23 @@ impl fmt::Display for KernelSpec {
                 push_stds(&mut params, a.w_std, a.b_std);
                 write_params(f, &params)
             }
+            KernelSpec::Rf(r) => {
+                let a = &r.arch;
+                let mut params = Vec::new();
+                match a.named() {
+                    Some((family, depth)) => write!(f, "rf-{family}{depth}")?,
+                    None => {
+                        write!(f, "rf-conv")?;
+                        params.push(format!("layers={}", a.tokens()));
+                    }
+                }
+                params.push(format!("channels={},models={}", r.channels, r.models));
+                if r.seed != 0 {
+                    params.push(format!("seed={}", r.seed));
+                }
+                push_stds(&mut params, a.w_std, a.b_std);
+                write_params(f, &params)
+            }
         }
     }
 }
@@ -402,6 +479,10 @@ mod tests {
             "convnet1-nngp",
             "conv-ntk:layers=CRCRGD",
             "conv-nngp:layers=CEPFD,w_std=1.5",
+            "rf-convnet3:channels=64,models=4",
+            "rf-convvec2:channels=8,models=1,seed=7,b_std=0",
+            "rf-conv:layers=CRPCRPCRPFD,channels=128,models=8",
+            "rf-conv:layers=CRCRGD,channels=16,models=2,w_std=1.5",
         ] {
             let spec: KernelSpec = s.parse().unwrap();
             assert_eq!(spec.to_string(), s, "print(parse(s)) == s");

@@ -14,7 +14,11 @@
 //! is O(n_s² d + n_t n_s C). Image kernels (convolutional): the Gram
 //! matrices, then their VJPs with the cotangents `dL/dK_ts` (formed, n_t ×
 //! n_s) and `dL/dK_ss`; the kernel works through the targets in blocks,
-//! so memory stays bounded. Buffers live in [`KipWorkspace`] and are reused.
+//! so memory stays bounded. Random-feature kernels
+//! ([`kip_kernels::FeatureKernel`], `K = s·ΦΦᵀ + o`): the features of the
+//! support and of the targets once per pass, `dL/dΦ_s = s·(α (RᵀΦ_t) +
+//! (G_ss + G_ssᵀ) Φ_s)`, then one backward pass through the networks for
+//! the support alone. Buffers live in [`KipWorkspace`] and are reused.
 
 use kip_core::{argmax, gemm, MatMut, MatRef};
 use kip_kernels::{points_row_major, AnyPoints, Kernel, Linearization, NormedPoints, PointsView};
@@ -34,6 +38,13 @@ pub struct KipWorkspace {
     /// Whether the last forward ran through the linearizations (an
     /// inner-product kernel) or the plain Grams below.
     dot: bool,
+    /// Random-feature kernels: the support's and the targets' features
+    /// (row-major), each computed once per pass.
+    phi_s: Vec<f64>,
+    phi_t: Vec<f64>,
+    /// `RᵀΦ_t` (`C × F`, row-major) and the support features' cotangent.
+    rt_phi: Vec<f64>,
+    dphi_s: Vec<f64>,
     k_ss: DMatrix<f64>,
     k_ts: DMatrix<f64>,
     g_ts: DMatrix<f64>,
@@ -256,7 +267,7 @@ pub fn kip_loss_grad_sharded<'a, 'ws>(
     let (n_s, c, d) = (x_s.nrows(), y_s.ncols(), x_s.ncols());
     let ranks = shards.ranks;
     let mine = share(shards.count, ranks.rank(), ranks.size());
-    let len = partial_len(n_s, c, d);
+    let len = partial_len(n_s, c, vjp_len(kernel, n_s, c, d));
     let mut partials = std::mem::take(&mut ws.partials);
     partials.resize(mine.len() * len, 0.0);
     // Every rank factors K_ss itself (the same bits everywhere), then
@@ -303,10 +314,34 @@ pub fn kip_loss_grad_sharded<'a, 'ws>(
     backward(kernel, x_s, reg, &total, n_t, c, chol, ws)
 }
 
-/// Values per shard partial: `K_tsᵀR` (`n_s × C`), the VJP through `K_ts`
-/// (`n_s × d`), the squared residual sum and the hit count.
-fn partial_len(n_s: usize, c: usize, d: usize) -> usize {
-    n_s * c + n_s * d + 2
+/// Values per shard partial: `K_tsᵀR` (`n_s × C`), the shard's part of the
+/// gradient through `K_ts` (`vjp` values), the squared residual sum and the
+/// hit count.
+fn partial_len(n_s: usize, c: usize, vjp: usize) -> usize {
+    n_s * c + vjp + 2
+}
+
+/// Length of a shard's part of the gradient through `K_ts`: the VJP
+/// (`n_s × d`), or `RᵀΦ_t` (`C × F`) for a random-feature kernel.
+fn vjp_len(kernel: &dyn Kernel, n_s: usize, c: usize, d: usize) -> usize {
+    match kernel.as_features() {
+        Some(f) => c * f.n_features(),
+        None => n_s * d,
+    }
+}
+
+/// `out = s·A Bᵀ + o` for row-major features `A` (`n1 × F`) and `B` (`n2 × F`).
+fn feature_gram(s: f64, o: f64, a: &[f64], b: &[f64], f: usize, out: &mut DMatrix<f64>) {
+    let (n1, n2) = (a.len() / f.max(1), b.len() / f.max(1));
+    resize(out, n1, n2);
+    out.fill(o);
+    gemm(
+        s,
+        MatRef::row_major(a, n1, f),
+        MatRef::row_major(b, n2, f).t(),
+        1.0,
+        MatMut::from(out),
+    );
 }
 
 /// The sum of `count` partials of `len` values, added in shard order (the
@@ -344,6 +379,15 @@ fn support_solve(
     if ws.dot {
         // K_ss and its partials once (the backward reuses them: no second GEMM).
         ws.lin_ss.compute_sym(kernel, x_s)?;
+    } else if let Some(fk) = kernel.as_features() {
+        fk.features_into(x_s.into(), &mut ws.phi_s)?;
+        let (s, o) = fk.readout();
+        feature_gram(s, o, &ws.phi_s, &ws.phi_s, fk.n_features(), &mut ws.k_ss);
+        for j in 0..n_s {
+            for i in 0..j {
+                ws.k_ss[(i, j)] = ws.k_ss[(j, i)];
+            }
+        }
     } else {
         kernel.gram_sym_into(x_s, &mut ws.k_ss)?;
     }
@@ -373,6 +417,10 @@ fn shard_forward(
     let x_t = x_t.rows(r0, len);
     if ws.dot {
         ws.lin.compute(kernel, x_t, x_s)?;
+    } else if let Some(fk) = kernel.as_features() {
+        fk.features_into(x_t.points, &mut ws.phi_t)?;
+        let (s, o) = fk.readout();
+        feature_gram(s, o, &ws.phi_t, &ws.phi_s, fk.n_features(), &mut ws.k_ts);
     } else {
         let x_t = targets_f64(x_t.points, &mut ws.x_t64);
         kernel.gram_into(x_t, x_s, &mut ws.k_ts)?;
@@ -416,7 +464,7 @@ fn shard_pass(
 ) -> Result<()> {
     let (r0, len) = (rows.start, rows.len());
     let (sq, hits) = shard_forward(kernel, x_s, x_t, y_t, rows, n_t, ws)?;
-    let (n_s, c, d) = (x_s.nrows(), ws.alpha.ncols(), x_s.ncols());
+    let (n_s, c) = (x_s.nrows(), ws.alpha.ncols());
     // K_tsᵀ R (β before the solve).
     resize(&mut ws.beta, n_s, c);
     gemm(
@@ -427,10 +475,24 @@ fn shard_pass(
         MatMut::from(&mut ws.beta),
     );
     let x_t = x_t.rows(r0, len);
+    let vjp: &[f64];
     if ws.dot {
         // dL/dK_ts = R αᵀ (rank C), fused into the VJP without being formed.
         ws.lin
             .vjp_b_lowrank_into(x_t.points, x_s, &ws.pred, &ws.alpha, &mut ws.grad_x)?;
+        vjp = ws.grad_x.as_slice();
+    } else if let Some(fk) = kernel.as_features() {
+        // RᵀΦ_t: the backward turns it into dL/dΦ_s = s·α (RᵀΦ_t).
+        let f = fk.n_features();
+        ws.rt_phi.resize(c * f, 0.0);
+        gemm(
+            1.0,
+            MatRef::from(&ws.pred).t(),
+            MatRef::row_major(&ws.phi_t, len, f),
+            0.0,
+            MatMut::row_major(&mut ws.rt_phi, c, f),
+        );
+        vjp = &ws.rt_phi;
     } else {
         resize(&mut ws.g_ts, len, n_s);
         gemm(
@@ -442,11 +504,12 @@ fn shard_pass(
         );
         let x_t = targets_f64(x_t.points, &mut ws.x_t64);
         kernel.vjp_into(x_t, x_s, &ws.g_ts, None, Some(&mut ws.grad_x))?;
+        vjp = ws.grad_x.as_slice();
     }
     let (b, rest) = out.split_at_mut(n_s * c);
-    let (g, tail) = rest.split_at_mut(n_s * d);
+    let (g, tail) = rest.split_at_mut(vjp.len());
     b.copy_from_slice(ws.beta.as_slice());
-    g.copy_from_slice(ws.grad_x.as_slice());
+    g.copy_from_slice(vjp);
     tail.copy_from_slice(&[sq, hits]);
     Ok(())
 }
@@ -466,7 +529,7 @@ fn backward<'ws>(
 ) -> Result<LossGrad<'ws>> {
     let (n_s, d) = (x_s.nrows(), x_s.ncols());
     let (b, rest) = total.split_at(n_s * c);
-    let (g, tail) = rest.split_at(n_s * d);
+    let (g, tail) = rest.split_at(vjp_len(kernel, n_s, c, d));
     let stats = stats(tail[0], tail[1], n_t, c, &chol);
     // β = (K_ss+λI)⁻¹ K_tsᵀ R.
     resize(&mut ws.beta, n_s, c);
@@ -487,6 +550,29 @@ fn backward<'ws>(
     }
     if ws.dot {
         ws.lin_ss.vjp_sym_into(kernel, x_s, &ws.g_ss, &mut ws.gx_sym)?;
+    } else if let Some(fk) = kernel.as_features() {
+        // dL/dΦ_s = s·(α (RᵀΦ_t) + (G_ss + G_ssᵀ) Φ_s), then one backward
+        // pass through the networks.
+        let (f, (s, _)) = (fk.n_features(), fk.readout());
+        ws.dphi_s.resize(n_s * f, 0.0);
+        let (alpha, g_ss) = (MatRef::from(&ws.alpha), MatRef::from(&ws.g_ss));
+        let phi_s = MatRef::row_major(&ws.phi_s, n_s, f);
+        let rt_phi = MatRef::row_major(g, c, f);
+        for (k, (a, b)) in [(alpha, rt_phi), (g_ss, phi_s), (g_ss.t(), phi_s)]
+            .into_iter()
+            .enumerate()
+        {
+            let beta = if k == 0 { 0.0 } else { 1.0 };
+            gemm(s, a, b, beta, MatMut::row_major(&mut ws.dphi_s, n_s, f));
+        }
+        fk.features_vjp_into(x_s, &ws.dphi_s, &mut ws.grad_x)?;
+        resize(&mut ws.grad_y, n_s, c);
+        ws.grad_y.copy_from(&ws.beta);
+        return Ok(LossGrad {
+            stats,
+            grad_x: &mut ws.grad_x,
+            grad_y: &ws.grad_y,
+        });
     } else {
         kernel.vjp_sym_into(x_s, &ws.g_ss, &mut ws.gx_sym)?;
     }

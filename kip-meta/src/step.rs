@@ -77,6 +77,12 @@ pub struct Kip {
 
 /// `n` class-balanced images (parameter `name`) can be drawn from classes
 /// of these sizes.
+/// The seed of a random-feature kernel's networks at `step` of a run
+/// seeded `seed`.
+pub fn step_kernel_seed(seed: u64, step: usize) -> u64 {
+    kip_kernels::rf::mix_seed(seed ^ kip_kernels::rf::mix_seed(step as u64 ^ 0x005E_ED0F_57E9))
+}
+
 fn check_balanced(name: &'static str, n: usize, by_class: &[Vec<usize>]) -> Result<()> {
     let sizes: Vec<usize> = by_class.iter().map(Vec::len).collect();
     balanced_counts(&sizes, n).map(|_| ()).map_err(|e| match e {
@@ -268,7 +274,11 @@ impl Kip {
                 self.y_t[(i, j)] = self.y_t_rm[i * c + j];
             }
         }
-        let (kernel, x_s) = (&self.kernels[which], points(&self.state.x_s));
+        // Random-feature kernels draw new networks every step, from the
+        // run's seed and the step (a resumed run draws the same ones).
+        let drawn = self.kernels[which].redrawn(step_kernel_seed(p.seed, step));
+        let kernel = drawn.as_ref().unwrap_or(&self.kernels[which]);
+        let x_s = points(&self.state.x_s);
         let x_t: AnyPoints<'_> = match p.precision {
             Precision::F64 => points_row_major(&self.x_t, n_t, d).into(),
             Precision::F32 => PointsF32::new(&self.x_t32, n_t, d).into(),

@@ -43,7 +43,7 @@ impl PyKernel {
         if let Ok(k) = obj.cast::<PyKernel>() {
             let k = k.get();
             return Ok(Self {
-                kernel: k.kernel,
+                kernel: k.kernel.clone(),
                 image_shape: k.image_shape,
             });
         }
@@ -59,7 +59,7 @@ impl PyKernel {
     /// image shape from the kernel's `image_shape` or the array's).
     pub fn bind(&self, pts: &PointsArg<'_>, name: &str) -> PyResult<AnyKernel> {
         if !self.kernel.needs_image_shape() {
-            return Ok(self.kernel);
+            return Ok(self.kernel.clone());
         }
         if let (Some(given), Some(seen)) = (self.image_shape, pts.image_shape()) {
             if given != seen {
@@ -83,7 +83,7 @@ impl PyKernel {
                 pts.d
             )));
         }
-        Ok(self.kernel.for_images(shape))
+        Ok(self.kernel.clone().for_images(shape))
     }
 }
 

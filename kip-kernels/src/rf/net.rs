@@ -1,0 +1,668 @@
+//! [`ConvNet`]: a finite convolutional network body (Conv 3×3 SAME, ReLU,
+//! AvgPool 2×2, then a Flatten or GlobalAvgPool readout into a feature
+//! vector) in `f32`, NTK parameterisation, with its forward pass and the
+//! backward pass to the input and to the weights.
+//!
+//! Layers follow neural-tangents' `stax` (the `conventions` of the conv
+//! golden file): a Conv computes `W_std/√(9·c_in) · conv(x, W) + b_std · b`
+//! with `W, b ~ N(0, 1)`, zero padding counted in the 9 taps; AvgPool 2×2
+//! stride 2 VALID (an odd trailing row or column is dropped). As the width
+//! grows, `W_std²·⟨f(x), f(x')⟩/F + b_std²` of the readout features `f`
+//! tends to the network's NNGP ([`crate::ConvKernel`] with the same layers).
+//!
+//! Images are rows of `h·w·c` values, channels fastest (as every kip
+//! dataset). Convolutions run as im2col tiles of [`TILE_ROWS`] positions
+//! times the weight matrix on the `gemm` crate, one rayon task per chunk
+//! of [`CHUNK_IMAGES`] images: the chunking is fixed, so the result does
+//! not depend on the thread count.
+
+use kip_core::{gemm_seq, ImageShape, MatMut, MatRef};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, StandardNormal};
+use rayon::prelude::*;
+
+use crate::conv::ConvLayer;
+use crate::error::{KernelError, Result};
+
+/// Images per rayon task.
+pub const CHUNK_IMAGES: usize = 8;
+/// Positions per im2col tile (the tile of patches stays in L2).
+pub const TILE_ROWS: usize = 256;
+/// Input channels below which a Conv's input cotangent is scattered from
+/// the patch cotangents rather than computed as a transposed convolution.
+const SCATTER_BELOW: usize = 16;
+
+/// One layer of a finite body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NetLayer {
+    /// Conv 3×3, stride 1, SAME, `channels` outputs.
+    Conv,
+    /// ReLU.
+    Relu,
+    /// AvgPool 2×2, stride 2, VALID.
+    Pool,
+}
+
+/// How the last activation becomes the feature vector.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NetReadout {
+    /// All `h·w·c` values.
+    Flatten,
+    /// The mean over positions of each channel.
+    GlobalAvgPool,
+}
+
+/// Where one Conv's weights (`9·c_in × c_out`, row-major, taps then input
+/// channels) and biases (`c_out`) sit in [`ConvNet::params`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct ConvSlot {
+    ci: usize,
+    co: usize,
+    w: usize,
+    b: usize,
+}
+
+/// A finite ConvNet body with its weights (see the module docs).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConvNet {
+    body: Vec<NetLayer>,
+    readout: NetReadout,
+    /// `shapes[i]`: the input of body layer `i`; the last: the body's output.
+    shapes: Vec<ImageShape>,
+    slots: Vec<Option<ConvSlot>>,
+    w_std: f32,
+    b_std: f32,
+    params: Vec<f32>,
+}
+
+/// An error about the network's layers or input shape.
+fn net_err(reason: String) -> KernelError {
+    KernelError::Image {
+        kernel: "finite ConvNet".into(),
+        reason,
+    }
+}
+
+/// The image shape after `body` applied to `input` with `channels` per Conv,
+/// layer by layer (`input` first).
+fn plan(body: &[NetLayer], input: ImageShape, channels: usize) -> Result<Vec<ImageShape>> {
+    let mut shapes = vec![input];
+    let mut s = input;
+    for (i, l) in body.iter().enumerate() {
+        s = match l {
+            NetLayer::Conv => ImageShape::new(s.h, s.w, channels),
+            NetLayer::Relu => s,
+            NetLayer::Pool => {
+                if s.h < 2 || s.w < 2 {
+                    return Err(net_err(format!(
+                        "layer {} (AvgPool 2x2) gets a {}x{} image: too small to pool",
+                        i + 1,
+                        s.h,
+                        s.w
+                    )));
+                }
+                ImageShape::new(s.h / 2, s.w / 2, s.c)
+            }
+        };
+        shapes.push(s);
+    }
+    Ok(shapes)
+}
+
+impl ConvNet {
+    /// The body and readout of a kernel stack (`CRP…F` or `…G`, the Dense
+    /// readout `D` dropped: it is applied analytically).
+    ///
+    /// # Errors
+    /// [`KernelError::Image`] for a layer a finite net does not have here
+    /// (Erf).
+    pub fn layers_of(arch_layers: &[ConvLayer]) -> Result<(Vec<NetLayer>, NetReadout)> {
+        let mut body = Vec::new();
+        let mut readout = NetReadout::Flatten;
+        for l in arch_layers {
+            match l {
+                ConvLayer::Conv => body.push(NetLayer::Conv),
+                ConvLayer::Relu => body.push(NetLayer::Relu),
+                ConvLayer::Pool => body.push(NetLayer::Pool),
+                ConvLayer::Flatten => readout = NetReadout::Flatten,
+                ConvLayer::GlobalAvgPool => readout = NetReadout::GlobalAvgPool,
+                ConvLayer::Dense => {}
+                ConvLayer::Erf => {
+                    return Err(net_err(
+                        "random-feature networks support ReLU (R) activations only, not Erf (E)".into(),
+                    ))
+                }
+            }
+        }
+        Ok((body, readout))
+    }
+
+    /// A network with every weight and bias drawn `N(0, 1)` from `seed`
+    /// (ChaCha8, layer by layer: weights, then biases).
+    ///
+    /// # Errors
+    /// [`KernelError::Image`] when a pooling layer gets an image smaller
+    /// than 2×2; [`KernelError::Param`] for `channels` 0 or non-finite or
+    /// negative standard deviations.
+    pub fn random(
+        body: &[NetLayer],
+        readout: NetReadout,
+        input: ImageShape,
+        channels: usize,
+        w_std: f64,
+        b_std: f64,
+        seed: u64,
+    ) -> Result<Self> {
+        let mut net = Self::zeros(body, readout, input, channels, w_std, b_std)?;
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        for v in &mut net.params {
+            *v = StandardNormal.sample(&mut rng);
+        }
+        Ok(net)
+    }
+
+    /// A network with all parameters zero (to be filled through
+    /// [`ConvNet::params_mut`]).
+    ///
+    /// # Errors
+    /// As [`ConvNet::random`].
+    pub fn zeros(
+        body: &[NetLayer],
+        readout: NetReadout,
+        input: ImageShape,
+        channels: usize,
+        w_std: f64,
+        b_std: f64,
+    ) -> Result<Self> {
+        if channels == 0 {
+            return Err(KernelError::Param {
+                name: "channels",
+                value: 0.0,
+                expected: "at least 1",
+            });
+        }
+        if input.dim() == 0 {
+            return Err(net_err(format!("an empty image shape {input}")));
+        }
+        crate::spec::check_stds(w_std, b_std)?;
+        let shapes = plan(body, input, channels)?;
+        let mut slots = Vec::with_capacity(body.len());
+        let mut len = 0;
+        for (i, l) in body.iter().enumerate() {
+            slots.push(if *l == NetLayer::Conv {
+                let (ci, co) = (shapes[i].c, channels);
+                let slot = ConvSlot {
+                    ci,
+                    co,
+                    w: len,
+                    b: len + 9 * ci * co,
+                };
+                len += 9 * ci * co + co;
+                Some(slot)
+            } else {
+                None
+            });
+        }
+        Ok(Self {
+            body: body.to_vec(),
+            readout,
+            shapes,
+            slots,
+            w_std: w_std as f32,
+            b_std: b_std as f32,
+            params: vec![0.0; len],
+        })
+    }
+
+    /// The input image shape.
+    pub fn input_shape(&self) -> ImageShape {
+        self.shapes[0]
+    }
+
+    /// Values per image in the input.
+    pub fn input_dim(&self) -> usize {
+        self.shapes[0].dim()
+    }
+
+    /// Length of the feature vector of one image.
+    pub fn n_features(&self) -> usize {
+        let out = self.shapes[self.shapes.len() - 1];
+        match self.readout {
+            NetReadout::Flatten => out.dim(),
+            NetReadout::GlobalAvgPool => out.c,
+        }
+    }
+
+    /// All weights and biases, layer by layer (each Conv: its `9·c_in ×
+    /// c_out` weights row-major, then its `c_out` biases).
+    pub fn params(&self) -> &[f32] {
+        &self.params
+    }
+
+    /// The parameters, mutable (an optimiser's step).
+    pub fn params_mut(&mut self) -> &mut [f32] {
+        &mut self.params
+    }
+
+    /// Features of `n` images (`x`: `n × input_dim`, row-major) into `out`
+    /// (`n × n_features`, row-major).
+    ///
+    /// # Panics
+    /// If the buffers do not have those lengths.
+    pub fn features(&self, x: &[f32], n: usize, out: &mut [f32]) {
+        let (d, f) = (self.input_dim(), self.n_features());
+        assert_eq!(x.len(), n * d, "ConvNet::features: input length");
+        assert_eq!(out.len(), n * f, "ConvNet::features: output length");
+        out.par_chunks_mut(CHUNK_IMAGES * f)
+            .zip(x.par_chunks(CHUNK_IMAGES * d))
+            .for_each(|(out, x)| {
+                let b = x.len() / d;
+                let acts = self.forward_chunk(x, b, false);
+                self.read_out(acts.last().expect("an output"), b, out);
+            });
+    }
+
+    /// The VJP of the features with respect to the input: `dx = (∂f/∂x)ᵀ
+    /// dphi` for `n` images (`dphi`: `n × n_features`; `dx`: `n ×
+    /// input_dim`, overwritten). The forward pass is recomputed.
+    ///
+    /// # Panics
+    /// If the buffers do not have those lengths.
+    pub fn features_vjp(&self, x: &[f32], n: usize, dphi: &[f32], dx: &mut [f32]) {
+        let (d, f) = (self.input_dim(), self.n_features());
+        assert_eq!(x.len(), n * d, "ConvNet::features_vjp: input length");
+        assert_eq!(dphi.len(), n * f, "ConvNet::features_vjp: cotangent length");
+        assert_eq!(dx.len(), n * d, "ConvNet::features_vjp: output length");
+        dx.par_chunks_mut(CHUNK_IMAGES * d)
+            .zip(x.par_chunks(CHUNK_IMAGES * d).zip(dphi.par_chunks(CHUNK_IMAGES * f)))
+            .for_each(|(dx, (x, dphi))| {
+                let b = x.len() / d;
+                let acts = self.forward_chunk(x, b, true);
+                self.backward_chunk(&acts, b, dphi, Some(dx), None);
+            });
+    }
+
+    /// Features of `n` images (into `out`, as [`ConvNet::features`]) and
+    /// the gradient of `Σ ⟨dphi(f), f⟩` with respect to the parameters,
+    /// where `dphi` maps the features to their cotangent (a loss head): the
+    /// parameter gradient is summed over the images into `grad` (length of
+    /// [`ConvNet::params`], overwritten). Chunks are reduced in order, so
+    /// the sum does not depend on the thread count.
+    ///
+    /// # Panics
+    /// If the buffers do not have those lengths.
+    pub fn params_vjp(&self, x: &[f32], n: usize, dphi: &[f32], grad: &mut [f32]) {
+        let (d, f) = (self.input_dim(), self.n_features());
+        assert_eq!(x.len(), n * d, "ConvNet::params_vjp: input length");
+        assert_eq!(dphi.len(), n * f, "ConvNet::params_vjp: cotangent length");
+        assert_eq!(grad.len(), self.params.len(), "ConvNet::params_vjp: gradient length");
+        let parts: Vec<Vec<f32>> = x
+            .par_chunks(CHUNK_IMAGES * d)
+            .zip(dphi.par_chunks(CHUNK_IMAGES * f))
+            .map(|(x, dphi)| {
+                let b = x.len() / d;
+                let acts = self.forward_chunk(x, b, true);
+                let mut g = vec![0.0; self.params.len()];
+                self.backward_chunk(&acts, b, dphi, None, Some(&mut g));
+                g
+            })
+            .collect();
+        grad.fill(0.0);
+        for p in &parts {
+            for (g, v) in grad.iter_mut().zip(p) {
+                *g += v;
+            }
+        }
+    }
+
+    /// Forward through the body for `b` images: every layer's input and the
+    /// output when `keep` (the tape), else the output alone.
+    fn forward_chunk(&self, x: &[f32], b: usize, keep: bool) -> Vec<Vec<f32>> {
+        let mut acts: Vec<Vec<f32>> = vec![x.to_vec()];
+        let mut patches = Vec::new();
+        for (i, layer) in self.body.iter().enumerate() {
+            let (si, so) = (self.shapes[i], self.shapes[i + 1]);
+            let out = if *layer == NetLayer::Relu && !keep {
+                // No tape: in place.
+                let mut a = acts.pop().expect("an input");
+                a.iter_mut().for_each(|v| *v = v.max(0.0));
+                a
+            } else {
+                let input = acts.last().expect("an input");
+                match layer {
+                    NetLayer::Conv => {
+                        let slot = self.slots[i].expect("a conv slot");
+                        let mut out = vec![0.0; b * so.dim()];
+                        self.conv_forward(slot, si, input, b, &mut out, &mut patches);
+                        out
+                    }
+                    NetLayer::Relu => input.iter().map(|&v| v.max(0.0)).collect(),
+                    NetLayer::Pool => pool_forward(si, input, b),
+                }
+            };
+            if !keep {
+                acts.clear();
+            }
+            acts.push(out);
+        }
+        acts
+    }
+
+    /// Backward through the body from the features' cotangent, into the
+    /// input's (`dx`) and/or the parameters' (`dparams`, accumulated).
+    fn backward_chunk(
+        &self,
+        acts: &[Vec<f32>],
+        b: usize,
+        dphi: &[f32],
+        dx: Option<&mut [f32]>,
+        mut dparams: Option<&mut [f32]>,
+    ) {
+        let last = self.shapes[self.shapes.len() - 1];
+        let mut g = match self.readout {
+            NetReadout::Flatten => dphi.to_vec(),
+            NetReadout::GlobalAvgPool => {
+                let (hw, c) = (last.h * last.w, last.c);
+                let inv = 1.0 / hw as f32;
+                let mut g = vec![0.0; b * last.dim()];
+                for img in 0..b {
+                    for p in 0..hw {
+                        for ch in 0..c {
+                            g[img * hw * c + p * c + ch] = dphi[img * c + ch] * inv;
+                        }
+                    }
+                }
+                g
+            }
+        };
+        // Below the first Conv nothing has parameters: stop there unless
+        // the input's cotangent is wanted.
+        let first_conv = self.body.iter().position(|l| *l == NetLayer::Conv);
+        let mut patches = Vec::new();
+        for i in (0..self.body.len()).rev() {
+            let si = self.shapes[i];
+            match self.body[i] {
+                NetLayer::Relu => {
+                    // Branch-free (vectorised): keep the cotangent where the input was positive.
+                    for (gv, &a) in g.iter_mut().zip(&acts[i]) {
+                        *gv = if a > 0.0 { *gv } else { 0.0 };
+                    }
+                }
+                NetLayer::Pool => g = pool_backward(si, &g, b),
+                NetLayer::Conv => {
+                    let slot = self.slots[i].expect("a conv slot");
+                    if let Some(dparams) = dparams.as_deref_mut() {
+                        self.conv_params_grad(slot, si, &acts[i], &g, b, dparams, &mut patches);
+                    }
+                    if dx.is_none() && first_conv == Some(i) {
+                        return;
+                    }
+                    g = self.conv_input_grad(slot, si, &g, b, &mut patches);
+                }
+            }
+        }
+        if let Some(dx) = dx {
+            dx.copy_from_slice(&g);
+        }
+    }
+
+    /// `alpha = W_std/√(9·c_in)`: the NTK parameterisation's scale.
+    fn alpha(&self, slot: ConvSlot) -> f32 {
+        self.w_std / ((9 * slot.ci) as f32).sqrt()
+    }
+
+    fn conv_forward(
+        &self,
+        slot: ConvSlot,
+        si: ImageShape,
+        x: &[f32],
+        b: usize,
+        out: &mut [f32],
+        patches: &mut Vec<f32>,
+    ) {
+        let (k, co) = (9 * slot.ci, slot.co);
+        let rows = b * si.h * si.w;
+        let w = MatRef::row_major(&self.params[slot.w..slot.b], k, co);
+        let bias = &self.params[slot.b..slot.b + co];
+        let alpha = self.alpha(slot);
+        for r0 in (0..rows).step_by(TILE_ROWS) {
+            let m = TILE_ROWS.min(rows - r0);
+            patches.resize(m * k, 0.0);
+            im2col(si, x, r0, m, patches);
+            let tile = &mut out[r0 * co..(r0 + m) * co];
+            gemm_seq(
+                alpha,
+                MatRef::row_major(patches, m, k),
+                w,
+                0.0,
+                MatMut::row_major(tile, m, co),
+            );
+            for row in tile.chunks_exact_mut(co) {
+                for (v, &bv) in row.iter_mut().zip(bias) {
+                    *v += self.b_std * bv;
+                }
+            }
+        }
+    }
+
+    /// The cotangent of a Conv's input from its output's (`g`): the
+    /// transposed convolution, as the forward's im2col GEMM on `g` with the
+    /// taps flipped and the channel roles swapped (`dx[q] = Σ_tap
+    /// g[q − off(tap)]·W[tap]ᵀ`, zero outside the image), so that no
+    /// scatter is needed.
+    ///
+    /// With few input channels (the pixels: `c_in` = 3) that GEMM would be
+    /// 3 columns wide; then the patch cotangents `g·Wᵀ` (`9·c_in` columns)
+    /// are formed and scattered back instead ([`col2im`]).
+    fn conv_input_grad(&self, slot: ConvSlot, si: ImageShape, g: &[f32], b: usize, patches: &mut Vec<f32>) -> Vec<f32> {
+        let (ci, co) = (slot.ci, slot.co);
+        if ci < SCATTER_BELOW {
+            return self.conv_input_grad_scatter(slot, si, g, b, patches);
+        }
+        let k = 9 * co;
+        let w = &self.params[slot.w..slot.b];
+        let mut flipped = vec![0.0; k * ci];
+        for tap in 0..9 {
+            for o in 0..co {
+                for i in 0..ci {
+                    flipped[(tap * co + o) * ci + i] = w[((8 - tap) * ci + i) * co + o];
+                }
+            }
+        }
+        let gs = ImageShape::new(si.h, si.w, co);
+        let rows = b * si.h * si.w;
+        let mut dx = vec![0.0; b * si.dim()];
+        for r0 in (0..rows).step_by(TILE_ROWS) {
+            let m = TILE_ROWS.min(rows - r0);
+            patches.resize(m * k, 0.0);
+            im2col(gs, g, r0, m, patches);
+            let tile = MatMut::row_major(&mut dx[r0 * ci..(r0 + m) * ci], m, ci);
+            gemm_seq(
+                self.alpha(slot),
+                MatRef::row_major(patches, m, k),
+                MatRef::row_major(&flipped, k, ci),
+                0.0,
+                tile,
+            );
+        }
+        dx
+    }
+
+    /// [`ConvNet::conv_input_grad`] for few input channels: `dP = g·Wᵀ`
+    /// per tile, scattered into the input's cotangent.
+    fn conv_input_grad_scatter(
+        &self,
+        slot: ConvSlot,
+        si: ImageShape,
+        g: &[f32],
+        b: usize,
+        dp: &mut Vec<f32>,
+    ) -> Vec<f32> {
+        let (k, co) = (9 * slot.ci, slot.co);
+        let rows = b * si.h * si.w;
+        let w = MatRef::row_major(&self.params[slot.w..slot.b], k, co);
+        let mut dx = vec![0.0; b * si.dim()];
+        for r0 in (0..rows).step_by(TILE_ROWS) {
+            let m = TILE_ROWS.min(rows - r0);
+            dp.resize(m * k, 0.0);
+            let gt = MatRef::row_major(&g[r0 * co..(r0 + m) * co], m, co);
+            gemm_seq(self.alpha(slot), gt, w.t(), 0.0, MatMut::row_major(dp, m, k));
+            col2im(si, dp, r0, m, &mut dx);
+        }
+        dx
+    }
+
+    /// Accumulate a Conv's weight and bias gradients from its input `x`
+    /// and its output's cotangent `g`.
+    #[allow(clippy::too_many_arguments)]
+    fn conv_params_grad(
+        &self,
+        slot: ConvSlot,
+        si: ImageShape,
+        x: &[f32],
+        g: &[f32],
+        b: usize,
+        dparams: &mut [f32],
+        patches: &mut Vec<f32>,
+    ) {
+        let (k, co) = (9 * slot.ci, slot.co);
+        let rows = b * si.h * si.w;
+        let alpha = self.alpha(slot);
+        for r0 in (0..rows).step_by(TILE_ROWS) {
+            let m = TILE_ROWS.min(rows - r0);
+            patches.resize(m * k, 0.0);
+            im2col(si, x, r0, m, patches);
+            let gt = &g[r0 * co..(r0 + m) * co];
+            let dw = MatMut::row_major(&mut dparams[slot.w..slot.b], k, co);
+            gemm_seq(
+                alpha,
+                MatRef::row_major(patches, m, k).t(),
+                MatRef::row_major(gt, m, co),
+                1.0,
+                dw,
+            );
+            let db = &mut dparams[slot.b..slot.b + co];
+            for row in gt.chunks_exact(co) {
+                for (d, &v) in db.iter_mut().zip(row) {
+                    *d += self.b_std * v;
+                }
+            }
+        }
+    }
+
+    /// The feature vectors of `b` images from the body's output.
+    fn read_out(&self, act: &[f32], b: usize, out: &mut [f32]) {
+        match self.readout {
+            NetReadout::Flatten => out.copy_from_slice(act),
+            NetReadout::GlobalAvgPool => {
+                let last = self.shapes[self.shapes.len() - 1];
+                let (hw, c) = (last.h * last.w, last.c);
+                let inv = 1.0 / hw as f32;
+                for img in 0..b {
+                    let o = &mut out[img * c..(img + 1) * c];
+                    o.fill(0.0);
+                    for p in 0..hw {
+                        for (v, &a) in o.iter_mut().zip(&act[(img * hw + p) * c..(img * hw + p + 1) * c]) {
+                            *v += a;
+                        }
+                    }
+                    o.iter_mut().for_each(|v| *v *= inv);
+                }
+            }
+        }
+    }
+}
+
+/// The 3×3 SAME patches of positions `r0 .. r0 + m` (counted over the
+/// chunk's images) into `patches` (`m × 9·c`, taps then channels; zeros
+/// outside the image).
+fn im2col(s: ImageShape, x: &[f32], r0: usize, m: usize, patches: &mut [f32]) {
+    let (h, w, c) = (s.h, s.w, s.c);
+    let hw = h * w;
+    for (row, p) in patches.chunks_exact_mut(9 * c).zip(r0..r0 + m) {
+        let (img, pos) = (p / hw, p % hw);
+        let (y, xx) = (pos / w, pos % w);
+        let base = img * hw;
+        for ky in 0..3 {
+            for kx in 0..3 {
+                let dst = &mut row[(ky * 3 + kx) * c..(ky * 3 + kx + 1) * c];
+                let (sy, sx) = ((y + ky).wrapping_sub(1), (xx + kx).wrapping_sub(1));
+                if sy < h && sx < w {
+                    let q = (base + sy * w + sx) * c;
+                    dst.copy_from_slice(&x[q..q + c]);
+                } else {
+                    dst.fill(0.0);
+                }
+            }
+        }
+    }
+}
+
+/// The adjoint of [`im2col`]: add the patch cotangents of positions
+/// `r0 .. r0 + m` into the input's cotangent `dx`.
+fn col2im(s: ImageShape, dp: &[f32], r0: usize, m: usize, dx: &mut [f32]) {
+    let (h, w, c) = (s.h, s.w, s.c);
+    let hw = h * w;
+    for (row, p) in dp.chunks_exact(9 * c).zip(r0..r0 + m) {
+        let (img, pos) = (p / hw, p % hw);
+        let (y, xx) = (pos / w, pos % w);
+        let base = img * hw;
+        for ky in 0..3 {
+            for kx in 0..3 {
+                let (sy, sx) = ((y + ky).wrapping_sub(1), (xx + kx).wrapping_sub(1));
+                if sy < h && sx < w {
+                    let q = (base + sy * w + sx) * c;
+                    let src = &row[(ky * 3 + kx) * c..(ky * 3 + kx + 1) * c];
+                    for (d, &v) in dx[q..q + c].iter_mut().zip(src) {
+                        *d += v;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// AvgPool 2×2 stride 2 VALID of `b` images of shape `s`.
+fn pool_forward(s: ImageShape, x: &[f32], b: usize) -> Vec<f32> {
+    let (h2, w2, c) = (s.h / 2, s.w / 2, s.c);
+    let mut out = vec![0.0; b * h2 * w2 * c];
+    for img in 0..b {
+        let xi = &x[img * s.dim()..(img + 1) * s.dim()];
+        for y in 0..h2 {
+            for xx in 0..w2 {
+                let o = &mut out[((img * h2 + y) * w2 + xx) * c..][..c];
+                for (dy, dx) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
+                    let q = ((2 * y + dy) * s.w + 2 * xx + dx) * c;
+                    for (v, &a) in o.iter_mut().zip(&xi[q..q + c]) {
+                        *v += a;
+                    }
+                }
+                o.iter_mut().for_each(|v| *v *= 0.25);
+            }
+        }
+    }
+    out
+}
+
+/// The adjoint of [`pool_forward`]: each input position gets a quarter of
+/// its window's cotangent (dropped rows and columns get zero).
+fn pool_backward(s: ImageShape, g: &[f32], b: usize) -> Vec<f32> {
+    let (h2, w2, c) = (s.h / 2, s.w / 2, s.c);
+    let mut dx = vec![0.0; b * s.dim()];
+    for img in 0..b {
+        let di = &mut dx[img * s.dim()..(img + 1) * s.dim()];
+        for y in 0..h2 {
+            for xx in 0..w2 {
+                let gi = &g[((img * h2 + y) * w2 + xx) * c..][..c];
+                for (dy, dxx) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
+                    let q = ((2 * y + dy) * s.w + 2 * xx + dxx) * c;
+                    for (d, &v) in di[q..q + c].iter_mut().zip(gi) {
+                        *d = 0.25 * v;
+                    }
+                }
+            }
+        }
+    }
+    dx
+}
