@@ -153,6 +153,12 @@ pub struct DistillArgs {
     /// run's arithmetic: any number of processes reproduces it bit for bit.
     #[arg(long)]
     pub target_shards: Option<usize>,
+    /// Kernel of every evaluation (test, --val) when not the training
+    /// kernel: e.g. a high-fidelity random-feature kernel
+    /// (rf-convnet3:channels=256,models=16) or an exact one for a run
+    /// trained with a cheap random-feature kernel.
+    #[arg(long)]
+    pub eval_kernel: Option<String>,
     /// Evaluate test accuracy every N steps (0: only at the start and end).
     #[arg(long, default_value_t = 100)]
     pub eval_every: usize,

@@ -151,7 +151,11 @@ impl RunRecord {
     /// The kernel its support set is evaluated with (a KIP run's first).
     pub fn eval_kernel(&self) -> &str {
         match self {
-            RunRecord::Distill(c) => c.kip.kernels.first().map_or("fc1-ntk", String::as_str),
+            RunRecord::Distill(c) => c
+                .kip
+                .eval_kernel
+                .as_deref()
+                .unwrap_or_else(|| c.kip.kernels.first().map_or("fc1-ntk", String::as_str)),
             RunRecord::LabelSolve(c) => &c.kernel,
         }
     }

@@ -91,6 +91,7 @@ impl std::fmt::Display for Precision {
 /// | `corrupt` | 0 | fraction of support pixels replaced by N(0,1) noise and frozen | [0, 1) |
 /// | `seed` | 0 | seeds init, target batches and kernel draws | any |
 /// | `augment` | none | random flips / translations of each target batch (`flip`, `shift:K`) | K ≥ 1 |
+/// | `eval_kernel` | none | kernel of every evaluation (test, validation), when not the first of `kernels` (e.g. a high-fidelity random-feature kernel for a run trained with a cheap one) | a kernel spec |
 /// | `target_shards` | 1 | row shards of each target batch, whose loss terms are summed in order: fixes the arithmetic of a run spread over processes ([`crate::collective`]) | ≥ 1, ≤ `n_target` |
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct KipParams {
@@ -131,6 +132,10 @@ pub struct KipParams {
     /// configurations: none), drawn from the run's generator after the batch.
     #[serde(default, skip_serializing_if = "Augment::is_none")]
     pub augment: Augment,
+    /// Kernel of the evaluations, when not the first of `kernels` (absent
+    /// in older run configurations: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eval_kernel: Option<String>,
 }
 
 fn one_shard() -> usize {
@@ -154,6 +159,7 @@ impl Default for KipParams {
             seed: 0,
             target_shards: 1,
             augment: Augment::default(),
+            eval_kernel: None,
         }
     }
 }
@@ -171,6 +177,7 @@ pub fn default_target_batch(train: &kip_data::Dataset) -> usize {
 pub struct ValidKipParams {
     params: KipParams,
     kernels: Vec<KernelSpec>,
+    eval_kernel: KernelSpec,
 }
 
 impl ValidKipParams {
@@ -181,6 +188,11 @@ impl ValidKipParams {
     /// The parsed kernel specs.
     pub fn kernels(&self) -> &[KernelSpec] {
         &self.kernels
+    }
+    /// The kernel of the evaluations: `eval_kernel`, or the first of
+    /// `kernels`.
+    pub fn eval_kernel(&self) -> KernelSpec {
+        self.eval_kernel
     }
 }
 
@@ -250,7 +262,15 @@ impl KipParams {
         if self.target_shards == 0 {
             return Err(bad("target_shards", self.target_shards, ">= 1"));
         }
-        Ok(ValidKipParams { params: self, kernels })
+        let eval_kernel = match &self.eval_kernel {
+            Some(s) => s.parse::<KernelSpec>()?,
+            None => kernels[0],
+        };
+        Ok(ValidKipParams {
+            params: self,
+            kernels,
+            eval_kernel,
+        })
     }
 }
 

@@ -56,6 +56,8 @@ pub struct StepInfo {
 pub struct Kip {
     params: ValidKipParams,
     kernels: Vec<AnyKernel>,
+    /// The kernel of evaluations (`eval_kernel`, or the first of `kernels`).
+    eval_kernel: AnyKernel,
     train: Dataset,
     by_class: Vec<Vec<usize>>,
     state: KipState,
@@ -173,16 +175,24 @@ impl Kip {
                 got: format!("support {:?}, labels {:?}", state.x_s.shape(), state.y_s.shape()),
             });
         }
-        let kernels = params
+        let kernels: Vec<AnyKernel> = params
             .kernels()
             .iter()
             .map(|s| s.build().for_images(train.shape()))
             .collect();
+        let eval_kernel: AnyKernel = params.eval_kernel().build().for_images(train.shape());
+        // Every kernel must fit the data (image shape, pooling depth): one
+        // point through each, before a run writes anything.
+        let first: Vec<f64> = train.pixels()[..d].iter().map(|&v| f64::from(v)).collect();
+        for k in kernels.iter().chain([&eval_kernel]) {
+            k.gram_diag(points_row_major(&first, 1, d))?;
+        }
         let n_t = p.n_target;
         let f32_targets = p.precision == Precision::F32;
         let train_norms = row_norms(PointsF32::new(train.pixels(), train.len(), d))?;
         Ok(Self {
             kernels,
+            eval_kernel,
             by_class,
             state,
             ws: KipWorkspace::default(),
@@ -360,7 +370,7 @@ impl Kip {
     }
 
     /// KRR accuracy and loss of the current support set on a test set, with
-    /// the first kernel of the list, predicting in blocks of `block` rows
+    /// the evaluation kernel (`eval_kernel`, else the first of the list), predicting in blocks of `block` rows
     /// (`test_labels`: one class id per test point).
     ///
     /// # Errors
@@ -369,7 +379,7 @@ impl Kip {
     pub fn evaluate(&self, x_test: PointsView<'_>, test_labels: &[usize], block: usize) -> Result<Eval> {
         evaluate_support_on(
             &*self.ranks,
-            &self.kernels[0],
+            &self.eval_kernel,
             points(&self.state.x_s),
             &self.state.y_s,
             self.params.params().reg,
@@ -379,8 +389,9 @@ impl Kip {
         )
     }
 
-    /// The kernel used for evaluation (the first of the list).
+    /// The kernel used for evaluation (`eval_kernel`, else the first of
+    /// the list).
     pub fn eval_kernel(&self) -> &dyn Kernel {
-        &self.kernels[0]
+        &self.eval_kernel
     }
 }

@@ -3,11 +3,15 @@
 
 use kip_meta::{checkpoint, Kip, KipParams, KipState};
 
-fn setup() -> (KipParams, kip_data::Dataset) {
+const FC: &[&str] = &["fc1-ntk", "fc2-ntk"];
+/// A random-feature kernel: new networks every step.
+const RF: &[&str] = &["rf-convnet1:channels=8,models=2"];
+
+fn setup(kernels: &[&str]) -> (KipParams, kip_data::Dataset) {
     let split = kip_data::digits();
     let t = kip_data::Preprocess::Standard.fit(&split.train).unwrap();
     let params = KipParams {
-        kernels: vec!["fc1-ntk".into(), "fc2-ntk".into()],
+        kernels: kernels.iter().map(|k| k.to_string()).collect(),
         n_support: 20,
         n_target: 300,
         steps: 20,
@@ -21,7 +25,11 @@ fn setup() -> (KipParams, kip_data::Dataset) {
 }
 
 fn run(steps: usize, from: Option<KipState>) -> KipState {
-    let (params, train) = setup();
+    run_with(FC, steps, from)
+}
+
+fn run_with(kernels: &[&str], steps: usize, from: Option<KipState>) -> KipState {
+    let (params, train) = setup(kernels);
     let valid = params.check().unwrap();
     let mut kip = match from {
         Some(s) => Kip::from_state(valid, train, s).unwrap(),
@@ -58,6 +66,15 @@ fn twenty_straight_equals_ten_plus_resumed_ten_bitwise() {
 }
 
 #[test]
+fn random_feature_runs_resume_bitwise() {
+    let straight = run_with(RF, 12, None);
+    let half = run_with(RF, 6, None);
+    let resumed = run_with(RF, 12, Some(half.clone()));
+    assert_eq!(resumed, straight);
+    assert_ne!(straight.x_s, half.x_s, "the run moved");
+}
+
+#[test]
 fn thread_count_does_not_change_the_trajectory() {
     let with = |n: usize| {
         rayon::ThreadPoolBuilder::new()
@@ -75,7 +92,7 @@ fn thread_count_does_not_change_the_trajectory() {
 
 #[test]
 fn frozen_pixels_never_move() {
-    let (params, train) = setup();
+    let (params, train) = setup(FC);
     let kip0 = Kip::new(params.clone().check().unwrap(), train).unwrap();
     let start = kip0.state().clone();
     let end = run(20, None);

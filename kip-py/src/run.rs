@@ -410,6 +410,7 @@ pub fn kip_params(
     seed: u64,
     target_shards: usize,
     augment: &str,
+    eval_kernel: Option<&str>,
 ) -> PyResult<KipParams> {
     let kernels = KernelSpec::parse_list(kernel)
         .map_err(|e| PyValueError::new_err(format!("kernel {kernel:?}: {e}")))?
@@ -440,5 +441,12 @@ pub fn kip_params(
         augment: augment
             .parse()
             .map_err(|e| PyValueError::new_err(format!("augment {augment:?}: {e}")))?,
+        eval_kernel: eval_kernel
+            .map(|k| {
+                k.parse::<KernelSpec>()
+                    .map(|s| s.to_string())
+                    .map_err(|e| PyValueError::new_err(format!("eval_kernel {k:?}: {e}")))
+            })
+            .transpose()?,
     })
 }

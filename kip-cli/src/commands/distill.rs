@@ -43,6 +43,11 @@ fn kip_params(a: &DistillArgs, ranks: &Ranks) -> Result<KipParams> {
         seed: a.seed,
         target_shards: a.target_shards.unwrap_or(ranks.size()),
         augment: a.augment.parse().map_err(|e| CliError::flag("--augment", e))?,
+        eval_kernel: a
+            .eval_kernel
+            .as_deref()
+            .map(|s| s.parse::<kip_kernels::KernelSpec>().map(|k| k.to_string()))
+            .transpose()?,
     })
 }
 

@@ -131,6 +131,7 @@ def distill(
     seed: int = 0,
     target_shards: int = 1,
     augment: str = "none",
+    eval_kernel: Optional[str] = None,
     eval_every: int = 100,
     checkpoint_every: int = 100,
     eval_block: int = 2000,
@@ -157,6 +158,9 @@ def distill(
     (what ``mpirun -n R kip distill`` uses; the same value reproduces such
     a run bit for bit). ``augment``: ``none``, ``flip``, ``shift:K`` or
     ``flip,shift:K``: random flips / translations of each target batch.
+    ``eval_kernel``: the kernel of every evaluation when not the training
+    kernel (e.g. ``"rf-convnet3:channels=256,models=16"`` for a run trained
+    with a cheap random-feature kernel).
 
     ``callback(metrics)`` runs after each step; returning ``True`` stops
     the run (checkpoint written, ``Run.stopped``). Ctrl-C stops it after
