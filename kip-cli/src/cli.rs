@@ -153,6 +153,10 @@ pub struct DistillArgs {
     /// run's arithmetic: any number of processes reproduces it bit for bit.
     #[arg(long)]
     pub target_shards: Option<usize>,
+    /// The loss: mse (the paper's) or platt (RFAD's cross-entropy of the
+    /// predictions scaled by a learned temperature).
+    #[arg(long, default_value = "mse")]
+    pub loss: String,
     /// Kernel of every evaluation (test, --val) when not the training
     /// kernel: e.g. a high-fidelity random-feature kernel
     /// (rf-convnet3:channels=256,models=16) or an exact one for a run

@@ -80,3 +80,45 @@ fn bad_random_feature_specs_name_the_flag() {
         assert!(!p(t.path(), "bad").exists(), "nothing written for {spec}");
     }
 }
+
+#[test]
+fn platt_loss_runs_resume_bitwise_and_bad_values_name_the_flag() {
+    let t = tempdir();
+    let base = [
+        "distill",
+        "--loss",
+        "platt",
+        "--support",
+        "10",
+        "--learn-labels",
+        "--quiet",
+    ];
+    kip_ok(
+        t.path(),
+        &[&base[..], &["--steps", "30", "--out", &join(t.path(), "a")]].concat(),
+    );
+    kip_ok(
+        t.path(),
+        &[&base[..], &["--steps", "15", "--out", &join(t.path(), "b")]].concat(),
+    );
+    kip_ok(
+        t.path(),
+        &["distill", "--resume", &join(t.path(), "b"), "--steps", "30", "--quiet"],
+    );
+    assert_same_support(
+        &p(t.path(), "a").join("support.npz"),
+        &p(t.path(), "b").join("support.npz"),
+    );
+    let end = last_line(&p(t.path(), "a"));
+    assert!(end["test_acc"].as_f64().unwrap() > 0.8, "{end}");
+    let out = kip(
+        t.path(),
+        &["distill", "--loss", "hinge", "--out", &join(t.path(), "bad")],
+    );
+    assert_eq!(out.code, Some(2), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("--loss") && out.stderr.contains("mse or platt"),
+        "{}",
+        out.stderr
+    );
+}

@@ -44,6 +44,10 @@ pub struct CheckpointMeta {
     rng_seed: Vec<u8>,
     rng_stream: u64,
     rng_word_pos: String,
+    /// The Platt loss's log-temperature and its Adam moments (absent for
+    /// MSE runs and older checkpoints: zeros).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    temperature: Option<[f64; 3]>,
 }
 
 fn fnv1a(bytes: &[u8]) -> u64 {
@@ -83,6 +87,10 @@ pub fn to_bytes(state: &KipState, kernels: &[String]) -> Vec<u8> {
         rng_seed: state.rng.get_seed().to_vec(),
         rng_stream: state.rng.get_stream(),
         rng_word_pos: state.rng.get_word_pos().to_string(),
+        temperature: {
+            let t = [state.log_temp, state.adam_t.m[0], state.adam_t.v[0]];
+            (t != [0.0; 3]).then_some(t)
+        },
     };
     let header = serde_json::to_vec(&meta).expect("header serialises");
     let mut out = Vec::with_capacity(16 + header.len() + 8 * 3 * (state.x_s.len() + state.y_s.len()));
@@ -197,6 +205,11 @@ fn from_bytes(path: &Path, bytes: &[u8]) -> Result<(KipState, CheckpointMeta)> {
         adam_y,
         frozen,
         rng,
+        log_temp: meta.temperature.map_or(0.0, |t| t[0]),
+        adam_t: AdamState {
+            m: vec![meta.temperature.map_or(0.0, |t| t[1])],
+            v: vec![meta.temperature.map_or(0.0, |t| t[2])],
+        },
     };
     Ok((state, meta))
 }
@@ -224,6 +237,11 @@ mod tests {
             },
             frozen: Some(PixelMask::from_frozen(DMatrix::from_fn(3, 4, |i, j| (i + j) % 3 == 0))),
             rng,
+            log_temp: 0.7,
+            adam_t: AdamState {
+                m: vec![0.125],
+                v: vec![1e-3],
+            },
         }
     }
 

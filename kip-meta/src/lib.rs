@@ -44,6 +44,7 @@ mod config;
 mod error;
 mod evaluate;
 mod loss;
+mod objective;
 mod params;
 mod run_dir;
 mod runner;
@@ -54,7 +55,10 @@ pub use collective::{single_process, Collective, Ranks, SingleProcess};
 pub use config::{LabelSolveConfig, RunConfig, RunRecord};
 pub use error::{MetaError, Result};
 pub use evaluate::{evaluate_support, evaluate_support_on, label_solve, label_solve_on};
-pub use loss::{kip_loss, kip_loss_grad, kip_loss_grad_sharded, KipWorkspace, LossGrad, LossStats, Shards};
+pub use loss::{
+    kip_loss, kip_loss_grad, kip_loss_grad_objective, kip_loss_grad_sharded, KipWorkspace, LossGrad, LossStats, Shards,
+};
+pub use objective::{Loss, Objective};
 pub use params::{default_target_batch, Init, KipParams, LrSchedule, Precision, ValidKipParams};
 pub use run_dir::{MetricsLine, RunDir, CHECKPOINT, CONFIG, METRICS, SUMMARY, SUPPORT, SUPPORT_PNG};
 pub use runner::{Observer, Resume, RunOutcome, RunStart, RunSummary, Runner, Start};

@@ -20,13 +20,14 @@
 //! (G_ss + G_ssᵀ) Φ_s)`, then one backward pass through the networks for
 //! the support alone. Buffers live in [`KipWorkspace`] and are reused.
 
-use kip_core::{argmax, gemm, MatMut, MatRef};
+use kip_core::{gemm, MatMut, MatRef};
 use kip_kernels::{points_row_major, AnyPoints, Kernel, Linearization, NormedPoints, PointsView};
 use kip_krr::{Cholesky, Ridge};
 use nalgebra::DMatrix;
 
 use crate::collective::{agree_on_failure, shard_rows, share, Collective, SingleProcess};
 use crate::error::{MetaError, Result};
+use crate::objective::{Objective, RowSums};
 
 /// Reusable buffers of one KIP forward/backward pass: a loop that calls
 /// [`kip_loss_grad`] with the same shapes allocates nothing after the first
@@ -83,6 +84,8 @@ pub struct LossGrad<'ws> {
     pub grad_x: &'ws mut DMatrix<f64>,
     /// `dL/dy_s`, `n_s × C`.
     pub grad_y: &'ws DMatrix<f64>,
+    /// `dL/dθ` of a Platt objective's log-temperature (0 for MSE).
+    pub grad_log_temp: f64,
 }
 
 /// A Gram matrix of the last forward pass: the linearization's (an
@@ -182,8 +185,8 @@ pub fn kip_loss<'a>(
     let n_t = x_t.points.nrows();
     check_shapes(&x_s, y_s, n_t, y_t)?;
     let chol = support_solve(kernel, x_s, y_s, reg, ws)?;
-    let (sq, hits) = shard_forward(kernel, x_s, x_t, y_t, 0..n_t, n_t, ws)?;
-    Ok(stats(sq, hits, n_t, y_s.ncols(), &chol))
+    let sums = shard_forward(kernel, x_s, x_t, y_t, 0..n_t, n_t, Objective::Mse, ws)?;
+    Ok(stats(Objective::Mse, sums.loss, sums.hits, n_t, y_s.ncols(), &chol))
 }
 
 /// The KIP loss and its gradient with respect to the support images and
@@ -254,6 +257,28 @@ pub fn kip_loss_grad_sharded<'a, 'ws>(
     ws: &'ws mut KipWorkspace,
     shards: Shards<'_>,
 ) -> Result<LossGrad<'ws>> {
+    kip_loss_grad_objective(kernel, x_s, y_s, x_t, y_t, reg, Objective::Mse, ws, shards)
+}
+
+/// [`kip_loss_grad_sharded`] for any [`Objective`]: MSE, or RFAD's
+/// Platt-scaled cross-entropy (whose log-temperature gradient is
+/// [`LossGrad::grad_log_temp`]). Only the cotangent of the predictions
+/// changes; the backward through the solve and the kernel is the same.
+///
+/// # Errors
+/// As [`kip_loss_grad_sharded`].
+#[allow(clippy::too_many_arguments)]
+pub fn kip_loss_grad_objective<'a, 'ws>(
+    kernel: &dyn Kernel,
+    x_s: PointsView<'_>,
+    y_s: &DMatrix<f64>,
+    x_t: impl Into<NormedPoints<'a>>,
+    y_t: &DMatrix<f64>,
+    reg: f64,
+    objective: Objective,
+    ws: &'ws mut KipWorkspace,
+    shards: Shards<'_>,
+) -> Result<LossGrad<'ws>> {
     let x_t = x_t.into();
     let n_t = x_t.points.nrows();
     check_shapes(&x_s, y_s, n_t, y_t)?;
@@ -283,6 +308,7 @@ pub fn kip_loss_grad_sharded<'a, 'ws>(
                     y_t,
                     rows,
                     n_t,
+                    objective,
                     ws,
                     &mut partials[k * len..(k + 1) * len],
                 )
@@ -311,14 +337,14 @@ pub fn kip_loss_grad_sharded<'a, 'ws>(
         fold(&ws.gathered, shards.count, len)
     };
     let chol = chol.expect("the support solve succeeded on every rank");
-    backward(kernel, x_s, reg, &total, n_t, c, chol, ws)
+    backward(kernel, x_s, reg, &total, n_t, c, objective, chol, ws)
 }
 
 /// Values per shard partial: `K_tsᵀR` (`n_s × C`), the shard's part of the
-/// gradient through `K_ts` (`vjp` values), the squared residual sum and the
-/// hit count.
+/// gradient through `K_ts` (`vjp` values), the loss sum, the hit count and
+/// the log-temperature gradient ([`RowSums`]).
 fn partial_len(n_s: usize, c: usize, vjp: usize) -> usize {
-    n_s * c + vjp + 2
+    n_s * c + vjp + 3
 }
 
 /// Length of a shard's part of the gradient through `K_ts`: the VJP
@@ -356,10 +382,9 @@ fn fold(all: &[f64], count: usize, len: usize) -> Vec<f64> {
     total
 }
 
-fn stats(sq: f64, hits: f64, n_t: usize, c: usize, chol: &Cholesky) -> LossStats {
-    let scale = 1.0 / (n_t * c) as f64;
+fn stats(objective: Objective, sum: f64, hits: f64, n_t: usize, c: usize, chol: &Cholesky) -> LossStats {
     LossStats {
-        loss: 0.5 * sq * scale,
+        loss: objective.value(sum, n_t, c),
         target_acc: hits / n_t as f64,
         jitter: chol.jitter(),
     }
@@ -401,8 +426,9 @@ fn support_solve(
 
 /// The forward pass over target rows `rows` (of `n_t` in the batch):
 /// `K_ts` of those rows (with its partials), the prediction, and the
-/// residual `R = (pred − y_t)/(n_t C)` left in `ws.pred`. Returns the
-/// squared residual sum and the hit count of those rows.
+/// objective's cotangent `R = dL/dpred` (MSE: `(pred − y_t)/(n_t C)`) left
+/// in `ws.pred`. Returns the rows' sums.
+#[allow(clippy::too_many_arguments)]
 fn shard_forward(
     kernel: &dyn Kernel,
     x_s: PointsView<'_>,
@@ -410,8 +436,9 @@ fn shard_forward(
     y_t: &DMatrix<f64>,
     rows: std::ops::Range<usize>,
     n_t: usize,
+    objective: Objective,
     ws: &mut KipWorkspace,
-) -> Result<(f64, f64)> {
+) -> Result<RowSums> {
     let c = ws.alpha.ncols();
     let (r0, len) = (rows.start, rows.len());
     let x_t = x_t.rows(r0, len);
@@ -433,20 +460,8 @@ fn shard_forward(
         0.0,
         MatMut::from(&mut ws.pred),
     );
-    // Residual R = (pred − y_t)/(n_t C) in place of pred; loss and accuracy.
-    let scale = 1.0 / (n_t * c) as f64;
-    let mut sq = 0.0;
-    let mut hits = 0usize;
-    for i in 0..len {
-        let y = y_t.row(r0 + i);
-        hits += usize::from(argmax(ws.pred.row(i).iter().copied()) == argmax(y.iter().copied()));
-        for j in 0..c {
-            let r = ws.pred[(i, j)] - y[j];
-            sq += r * r;
-            ws.pred[(i, j)] = r * scale;
-        }
-    }
-    Ok((sq, hits as f64))
+    // R = dL/dpred in place of pred; loss and accuracy.
+    Ok(objective.residuals(&mut ws.pred, y_t, r0, n_t))
 }
 
 /// One shard's partial sums into `out` (see [`partial_len`]): its forward
@@ -459,11 +474,12 @@ fn shard_pass(
     y_t: &DMatrix<f64>,
     rows: std::ops::Range<usize>,
     n_t: usize,
+    objective: Objective,
     ws: &mut KipWorkspace,
     out: &mut [f64],
 ) -> Result<()> {
     let (r0, len) = (rows.start, rows.len());
-    let (sq, hits) = shard_forward(kernel, x_s, x_t, y_t, rows, n_t, ws)?;
+    let sums = shard_forward(kernel, x_s, x_t, y_t, rows, n_t, objective, ws)?;
     let (n_s, c) = (x_s.nrows(), ws.alpha.ncols());
     // K_tsᵀ R (β before the solve).
     resize(&mut ws.beta, n_s, c);
@@ -510,7 +526,7 @@ fn shard_pass(
     let (g, tail) = rest.split_at_mut(vjp.len());
     b.copy_from_slice(ws.beta.as_slice());
     g.copy_from_slice(vjp);
-    tail.copy_from_slice(&[sq, hits]);
+    tail.copy_from_slice(&[sums.loss, sums.hits, sums.dlog_temp]);
     Ok(())
 }
 
@@ -524,13 +540,15 @@ fn backward<'ws>(
     total: &[f64],
     n_t: usize,
     c: usize,
+    objective: Objective,
     chol: Cholesky,
     ws: &'ws mut KipWorkspace,
 ) -> Result<LossGrad<'ws>> {
     let (n_s, d) = (x_s.nrows(), x_s.ncols());
     let (b, rest) = total.split_at(n_s * c);
     let (g, tail) = rest.split_at(vjp_len(kernel, n_s, c, d));
-    let stats = stats(tail[0], tail[1], n_t, c, &chol);
+    let stats = stats(objective, tail[0], tail[1], n_t, c, &chol);
+    let grad_log_temp = tail[2];
     // β = (K_ss+λI)⁻¹ K_tsᵀ R.
     resize(&mut ws.beta, n_s, c);
     ws.beta.as_mut_slice().copy_from_slice(b);
@@ -572,6 +590,7 @@ fn backward<'ws>(
             stats,
             grad_x: &mut ws.grad_x,
             grad_y: &ws.grad_y,
+            grad_log_temp,
         });
     } else {
         kernel.vjp_sym_into(x_s, &ws.g_ss, &mut ws.gx_sym)?;
@@ -585,5 +604,6 @@ fn backward<'ws>(
         stats,
         grad_x: &mut ws.grad_x,
         grad_y: &ws.grad_y,
+        grad_log_temp,
     })
 }

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::adam::AdamParams;
 use crate::error::{MetaError, Result};
+use crate::objective::Loss;
 
 /// How the support images start.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -92,6 +93,7 @@ impl std::fmt::Display for Precision {
 /// | `seed` | 0 | seeds init, target batches and kernel draws | any |
 /// | `augment` | none | random flips / translations of each target batch (`flip`, `shift:K`) | K ≥ 1 |
 /// | `eval_kernel` | none | kernel of every evaluation (test, validation), when not the first of `kernels` (e.g. a high-fidelity random-feature kernel for a run trained with a cheap one) | a kernel spec |
+/// | `loss` | `Mse` | `Mse` (the paper's) or `Platt` (RFAD's cross-entropy with a learned temperature, class targets only) | |
 /// | `target_shards` | 1 | row shards of each target batch, whose loss terms are summed in order: fixes the arithmetic of a run spread over processes ([`crate::collective`]) | ≥ 1, ≤ `n_target` |
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct KipParams {
@@ -136,6 +138,9 @@ pub struct KipParams {
     /// in older run configurations: none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub eval_kernel: Option<String>,
+    /// The loss (absent in older run configurations: MSE).
+    #[serde(default, skip_serializing_if = "Loss::is_mse")]
+    pub loss: Loss,
 }
 
 fn one_shard() -> usize {
@@ -160,6 +165,7 @@ impl Default for KipParams {
             target_shards: 1,
             augment: Augment::default(),
             eval_kernel: None,
+            loss: Loss::Mse,
         }
     }
 }

@@ -15,7 +15,8 @@ use crate::adam::{AdamParams, AdamState};
 use crate::collective::{single_process, Ranks};
 use crate::error::{MetaError, Result};
 use crate::evaluate::evaluate_support_on;
-use crate::loss::{kip_loss_grad_sharded, KipWorkspace, LossStats, Shards};
+use crate::loss::{kip_loss_grad_objective, KipWorkspace, LossStats, Shards};
+use crate::objective::{Loss, Objective};
 use crate::params::{Init, Precision, ValidKipParams};
 
 /// Everything that evolves during a run; a checkpoint is exactly this.
@@ -37,6 +38,10 @@ pub struct KipState {
     pub frozen: Option<PixelMask>,
     /// The run's random stream (target batches, kernel draws).
     pub rng: ChaCha8Rng,
+    /// Log-temperature θ of the Platt loss (0 and unused with MSE).
+    pub log_temp: f64,
+    /// Adam moments of θ (one value each).
+    pub adam_t: AdamState,
 }
 
 /// What one step did.
@@ -142,6 +147,8 @@ impl Kip {
             adam_y: AdamState::new(n_s * c),
             frozen,
             rng,
+            log_temp: 0.0,
+            adam_t: AdamState::new(1),
         };
         Self::from_state(params, train, state)
     }
@@ -298,13 +305,20 @@ impl Kip {
             count: p.target_shards,
             ranks: &*self.ranks,
         };
-        let out = kip_loss_grad_sharded(
+        let objective = match p.loss {
+            Loss::Mse => Objective::Mse,
+            Loss::Platt => Objective::Platt {
+                log_temp: self.state.log_temp,
+            },
+        };
+        let out = kip_loss_grad_objective(
             kernel,
             x_s,
             &self.state.y_s,
             x_t,
             &self.y_t,
             p.reg,
+            objective,
             &mut self.ws,
             shards,
         )
@@ -330,7 +344,7 @@ impl Kip {
         if let Some(mask) = &self.state.frozen {
             mask.apply_to_gradient(out.grad_x);
         }
-        let (grad_x, grad_y) = (out.grad_x.as_slice(), out.grad_y.as_slice());
+        let (grad_x, grad_y, grad_t) = (out.grad_x.as_slice(), out.grad_y.as_slice(), out.grad_log_temp);
         // Labels first (checked, unchanged on failure), then images: either
         // both updates are applied or neither.
         let adam = AdamParams {
@@ -338,6 +352,14 @@ impl Kip {
             ..p.adam
         };
         let st = &mut self.state;
+        // The temperature first, on copies: applied only if the rest is.
+        let (mut adam_t, mut log_temp) = (st.adam_t.clone(), [st.log_temp]);
+        if p.loss == Loss::Platt && !adam_t.try_update(&adam, step, &mut log_temp, &[grad_t]) {
+            return Err(MetaError::NonFinite {
+                what: "temperature update",
+                step,
+            });
+        }
         if p.learn_labels {
             let mut trial = st.adam_y.clone();
             let mut y = st.y_s.clone();
@@ -360,6 +382,7 @@ impl Kip {
                 step,
             });
         }
+        (self.state.adam_t, self.state.log_temp) = (adam_t, log_temp[0]);
         self.state.rng = rng;
         self.state.step += 1;
         Ok(StepInfo {

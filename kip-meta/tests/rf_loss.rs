@@ -137,3 +137,48 @@ fn feature_path_gradient_matches_central_differences() {
         );
     }
 }
+
+#[test]
+fn platt_objective_gradients_match_central_differences() {
+    use kip_meta::Objective;
+    // An f64 kernel, so that the check is tight.
+    let kernel = KernelSpec::fc_ntk(1).build();
+    let (x_s, x_t) = (values(5, 7, 5), values(13, 7, 6));
+    let y_t = DMatrix::from_fn(13, 3, |i, j| if i % 3 == j { 2.0 / 3.0 } else { -1.0 / 3.0 });
+    let y_s = DMatrix::from_fn(5, 3, |i, j| if (i + 1) % 3 == j { 2.0 / 3.0 } else { -1.0 / 3.0 });
+    let theta = 0.3;
+    let one = Shards::one();
+    let eval = |xs: &DMatrix<f64>, ys: &DMatrix<f64>, t: f64| {
+        let mut ws = KipWorkspace::default();
+        let o = Objective::Platt { log_temp: t };
+        let out = kip_meta::kip_loss_grad_objective(&kernel, points(xs), ys, points(&x_t), &y_t, 1e-3, o, &mut ws, one)
+            .unwrap();
+        (
+            out.stats.loss,
+            out.grad_x.clone(),
+            out.grad_y.clone(),
+            out.grad_log_temp,
+        )
+    };
+    let (loss, gx, gy, gt) = eval(&x_s, &y_s, theta);
+    assert!(loss > 0.0 && loss.is_finite());
+    let e = 1e-6;
+    let fd_t = (eval(&x_s, &y_s, theta + e).0 - eval(&x_s, &y_s, theta - e).0) / (2.0 * e);
+    assert!((fd_t - gt).abs() <= 1e-6 * gt.abs().max(1e-3), "theta: {fd_t} vs {gt}");
+    for t in 0..3 {
+        let v = values(5, 7, 30 + t);
+        let fd = (eval(&(&x_s + e * &v), &y_s, theta).0 - eval(&(&x_s - e * &v), &y_s, theta).0) / (2.0 * e);
+        let an = gx.component_mul(&v).sum();
+        assert!(
+            (fd - an).abs() <= 1e-6 * an.abs().max(1e-3),
+            "x direction {t}: {fd} vs {an}"
+        );
+        let w = values(5, 3, 40 + t);
+        let fd = (eval(&x_s, &(&y_s + e * &w), theta).0 - eval(&x_s, &(&y_s - e * &w), theta).0) / (2.0 * e);
+        let an = gy.component_mul(&w).sum();
+        assert!(
+            (fd - an).abs() <= 1e-6 * an.abs().max(1e-3),
+            "y direction {t}: {fd} vs {an}"
+        );
+    }
+}

@@ -36,7 +36,7 @@ use crate::run::{DataArgs, DistillOptions, PyRun};
     support = 100, kernel = "fc1-ntk", steps = 300, lr = 0.01, lr_schedule = "constant",
     target_batch = None, learn_labels = false, reg = 1e-6, precision = "f64",
     init = "real", init_std = 1.0, corrupt = 0.0, seed = 0, target_shards = 1, augment = "none",
-    eval_kernel = None, eval_every = 100, checkpoint_every = 100, eval_block = 2000,
+    eval_kernel = None, loss = "mse", eval_every = 100, checkpoint_every = 100, eval_block = 2000,
     callback = None, out = None, resume = false
 ))]
 #[allow(clippy::too_many_arguments)]
@@ -68,6 +68,7 @@ fn distill(
     target_shards: i64,
     augment: &str,
     eval_kernel: Option<&str>,
+    loss: &str,
     eval_every: i64,
     checkpoint_every: i64,
     eval_block: i64,
@@ -91,6 +92,7 @@ fn distill(
         count("target_shards", target_shards)?,
         augment,
         eval_kernel,
+        loss,
     )?;
     let spec = DataSpec {
         dataset: dataset.to_string(),

@@ -411,6 +411,7 @@ pub fn kip_params(
     target_shards: usize,
     augment: &str,
     eval_kernel: Option<&str>,
+    loss: &str,
 ) -> PyResult<KipParams> {
     let kernels = KernelSpec::parse_list(kernel)
         .map_err(|e| PyValueError::new_err(format!("kernel {kernel:?}: {e}")))?
@@ -448,5 +449,8 @@ pub fn kip_params(
                     .map_err(|e| PyValueError::new_err(format!("eval_kernel {k:?}: {e}")))
             })
             .transpose()?,
+        loss: loss
+            .parse()
+            .map_err(|e| PyValueError::new_err(format!("loss {loss:?}: {e}")))?,
     })
 }

@@ -43,6 +43,7 @@ fn kip_params(a: &DistillArgs, ranks: &Ranks) -> Result<KipParams> {
         seed: a.seed,
         target_shards: a.target_shards.unwrap_or(ranks.size()),
         augment: a.augment.parse().map_err(|e| CliError::flag("--augment", e))?,
+        loss: a.loss.parse().map_err(|e| CliError::flag("--loss", e))?,
         eval_kernel: a
             .eval_kernel
             .as_deref()

@@ -132,6 +132,7 @@ def distill(
     target_shards: int = 1,
     augment: str = "none",
     eval_kernel: Optional[str] = None,
+    loss: str = "mse",
     eval_every: int = 100,
     checkpoint_every: int = 100,
     eval_block: int = 2000,
@@ -160,7 +161,8 @@ def distill(
     ``flip,shift:K``: random flips / translations of each target batch.
     ``eval_kernel``: the kernel of every evaluation when not the training
     kernel (e.g. ``"rf-convnet3:channels=256,models=16"`` for a run trained
-    with a cheap random-feature kernel).
+    with a cheap random-feature kernel). ``loss``: ``mse`` (the paper's)
+    or ``platt`` (RFAD's cross-entropy with a learned temperature).
 
     ``callback(metrics)`` runs after each step; returning ``True`` stops
     the run (checkpoint written, ``Run.stopped``). Ctrl-C stops it after
