@@ -255,13 +255,22 @@ pub struct TransferArgs {
     /// Folder with the dataset's files, or its parent [default: the run's, then $KIP_DATA_DIR].
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
-    /// Hidden layers.
-    #[arg(long, default_value_t = 1)]
-    pub depth: usize,
-    /// Hidden width.
-    #[arg(long, default_value_t = 1024)]
-    pub width: usize,
-    /// Parameterisation: ntk or standard.
+    /// Architecture: mlp (fully connected: --depth hidden layers of --width
+    /// ReLU units) or convnet (the follow-up paper's ConvNet: Conv 3x3, ReLU,
+    /// --depth x [Conv, ReLU, AvgPool 2x2], Flatten, Dense, with --width
+    /// channels; NTK parameterisation; needs image data).
+    #[arg(long, default_value = "mlp")]
+    pub arch: String,
+    /// mlp: hidden layers [default: 1]. convnet: [Conv, ReLU, AvgPool]
+    /// blocks [default: 3]; each halves the image, so at most log2 of its
+    /// smaller side (3 for 8x8 digits, 5 for 32x32).
+    #[arg(long)]
+    pub depth: Option<usize>,
+    /// mlp: hidden units [default: 1024]. convnet: channels per Conv
+    /// [default: 128].
+    #[arg(long)]
+    pub width: Option<usize>,
+    /// Parameterisation: ntk or standard (mlp only; the convnet is ntk).
     #[arg(long, default_value = "ntk")]
     pub param: String,
     /// Loss: mse (against the support labels) or xent.

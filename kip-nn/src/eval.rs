@@ -87,6 +87,22 @@ pub fn evaluate<T: Real>(
             got: x.ncols(),
         });
     }
+    evaluate_blocks(model.loss, n, c, labels, targets, |f| model.for_each_block(x, f))
+}
+
+/// The body of [`evaluate`] for any network that can run over `n` rows in
+/// blocks: checks `labels` and `targets` against `n` and `c`, then lets
+/// `run` call its argument with `(first_row, outputs)` for consecutive
+/// blocks (`outputs` being `C × rows`, one column per sample) and
+/// accumulates the accuracy and the mean `loss`.
+pub(crate) fn evaluate_blocks<T: Real>(
+    loss: Loss,
+    n: usize,
+    c: usize,
+    labels: &[usize],
+    targets: Option<&DMatrix<f64>>,
+    run: impl FnOnce(&mut dyn FnMut(usize, &DMatrix<T>)),
+) -> Result<Eval> {
     check_labels(labels, n, c)?;
     if let Some(t) = targets {
         if t.nrows() != n || t.ncols() != c {
@@ -107,19 +123,19 @@ pub fn evaluate<T: Real>(
     let (mut correct, mut total) = (0usize, 0.0);
     let off = 1.0 / c as f64;
     let mut yb = DMatrix::<T>::zeros(c, 0);
-    model.for_each_block(x, |start, out| {
+    run(&mut |start, out| {
         let rows = out.ncols();
         let lb = &labels[start..start + rows];
         for (j, col) in out.column_iter().enumerate() {
             correct += usize::from(argmax(col.iter().copied()) == lb[j]);
         }
-        if model.loss == Loss::Mse {
+        if loss == Loss::Mse {
             yb = DMatrix::from_fn(c, rows, |k, j| match targets {
                 Some(t) => T::of_f64(t[(start + j, k)]),
                 None => T::of_f64(if lb[j] == k { 1.0 - off } else { -off }),
             });
         }
-        total += loss_sum(model.loss, out, yb.as_view(), lb, None);
+        total += loss_sum(loss, out, yb.as_view(), lb, None);
     });
     Ok(Eval {
         accuracy: correct as f64 / n as f64,

@@ -1,4 +1,4 @@
-//! # kip-nn — finite-width fully connected networks
+//! # kip-nn — finite-width fully connected and convolutional networks
 //!
 //! Trains real (finite-width) ReLU networks to check that a distilled
 //! support set *transfers*: KIP learns images (and labels) for the
@@ -6,9 +6,13 @@
 //! ICLR 2021, §4) trains finite networks on them to see whether the gain
 //! survives.
 //!
-//! - Architecture: `depth` hidden layers of `width` units (FC-L), ReLU, a
-//!   linear readout to `C` outputs; NTK or standard
-//!   [`Parameterization`] with `w_std = √2`, `b_std = 0.1`.
+//! - Architectures ([`Arch`]): `depth` hidden layers of `width` units
+//!   (FC-L, [`Mlp`]), ReLU, a linear readout to `C` outputs; NTK or
+//!   standard [`Parameterization`] with `w_std = √2`, `b_std = 0.1`. Or the
+//!   follow-up paper's ConvNet ([`ConvClassifier`], [`train_convnet`]):
+//!   Conv 3×3, ReLU, `depth` × [Conv, ReLU, AvgPool 2×2], Flatten, Dense,
+//!   `width` channels, NTK parameterisation, `f32`; its body is
+//!   `kip_kernels::rf::ConvNet`, the layers of the random-feature kernel.
 //! - Losses: `½·mean` squared error over all `n × C` entries (like the KRR
 //!   loss) or softmax cross-entropy ([`Loss`]).
 //! - Optimisers: SGD with momentum 0.9 or Adam, with a learning-rate
@@ -56,7 +60,10 @@
 
 #![warn(missing_docs)]
 
+mod arch;
 mod backprop;
+mod convnet;
+mod convnet_train;
 mod error;
 mod eval;
 mod mlp;
@@ -66,6 +73,9 @@ mod real;
 mod train;
 mod transfer;
 
+pub use crate::arch::{Arch, CONVNET_DEFAULT_DEPTH, CONVNET_DEFAULT_WIDTH, MLP_DEFAULT_WIDTH};
+pub use crate::convnet::ConvClassifier;
+pub use crate::convnet_train::{train_convnet, ConvTrainReport, ConvTrainer};
 pub use crate::error::{NnError, Result};
 pub use crate::eval::{centered_one_hot, evaluate, Eval};
 pub use crate::mlp::{Layer, Mlp};
@@ -73,4 +83,4 @@ pub use crate::optim::{ADAM_BETA1, ADAM_BETA2, ADAM_EPS};
 pub use crate::params::{default_lr, Loss, MlpParams, Optimizer, Parameterization, ValidParams};
 pub use crate::real::Real;
 pub use crate::train::{train, train_in, TrainReport, Trainer};
-pub use crate::transfer::{transfer, SeedAccuracies, TransferReport};
+pub use crate::transfer::{transfer, transfer_arch, SeedAccuracies, TransferReport};

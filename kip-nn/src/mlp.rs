@@ -158,6 +158,12 @@ impl<T: Real> Mlp<T> {
         self.layers.iter().map(|l| l.w.len() + l.b.len()).sum()
     }
 
+    /// The lengths of the trainable tensors, in the order of
+    /// [`Mlp::tensors_mut`].
+    pub(crate) fn tensor_sizes(&self) -> Vec<usize> {
+        self.layers.iter().flat_map(|l| [l.w.len(), l.b.len()]).collect()
+    }
+
     /// The trainable tensors as flat slices: `W₀, b₀, W₁, b₁, …`.
     pub(crate) fn tensors_mut(&mut self) -> impl Iterator<Item = &mut [T]> {
         self.layers

@@ -2,8 +2,7 @@
 
 use rayon::prelude::*;
 
-use crate::backprop::Grads;
-use crate::mlp::{Mlp, PAR_CHUNK};
+use crate::mlp::PAR_CHUNK;
 use crate::params::Optimizer;
 use crate::real::Real;
 
@@ -14,7 +13,10 @@ pub const ADAM_BETA2: f64 = 0.999;
 /// Adam's ε.
 pub const ADAM_EPS: f64 = 1e-8;
 
-/// Per-parameter optimiser state (momentum / Adam moments).
+/// Per-parameter optimiser state (momentum / Adam moments) of a model
+/// whose trainable parameters are a fixed list of flat tensors (an
+/// [`Mlp`](crate::Mlp)'s `W₀, b₀, W₁, …`; a ConvNet's body, head weights
+/// and head biases).
 #[derive(Debug, Clone)]
 pub(crate) struct OptimState<T: Real> {
     kind: Optimizer,
@@ -24,8 +26,8 @@ pub(crate) struct OptimState<T: Real> {
 }
 
 impl<T: Real> OptimState<T> {
-    pub(crate) fn new(kind: Optimizer, model: &Mlp<T>) -> Self {
-        let sizes: Vec<usize> = model.layers.iter().flat_map(|l| [l.w.len(), l.b.len()]).collect();
+    /// Zero state for tensors of lengths `sizes`.
+    pub(crate) fn new(kind: Optimizer, sizes: &[usize]) -> Self {
         let zeros = || sizes.iter().map(|&s| vec![T::ZERO; s]).collect::<Vec<_>>();
         let v = match kind {
             Optimizer::Adam => zeros(),
@@ -39,13 +41,22 @@ impl<T: Real> OptimState<T> {
         }
     }
 
-    /// One update of `model` with gradients `grads` at learning rate `lr`.
-    pub(crate) fn update(&mut self, model: &mut Mlp<T>, grads: &Grads<T>, lr: f64) {
+    /// One update of the tensors `params` with gradients `grads` (both in
+    /// the order of the sizes given to [`OptimState::new`]) at learning
+    /// rate `lr`.
+    pub(crate) fn update<'p, 'g>(
+        &mut self,
+        params: impl Iterator<Item = &'p mut [T]>,
+        grads: impl Iterator<Item = &'g [T]>,
+        lr: f64,
+    ) where
+        T: 'p + 'g,
+    {
         self.t = self.t.saturating_add(1);
         match self.kind {
             Optimizer::Sgd { momentum } => {
                 let (mu, lr) = (T::of_f64(momentum), T::of_f64(lr));
-                for ((p, g), m) in model.tensors_mut().zip(grads.tensors()).zip(&mut self.m) {
+                for ((p, g), m) in params.zip(grads).zip(&mut self.m) {
                     let f = |((pc, gc), mc): ((&mut [T], &[T]), &mut [T])| {
                         for ((p, &g), m) in pc.iter_mut().zip(gc).zip(mc.iter_mut()) {
                             *m = mu * *m + g;
@@ -69,10 +80,7 @@ impl<T: Real> OptimState<T> {
                 let step = T::of_f64(lr / (1.0 - ADAM_BETA1.powi(self.t)));
                 let vscale = T::of_f64(1.0 / (1.0 - ADAM_BETA2.powi(self.t)));
                 let eps = T::of_f64(ADAM_EPS);
-                let tensors = model
-                    .tensors_mut()
-                    .zip(grads.tensors())
-                    .zip(self.m.iter_mut().zip(&mut self.v));
+                let tensors = params.zip(grads).zip(self.m.iter_mut().zip(&mut self.v));
                 for ((p, g), (m, v)) in tensors {
                     type Chunk<'a, T> = ((&'a mut [T], &'a [T]), (&'a mut [T], &'a mut [T]));
                     let f = |((pc, gc), (mc, vc)): Chunk<'_, T>| {
@@ -99,6 +107,8 @@ impl<T: Real> OptimState<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backprop::Grads;
+    use crate::mlp::Mlp;
     use crate::params::MlpParams;
 
     fn one_layer() -> (Mlp<f64>, Grads<f64>) {
@@ -120,9 +130,9 @@ mod tests {
     fn sgd_momentum_accumulates() {
         let (mut m, g) = one_layer();
         let w0 = m.layers[0].w[(0, 0)];
-        let mut s = OptimState::new(Optimizer::Sgd { momentum: 0.9 }, &m);
-        s.update(&mut m, &g, 0.1);
-        s.update(&mut m, &g, 0.1);
+        let mut s = OptimState::new(Optimizer::Sgd { momentum: 0.9 }, &m.tensor_sizes());
+        s.update(m.tensors_mut(), g.tensors(), 0.1);
+        s.update(m.tensors_mut(), g.tensors(), 0.1);
         // v1 = 0.5, v2 = 0.95: total step 0.1·1.45
         assert!((m.layers[0].w[(0, 0)] - (w0 - 0.145)).abs() < 1e-12);
     }
@@ -131,8 +141,8 @@ mod tests {
     fn adam_first_step_is_lr_times_sign() {
         let (mut m, g) = one_layer();
         let (w0, b0) = (m.layers[1].w[(0, 1)], m.layers[1].b[0]);
-        let mut s = OptimState::new(Optimizer::Adam, &m);
-        s.update(&mut m, &g, 0.01);
+        let mut s = OptimState::new(Optimizer::Adam, &m.tensor_sizes());
+        s.update(m.tensors_mut(), g.tensors(), 0.01);
         assert!((m.layers[1].w[(0, 1)] - (w0 - 0.01)).abs() < 1e-9);
         assert!((m.layers[1].b[0] - (b0 + 0.01)).abs() < 1e-9);
     }

@@ -39,7 +39,7 @@ impl<T: Real> Trainer<T> {
     /// architecture fields of `params` are not used).
     pub fn new(model: Mlp<T>, params: &ValidParams) -> Self {
         Self {
-            state: OptimState::new(params.optimizer, &model),
+            state: OptimState::new(params.optimizer, &model.tensor_sizes()),
             grads: Grads::zeros_like(&model),
             ws: Workspace::new(),
             ref_hs: Vec::new(),
@@ -142,7 +142,7 @@ impl<T: Real> Trainer<T> {
         if !loss.is_finite() {
             return Err(NnError::NonFinite { step: self.steps_done });
         }
-        self.state.update(&mut self.model, &self.grads, lr);
+        self.state.update(self.model.tensors_mut(), self.grads.tensors(), lr);
         self.steps_done += 1;
         Ok(loss)
     }
@@ -206,7 +206,7 @@ fn find_non_finite(m: &DMatrix<f64>) -> Option<(usize, usize)> {
 
 /// `d × idx.len()` column-per-sample copy of the rows `idx` of `x`,
 /// gathered in cache-sized blocks.
-fn gather_columns<T: Real>(x: &DMatrix<f64>, idx: &[usize]) -> DMatrix<T> {
+pub(crate) fn gather_columns<T: Real>(x: &DMatrix<f64>, idx: &[usize]) -> DMatrix<T> {
     let d = x.ncols();
     let mut out = DMatrix::<T>::zeros(d, idx.len());
     for (blk, rows) in idx.chunks(256).enumerate() {
@@ -221,35 +221,15 @@ fn gather_columns<T: Real>(x: &DMatrix<f64>, idx: &[usize]) -> DMatrix<T> {
     out
 }
 
-/// Trains a fresh network (initialised from `params.seed`) in precision
-/// `T` on `x` (`n × d`, one sample per row) with targets `y` (`n × C`;
-/// used by MSE, and giving `C`) and class ids `labels` (used by
-/// cross-entropy and for accuracies), then evaluates it on `eval`
-/// `(x_test, labels_test)` if given.
-///
-/// Procedure: with `val_fraction > 0`, a seeded shuffle holds out
-/// `round(val_fraction·n)` (≥ 1) rows; the rest are the training rows.
-/// Each epoch shuffles them (seeded) and walks mini-batches of
-/// `min(batch, n_train)` (the last one may be smaller); the learning rate
-/// follows [`MlpParams::lr_schedule`](crate::MlpParams::lr_schedule) over `steps`. With a validation split, the
-/// validation loss is measured after every epoch (and the last step), the
-/// best parameters are kept and returned, and training stops after
-/// `patience` evaluations without improvement.
-///
-/// # Errors
-///
-/// [`NnError::ShapeMismatch`], [`NnError::LabelOutOfRange`] or
-/// [`NnError::NonFiniteInput`] for inconsistent inputs;
-/// [`NnError::InvalidParam`] (`val_fraction`) when the split would leave no
-/// training row; [`NnError::NonFinite`] when training diverges (never a NaN
-/// model or report).
-pub fn train_in<T: Real>(
-    params: &ValidParams,
+/// The input checks of [`train_in`] (shared with the ConvNet trainer):
+/// non-empty `x` (`n × d`) and `y` (`n × C`), `n` labels below `C`, finite
+/// values, and an evaluation set with `d` columns and labels below `C`.
+pub(crate) fn check_train_inputs(
     x: &DMatrix<f64>,
     y: &DMatrix<f64>,
     labels: &[usize],
     eval: Option<(&DMatrix<f64>, &[usize])>,
-) -> Result<TrainReport<T>> {
+) -> Result<()> {
     let (n, d, c) = (x.nrows(), x.ncols(), y.ncols());
     if n == 0 || d == 0 || c == 0 {
         let (what, got) = if n == 0 {
@@ -284,6 +264,40 @@ pub fn train_in<T: Real>(
         }
         check_labels(le, xe.nrows(), c)?;
     }
+    Ok(())
+}
+
+/// Trains a fresh network (initialised from `params.seed`) in precision
+/// `T` on `x` (`n × d`, one sample per row) with targets `y` (`n × C`;
+/// used by MSE, and giving `C`) and class ids `labels` (used by
+/// cross-entropy and for accuracies), then evaluates it on `eval`
+/// `(x_test, labels_test)` if given.
+///
+/// Procedure: with `val_fraction > 0`, a seeded shuffle holds out
+/// `round(val_fraction·n)` (≥ 1) rows; the rest are the training rows.
+/// Each epoch shuffles them (seeded) and walks mini-batches of
+/// `min(batch, n_train)` (the last one may be smaller); the learning rate
+/// follows [`MlpParams::lr_schedule`](crate::MlpParams::lr_schedule) over `steps`. With a validation split, the
+/// validation loss is measured after every epoch (and the last step), the
+/// best parameters are kept and returned, and training stops after
+/// `patience` evaluations without improvement.
+///
+/// # Errors
+///
+/// [`NnError::ShapeMismatch`], [`NnError::LabelOutOfRange`] or
+/// [`NnError::NonFiniteInput`] for inconsistent inputs;
+/// [`NnError::InvalidParam`] (`val_fraction`) when the split would leave no
+/// training row; [`NnError::NonFinite`] when training diverges (never a NaN
+/// model or report).
+pub fn train_in<T: Real>(
+    params: &ValidParams,
+    x: &DMatrix<f64>,
+    y: &DMatrix<f64>,
+    labels: &[usize],
+    eval: Option<(&DMatrix<f64>, &[usize])>,
+) -> Result<TrainReport<T>> {
+    check_train_inputs(x, y, labels, eval)?;
+    let (n, d, c) = (x.nrows(), x.ncols(), y.ncols());
 
     let mut rng = ChaCha8Rng::seed_from_u64(params.seed);
     rng.set_stream(1);

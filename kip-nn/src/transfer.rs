@@ -3,10 +3,13 @@
 
 use kip_core::argmax;
 use kip_data::{one_hot, Dataset, SupportSet};
+use nalgebra::DMatrix;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
+use crate::arch::Arch;
+use crate::convnet_train::train_convnet;
 use crate::error::{NnError, Result};
 use crate::params::MlpParams;
 use crate::train::train;
@@ -45,19 +48,42 @@ pub struct TransferReport {
     pub natural: SeedAccuracies,
 }
 
-/// Trains networks with `base` (its seed replaced by `0..seeds`) on the
-/// support set and, with the same seed, on a class-balanced sample of as
-/// many training images (drawn with that seed), and evaluates both on
-/// `test`.
+/// Trains fully connected networks with `base`: [`transfer_arch`] with
+/// [`Arch::Mlp`].
+///
+/// # Errors
+/// As [`transfer_arch`].
+pub fn transfer(
+    base: &MlpParams,
+    support: &SupportSet,
+    train_set: &Dataset,
+    test: &Dataset,
+    seeds: usize,
+) -> Result<TransferReport> {
+    transfer_arch(Arch::Mlp, base, support, train_set, test, seeds)
+}
+
+/// Trains networks of architecture `arch` with `base` (its seed replaced
+/// by `0..seeds`) on the support set and, with the same seed, on a
+/// class-balanced sample of as many training images (drawn with that
+/// seed), and evaluates both on `test`.
+///
+/// For [`Arch::Mlp`], `base` describes the whole network
+/// ([`train`]); for [`Arch::ConvNet`], `base.width` is the channels per
+/// Conv, `base.depth` is unused, and the images have the shape of
+/// `train_set` ([`train_convnet`]).
 ///
 /// With the MSE loss the networks fit the support set's label vectors
 /// (learned ones included); with cross-entropy, their argmax.
 ///
 /// # Errors
-/// [`NnError::InvalidParam`] for `seeds = 0` or bad `base` parameters;
-/// [`NnError::NaturalSample`] if `train` cannot serve the sample; training
-/// errors (shapes, divergence).
-pub fn transfer(
+/// [`NnError::InvalidParam`] for `seeds = 0`, bad `base` parameters, or an
+/// architecture that does not fit the data ([`Arch::check`]: a ConvNet on
+/// flat data names `arch`, one too deep for the images names `depth`),
+/// before anything is trained; [`NnError::NaturalSample`] if `train`
+/// cannot serve the sample; training errors (shapes, divergence).
+pub fn transfer_arch(
+    arch: Arch,
     base: &MlpParams,
     support: &SupportSet,
     train_set: &Dataset,
@@ -71,16 +97,24 @@ pub fn transfer(
             expected: ">= 1",
         });
     }
+    let shape = train_set.shape();
+    arch.check(shape, &base.clone().check()?)?;
     let n = support.labels.len();
     let c = train_set.n_classes();
     let x_test = test.to_matrix();
     let test_set = Some((&x_test, test.labels()));
     let support_labels: Vec<usize> = (0..n).map(|i| argmax(support.y.row(i).iter().copied())).collect();
+    let fit = |p: &crate::ValidParams, x: &DMatrix<f64>, y: &DMatrix<f64>, labels: &[usize]| {
+        Ok::<_, NnError>(match arch {
+            Arch::Mlp => train(p, x, y, labels, test_set)?.test_accuracy,
+            Arch::ConvNet { depth } => train_convnet(p, depth, shape, x, y, labels, test_set)?.test_accuracy,
+        })
+    };
     let (mut distilled, mut natural) = (Vec::new(), Vec::new());
     for seed in 0..seeds as u64 {
         let p = MlpParams { seed, ..base.clone() }.check()?;
-        let r = train(&p, &support.x_model, &support.y, &support_labels, test_set)?;
-        distilled.push(r.test_accuracy.unwrap_or(f64::NAN));
+        let acc = fit(&p, &support.x_model, &support.y, &support_labels)?;
+        distilled.push(acc.unwrap_or(f64::NAN));
         let sample = train_set
             .sample_balanced(n, &mut ChaCha8Rng::seed_from_u64(seed))
             .map_err(|e| NnError::NaturalSample {
@@ -88,8 +122,8 @@ pub fn transfer(
                 reason: e.to_string(),
             })?;
         let y = one_hot(&sample.labels, c, true);
-        let r = train(&p, &sample.x, &y, &sample.labels, test_set)?;
-        natural.push(r.test_accuracy.unwrap_or(f64::NAN));
+        let acc = fit(&p, &sample.x, &y, &sample.labels)?;
+        natural.push(acc.unwrap_or(f64::NAN));
     }
     Ok(TransferReport {
         distilled: SeedAccuracies::new(distilled),
@@ -100,7 +134,6 @@ pub fn transfer(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use nalgebra::DMatrix;
 
     #[test]
     fn a_natural_support_set_transfers_like_a_natural_sample() {

@@ -1,7 +1,8 @@
-//! `kip transfer`: train finite-width networks on a run's support set and on
-//! a natural class-balanced sample of the same size; compare test accuracy.
+//! `kip transfer`: train finite-width networks (fully connected or the
+//! ConvNet) on a run's support set and on a natural class-balanced sample
+//! of the same size; compare test accuracy.
 
-use kip_nn::{Loss, MlpParams, Optimizer, Parameterization};
+use kip_nn::{Arch, Loss, MlpParams, Optimizer, Parameterization};
 use serde_json::json;
 
 use crate::cli::TransferArgs;
@@ -15,9 +16,27 @@ pub fn run(a: TransferArgs) -> Result<i32> {
     if a.seeds == 0 {
         return Err(CliError::flag("--seeds 0", "expected >= 1"));
     }
+    let arch = match a.arch.parse::<Arch>()? {
+        Arch::Mlp => Arch::Mlp,
+        Arch::ConvNet { depth } => Arch::ConvNet {
+            depth: a.depth.unwrap_or(depth),
+        },
+    };
+    let (depth, width) = match arch {
+        Arch::Mlp => (
+            a.depth.unwrap_or(MlpParams::default().depth),
+            a.width.unwrap_or(arch.default_width()),
+        ),
+        Arch::ConvNet { depth } => (depth, a.width.unwrap_or(arch.default_width())),
+    };
     let base = MlpParams {
-        depth: a.depth,
-        width: a.width,
+        // The ConvNet's depth travels in `arch`; the MLP's in the params.
+        depth: if arch == Arch::Mlp {
+            depth
+        } else {
+            MlpParams::default().depth
+        },
+        width,
         param,
         loss,
         optimizer,
@@ -28,14 +47,18 @@ pub fn run(a: TransferArgs) -> Result<i32> {
         center: a.center,
         ..MlpParams::default()
     };
-    let lr = base.clone().check()?.lr();
+    let lr = arch.lr(&base.clone().check()?);
     let (dir, record) = open_run(&a.run, a.data_dir.clone())?;
     let support = dir.read_support()?;
     let prep = load(record.data())?;
-    let report = kip_nn::transfer(&base, &support, &prep.train, &prep.test, a.seeds)?;
+    let report = kip_nn::transfer_arch(arch, &base, &support, &prep.train, &prep.test, a.seeds)?;
+    let arch_name = match arch {
+        Arch::Mlp => "mlp",
+        Arch::ConvNet { .. } => "convnet",
+    };
     let out = json!({
         "settings": {
-            "depth": a.depth, "width": a.width, "param": a.param, "loss": a.loss, "optimizer": a.optimizer,
+            "arch": arch_name, "depth": depth, "width": width, "param": a.param, "loss": a.loss, "optimizer": a.optimizer,
             "lr": lr, "lr_schedule": base.lr_schedule.to_string(), "steps": a.steps, "batch": a.batch,
             "center": a.center, "seeds": a.seeds, "support": support.labels.len(), "test_size": prep.test.len(),
         },
@@ -46,10 +69,12 @@ pub fn run(a: TransferArgs) -> Result<i32> {
     if a.json {
         println!("{out}");
     } else {
+        let name = match arch {
+            Arch::Mlp => format!("FC{depth} width {width}"),
+            Arch::ConvNet { depth } => format!("ConvNet{depth} width {width}"),
+        };
         println!(
-            "FC{} width {} ({}, {}{}), {} images, {} seeds: KIP {:.4} ± {:.4}   natural {:.4} ± {:.4}",
-            a.depth,
-            a.width,
+            "{name} ({}, {}{}), {} images, {} seeds: KIP {:.4} ± {:.4}   natural {:.4} ± {:.4}",
             a.param,
             a.loss,
             if a.center { ", centred" } else { "" },
