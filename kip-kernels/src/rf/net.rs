@@ -574,53 +574,51 @@ impl ConvNet {
     }
 }
 
-/// The 3×3 SAME patches of positions `r0 .. r0 + m` (counted over the
-/// chunk's images) into `patches` (`m × 9·c`, taps then channels; zeros
-/// outside the image).
-fn im2col(s: ImageShape, x: &[f32], r0: usize, m: usize, patches: &mut [f32]) {
+/// For each position `r0 .. r0 + m` (counted over the chunk's images, the
+/// `k`-th of the tile) and each tap `t` of its 3×3 SAME window: `f(k, t,
+/// q)` with `q` the offset of the tapped pixel's channels in the image
+/// buffer, or `None` outside the image.
+fn for_each_tap(s: ImageShape, r0: usize, m: usize, mut f: impl FnMut(usize, usize, Option<usize>)) {
     let (h, w, c) = (s.h, s.w, s.c);
     let hw = h * w;
-    for (row, p) in patches.chunks_exact_mut(9 * c).zip(r0..r0 + m) {
+    for (k, p) in (r0..r0 + m).enumerate() {
         let (img, pos) = (p / hw, p % hw);
         let (y, xx) = (pos / w, pos % w);
-        let base = img * hw;
         for ky in 0..3 {
             for kx in 0..3 {
-                let dst = &mut row[(ky * 3 + kx) * c..(ky * 3 + kx + 1) * c];
                 let (sy, sx) = ((y + ky).wrapping_sub(1), (xx + kx).wrapping_sub(1));
-                if sy < h && sx < w {
-                    let q = (base + sy * w + sx) * c;
-                    dst.copy_from_slice(&x[q..q + c]);
-                } else {
-                    dst.fill(0.0);
-                }
+                let q = (sy < h && sx < w).then(|| (img * hw + sy * w + sx) * c);
+                f(k, ky * 3 + kx, q);
             }
         }
     }
 }
 
+/// The 3×3 SAME patches of positions `r0 .. r0 + m` into `patches` (`m ×
+/// 9·c`, taps then channels; zeros outside the image).
+fn im2col(s: ImageShape, x: &[f32], r0: usize, m: usize, patches: &mut [f32]) {
+    let c = s.c;
+    for_each_tap(s, r0, m, |k, t, q| {
+        let dst = &mut patches[(k * 9 + t) * c..(k * 9 + t + 1) * c];
+        match q {
+            Some(q) => dst.copy_from_slice(&x[q..q + c]),
+            None => dst.fill(0.0),
+        }
+    });
+}
+
 /// The adjoint of [`im2col`]: add the patch cotangents of positions
 /// `r0 .. r0 + m` into the input's cotangent `dx`.
 fn col2im(s: ImageShape, dp: &[f32], r0: usize, m: usize, dx: &mut [f32]) {
-    let (h, w, c) = (s.h, s.w, s.c);
-    let hw = h * w;
-    for (row, p) in dp.chunks_exact(9 * c).zip(r0..r0 + m) {
-        let (img, pos) = (p / hw, p % hw);
-        let (y, xx) = (pos / w, pos % w);
-        let base = img * hw;
-        for ky in 0..3 {
-            for kx in 0..3 {
-                let (sy, sx) = ((y + ky).wrapping_sub(1), (xx + kx).wrapping_sub(1));
-                if sy < h && sx < w {
-                    let q = (base + sy * w + sx) * c;
-                    let src = &row[(ky * 3 + kx) * c..(ky * 3 + kx + 1) * c];
-                    for (d, &v) in dx[q..q + c].iter_mut().zip(src) {
-                        *d += v;
-                    }
-                }
+    let c = s.c;
+    for_each_tap(s, r0, m, |k, t, q| {
+        if let Some(q) = q {
+            let src = &dp[(k * 9 + t) * c..(k * 9 + t + 1) * c];
+            for (d, &v) in dx[q..q + c].iter_mut().zip(src) {
+                *d += v;
             }
         }
-    }
+    });
 }
 
 /// AvgPool 2×2 stride 2 VALID of `b` images of shape `s`.
