@@ -6,7 +6,7 @@
 //!   fused (`gram_vjp_into`, each pair forward and backward once: what
 //!   neural-tangents' `value_and_grad` measures) and as KIP runs it (the
 //!   Gram, then the VJP once the cotangent is known);
-//! * the pooled ConvNet (depth 3) Gram, 8 × 8 (and its symmetric Gram).
+//! * the pooled ConvNet (depth 3) Gram and fused value + gradient, 8 × 8.
 //!
 //! Images are standard-normal per entry (seeded), as the reference's
 //! standardised CIFAR-10 pixels are per channel.
@@ -70,9 +70,21 @@ fn bench(c: &mut Criterion) {
     group.bench_function(BenchmarkId::new("convnet3-ntk gram", format!("{m1}x{m2}")), |bch| {
         bch.iter(|| k.gram_into(points(&a8), points(&b8), &mut out).unwrap())
     });
+    let g8 = DMatrix::from_fn(m1, m2, |i, j| ((i * 7 + j * 3) % 11) as f64 / 11.0 - 0.5);
+    let mut da8 = DMatrix::zeros(m1, a8.ncols());
+    group.bench_function(
+        BenchmarkId::new("convnet3-ntk value+grad fused", format!("{m1}x{m2}")),
+        |bch| {
+            bch.iter(|| {
+                k.gram_vjp_into(points(&a8), points(&b8), &g8, &mut out, &mut da8)
+                    .unwrap();
+                black_box(&da8);
+            })
+        },
+    );
     group.finish();
     println!(
-        "(ms per pair = time / {pairs} for the 100x100 rows, / {} for the 8x8 row)",
+        "(ms per pair = time / {pairs} for the 100x100 rows, / {} for the 8x8 rows)",
         m1 * m2
     );
 }

@@ -46,7 +46,7 @@ mod zeroed;
 
 pub use gemm::{gemm, gemm_seq, gemm_seq_raw};
 pub use mat::{MatMut, MatRef, Scalar, ViewError};
-pub use reduce::{argmax, dot};
+pub use reduce::{argmax, dot, sum};
 pub use schedule::{LrSchedule, ParseLrScheduleError};
 pub use shape::ImageShape;
 pub use zeroed::{zeroed_huge, zeroed_matrix};

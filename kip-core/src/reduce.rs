@@ -57,6 +57,26 @@ pub fn dot<T: Copy + Into<f64>>(a: &[T], b: &[T]) -> f64 {
     ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
 }
 
+/// `Σ a_i` in f64 with eight independent accumulators, in the fixed order
+/// of [`dot`].
+///
+/// # Examples
+/// ```
+/// assert_eq!(kip_core::sum(&[1.0f64, 2.0, 3.0]), 6.0);
+/// ```
+#[inline]
+pub fn sum<T: Copy + Into<f64>>(a: &[T]) -> f64 {
+    let mut acc = [0.0f64; 8];
+    let ca = a.chunks_exact(8);
+    let tail: f64 = ca.remainder().iter().map(|&x| x.into()).sum();
+    for x in ca {
+        for k in 0..8 {
+            acc[k] += x[k].into();
+        }
+    }
+    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

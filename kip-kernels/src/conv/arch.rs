@@ -159,12 +159,6 @@ impl ConvArch {
         self.layers[self.len - 2]
     }
 
-    /// Whether the kernel needs only the spatial diagonal of the
-    /// covariance (no pooling, Flatten readout): the Conv-Vec path.
-    pub(crate) fn diagonal_only(&self) -> bool {
-        self.readout() == ConvLayer::Flatten && !self.body().contains(&ConvLayer::Pool)
-    }
-
     fn check_order(&self) -> std::result::Result<(), String> {
         let l = self.layers();
         if l.len() < 2

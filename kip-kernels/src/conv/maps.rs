@@ -2,29 +2,103 @@
 //! SAME convolution (a 9-tap average along the spatial diagonal), the 2 × 2
 //! average pooling and the readouts, each with its adjoint.
 //!
-//! A map of an `h × w` layer is either the **diagonal** `q[h][w]` (`h·w`
-//! values: all a Conv-Vec kernel needs, since the convolution only moves
-//! along the diagonal) or the **full** covariance `q[h][h'][w][w']`
-//! (`(h·w)²` values, each `(h, h')` pair a contiguous `w × w` block), which
-//! pooling and the GlobalAvgPool readout need.
+//! A map of an `h × w` layer keeps the covariance `q[p, p + δ]` of the
+//! positions `p` and `p + δ` for the displacements `δ = (dy, dx)` with
+//! `|dy| ≤ ry`, `|dx| ≤ rx` ([`Geo`]): one **plane** per displacement, the
+//! `(h − |dy|) × (w − |dx|)` positions `p` for which both ends lie in the
+//! image, row-major, planes in the order of `(dy, dx)`. The convolution
+//! moves both ends together, so it keeps each displacement and is a 3 × 3
+//! blur of each plane with zero padding (a neighbour outside the plane has
+//! an end outside the image); the activations act entry by entry; the
+//! pooling reads the displacements `2δ − 1 … 2δ + 1` of the finer map.
+//! The Flatten readout reads only `δ = 0`, so a stack needs, from its
+//! readout back, radius 0 (Conv-Vec: the diagonal, `h·w` numbers), then
+//! `2r + 1` behind each pooling (the ConvNet at 32 × 32: 15 × 15 of the
+//! 63 × 63 displacements at full resolution, a sixth of the covariance);
+//! GlobalAvgPool reads every entry (the full radius `h − 1`, `w − 1`).
 
-/// The shape of a covariance map.
+/// The shape of a covariance map: `h × w` positions, the displacements
+/// `|dy| ≤ ry`, `|dx| ≤ rx`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Geo {
     pub(crate) h: usize,
     pub(crate) w: usize,
-    pub(crate) full: bool,
+    pub(crate) ry: usize,
+    pub(crate) rx: usize,
+}
+
+/// One plane of a map: displacement `(dy, dx)`, first row-side position
+/// `(i0, j0)`, `ph × pw` entries from offset `off`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Plane {
+    pub(crate) dy: isize,
+    pub(crate) dx: isize,
+    pub(crate) i0: usize,
+    pub(crate) j0: usize,
+    pub(crate) ph: usize,
+    pub(crate) pw: usize,
+    pub(crate) off: usize,
+}
+
+impl Plane {
+    /// Entries.
+    #[inline(always)]
+    pub(crate) fn len(&self) -> usize {
+        self.ph * self.pw
+    }
+
+    /// The range of the map holding this plane.
+    #[inline(always)]
+    pub(crate) fn range(&self) -> std::ops::Range<usize> {
+        self.off..self.off + self.len()
+    }
+
+    /// Position index (`i·w + j`) of the row side of local row `i`'s
+    /// first entry, and of the column side's.
+    #[inline(always)]
+    pub(crate) fn ends(&self, w: usize, i: usize) -> (usize, usize) {
+        let a = (self.i0 + i) * w + self.j0;
+        let b = ((self.i0 + i) as isize + self.dy) as usize * w;
+        (a, (b as isize + self.j0 as isize + self.dx) as usize)
+    }
+
+    /// Runs of entries whose row-side positions (and column-side ones)
+    /// are consecutive, in a layer `w` wide: `(map range, row-side
+    /// position, column-side position)` — the whole plane when `dx = 0`,
+    /// else each of its rows.
+    #[inline(always)]
+    pub(crate) fn runs(self, w: usize) -> impl Iterator<Item = (std::ops::Range<usize>, usize, usize)> {
+        let (rows, len) = if self.dx == 0 {
+            (1, self.len())
+        } else {
+            (self.ph, self.pw)
+        };
+        (0..rows).map(move |i| {
+            let (a, b) = self.ends(w, i);
+            let s = self.off + i * len;
+            (s..s + len, a, b)
+        })
+    }
+}
+
+/// `Σ_{e = -r}^{k - 1} (n − |e|)`: the lines of the planes before
+/// displacement `k`.
+#[inline(always)]
+fn lines_before(n: usize, r: usize, k: isize) -> usize {
+    (-(r as isize)..k).map(|e| n - e.unsigned_abs()).sum()
 }
 
 impl Geo {
+    /// The diagonal map (radius 0) of an `h × w` layer.
+    pub(crate) fn diagonal(h: usize, w: usize) -> Self {
+        Self { h, w, ry: 0, rx: 0 }
+    }
+
     /// Number of values.
     pub(crate) fn len(&self) -> usize {
-        let hw = self.h * self.w;
-        if self.full {
-            hw * hw
-        } else {
-            hw
-        }
+        let r = self.ry as isize + 1;
+        let c = self.rx as isize + 1;
+        lines_before(self.h, self.ry, r) * lines_before(self.w, self.rx, c)
     }
 
     /// Positions `h·w` (the length of a variance map).
@@ -32,23 +106,38 @@ impl Geo {
         self.h * self.w
     }
 
-    /// After a 2 × 2 VALID pooling.
-    pub(crate) fn pooled(&self) -> Geo {
-        Geo {
-            h: self.h / 2,
-            w: self.w / 2,
-            full: self.full,
+    /// The plane of displacement `(dy, dx)` (within the radius).
+    #[inline(always)]
+    pub(crate) fn plane(&self, dy: isize, dx: isize) -> Plane {
+        let (ph, pw) = (self.h - dy.unsigned_abs(), self.w - dx.unsigned_abs());
+        let cols = lines_before(self.w, self.rx, self.rx as isize + 1);
+        let off = lines_before(self.h, self.ry, dy) * cols + ph * lines_before(self.w, self.rx, dx);
+        Plane {
+            dy,
+            dx,
+            i0: (-dy).max(0) as usize,
+            j0: (-dx).max(0) as usize,
+            ph,
+            pw,
+            off,
         }
+    }
+
+    /// Every plane, in storage order.
+    pub(crate) fn planes(self) -> impl Iterator<Item = Plane> {
+        let (ry, rx) = (self.ry as isize, self.rx as isize);
+        (-ry..=ry).flat_map(move |dy| (-rx..=rx).map(move |dx| self.plane(dy, dx)))
     }
 
     /// Index of the diagonal entry of position `(i, j)`.
     #[inline(always)]
     pub(crate) fn diag_index(&self, i: usize, j: usize) -> usize {
-        if self.full {
-            ((i * self.h + i) * self.w + j) * self.w + j
-        } else {
-            i * self.w + j
-        }
+        self.plane(0, 0).off + i * self.w + j
+    }
+
+    /// Every plane's [`Plane::runs`], in storage order.
+    pub(crate) fn runs(self) -> impl Iterator<Item = (std::ops::Range<usize>, usize, usize)> {
+        self.planes().flat_map(move |p| p.runs(self.w))
     }
 }
 
@@ -56,36 +145,19 @@ impl Geo {
 /// images stored channel-planar (`x[c][h][w]`).
 #[inline(always)]
 pub(crate) fn input(geo: Geo, c: usize, xa: &[f64], xb: &[f64], out: &mut [f64]) {
-    let (h, w) = (geo.h, geo.w);
-    let hw = h * w;
+    let hw = geo.positions();
     let inv_c = 1.0 / c as f64;
-    let out = &mut out[..geo.len()];
-    if !geo.full {
+    for (r, pa, pb) in geo.runs() {
+        let out = &mut out[r];
+        let n = out.len();
         out.fill(0.0);
         for ch in 0..c {
-            let (a, b) = (&xa[ch * hw..][..hw], &xb[ch * hw..][..hw]);
+            let (a, b) = (&xa[ch * hw + pa..][..n], &xb[ch * hw + pb..][..n]);
             for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
                 *o = x.mul_add(y, *o);
             }
         }
         out.iter_mut().for_each(|o| *o *= inv_c);
-        return;
-    }
-    for i in 0..h {
-        for i2 in 0..h {
-            let block = &mut out[(i * h + i2) * w * w..][..w * w];
-            for j in 0..w {
-                let row = &mut block[j * w..][..w];
-                row.fill(0.0);
-                for ch in 0..c {
-                    let s = xa[ch * hw + i * w + j] * inv_c;
-                    let b = &xb[ch * hw + i2 * w..][..w];
-                    for (o, &y) in row.iter_mut().zip(b) {
-                        *o = s.mul_add(y, *o);
-                    }
-                }
-            }
-        }
     }
 }
 
@@ -93,95 +165,40 @@ pub(crate) fn input(geo: Geo, c: usize, xa: &[f64], xb: &[f64], out: &mut [f64])
 /// g[p, p']·x_b[c][p']/C` (planar).
 #[inline(always)]
 pub(crate) fn input_adjoint(geo: Geo, c: usize, g: &[f64], xb: &[f64], scale: f64, dxa: &mut [f64]) {
-    let (h, w) = (geo.h, geo.w);
-    let hw = h * w;
+    let hw = geo.positions();
     let s = scale / c as f64;
-    if !geo.full {
+    for (r, pa, pb) in geo.runs() {
+        let g = &g[r];
+        let n = g.len();
         for ch in 0..c {
-            let (b, d) = (&xb[ch * hw..][..hw], &mut dxa[ch * hw..][..hw]);
-            for ((d, &y), &gv) in d.iter_mut().zip(b).zip(&g[..hw]) {
+            let (b, d) = (&xb[ch * hw + pb..][..n], &mut dxa[ch * hw + pa..][..n]);
+            for ((d, &y), &gv) in d.iter_mut().zip(b).zip(g) {
                 *d = (s * gv).mul_add(y, *d);
             }
         }
-        return;
-    }
-    for ch in 0..c {
-        let plane = &xb[ch * hw..][..hw];
-        for i in 0..h {
-            for j in 0..w {
-                let mut acc = 0.0;
-                for i2 in 0..h {
-                    let row = &g[((i * h + i2) * w + j) * w..][..w];
-                    let b = &plane[i2 * w..][..w];
-                    acc += row.iter().zip(b).map(|(x, y)| x * y).sum::<f64>();
-                }
-                dxa[ch * hw + i * w + j] += s * acc;
-            }
-        }
     }
 }
 
-/// `dst ← α·(9-tap diagonal sum of src) + β` with zero padding (the Conv
-/// layer with `α = W²/9`, `β = b²`; its adjoint is the same map with
-/// `β = 0`). `tmp` is scratch of the map's length.
-///
-/// Separable: a 3-tap sum along `w` (inside each `(h, h')` block of a full
-/// map the diagonal `(w, w') → (w±1, w'±1)`, a shift by `w + 1` of the
-/// flattened block), then along `h`, each as one long vectorised pass
-/// whose few wrapped entries (the first and last column) are redone.
+/// `x ← α·(3 × 3 sum of x) + β` over every plane, in place, with zero
+/// padding (the Conv layer with `α = W²/9`, `β = b²`; its adjoint is the
+/// same map with `β = 0`). `tmp` is scratch of a plane's length.
 #[inline(always)]
-pub(crate) fn blur(geo: Geo, src: &[f64], tmp: &mut [f64], dst: &mut [f64], alpha: f64, beta: f64) {
-    let (h, w) = (geo.h, geo.w);
-    let n = geo.len();
-    let (src, tmp, dst) = (&src[..n], &mut tmp[..n], &mut dst[..n]);
-    if !geo.full {
-        // Along w: a shift by 1 over the whole map, then each row's ends;
-        // along h: a shift by a row.
-        sum3(src, tmp, 1);
-        fix_ends(src, tmp, 1, w);
-        affine_sum3(tmp, dst, w, alpha, beta);
-        return;
-    }
-    let ww = w * w;
-    for (s, t) in src.chunks_exact(ww).zip(tmp.chunks_exact_mut(ww)) {
-        sum3(s, t, w + 1);
-        fix_ends(s, t, w + 1, w);
-    }
-    // Along the h diagonal: block (i, i2) gets blocks (i-1, i2-1) and (i+1, i2+1).
-    for i in 0..h {
-        for i2 in 0..h {
-            let out = &mut dst[(i * h + i2) * ww..][..ww];
-            let mid = &tmp[(i * h + i2) * ww..][..ww];
-            let lo = (i > 0 && i2 > 0).then(|| &tmp[((i - 1) * h + i2 - 1) * ww..][..ww]);
-            let hi = (i + 1 < h && i2 + 1 < h).then(|| &tmp[((i + 1) * h + i2 + 1) * ww..][..ww]);
-            match (lo, hi) {
-                (Some(lo), Some(hi)) => {
-                    for k in 0..ww {
-                        out[k] = alpha.mul_add(lo[k] + mid[k] + hi[k], beta);
-                    }
-                }
-                (Some(x), None) | (None, Some(x)) => {
-                    for k in 0..ww {
-                        out[k] = alpha.mul_add(x[k] + mid[k], beta);
-                    }
-                }
-                (None, None) => {
-                    for k in 0..ww {
-                        out[k] = alpha.mul_add(mid[k], beta);
-                    }
-                }
-            }
-        }
+pub(crate) fn blur(geo: Geo, x: &mut [f64], tmp: &mut [f64], alpha: f64, beta: f64) {
+    for p in geo.planes() {
+        blur_plane(p, &mut x[p.range()], tmp, alpha, beta);
     }
 }
 
-/// The 3-tap sum along the `w` diagonal of one `w × w` block of a full map
-/// (the first pass of [`blur`] on one block).
+/// [`blur`] on one plane (`x` its entries). Separable: a 3-tap sum along
+/// each row (a shift by one over the whole plane, the wrapped row ends
+/// redone) into `tmp`, then along the columns (a shift by a row) back.
 #[inline(always)]
-pub(crate) fn wsum_block(w: usize, src: &[f64], dst: &mut [f64]) {
-    let ww = w * w;
-    sum3(&src[..ww], &mut dst[..ww], w + 1);
-    fix_ends(&src[..ww], &mut dst[..ww], w + 1, w);
+pub(crate) fn blur_plane(p: Plane, x: &mut [f64], tmp: &mut [f64], alpha: f64, beta: f64) {
+    let n = p.len();
+    let (x, tmp) = (&mut x[..n], &mut tmp[..n]);
+    sum3(x, tmp, 1);
+    fix_ends(x, tmp, 1, p.pw);
+    affine_sum3(tmp, x, p.pw, alpha, beta);
 }
 
 /// `t[k] = s[k - d] + s[k] + s[k + d]` (terms outside the slice left out).
@@ -245,83 +262,68 @@ fn affine_sum3(t: &[f64], dst: &mut [f64], d: usize, alpha: f64, beta: f64) {
     }
 }
 
-/// 2 × 2 VALID average pooling of a full map: `dst[i][i'][j][j']` is the
-/// mean over the 16 entries of its window pair.
+/// The 16 terms of 2 × 2 VALID average pooling from `src` (the finer map)
+/// to `dst`, row by row: `f(o, s, n)` for each of `dst`'s plane rows and
+/// each of the window pair's 16 offsets, where entry `o + k` of `dst`
+/// takes entry `s + 2k` of `src` (`k < n`). An output entry at `(A, A +
+/// D)` reads `(2A + i, 2A + 2D + j)` for `i, j ∈ {0, 1}²`: displacement
+/// `2D + j − i`, row-side position `2A + i`.
 #[inline(always)]
-pub(crate) fn pool(geo: Geo, src: &[f64], dst: &mut [f64]) {
-    debug_assert!(geo.full);
-    let (h, w) = (geo.h, geo.w);
-    let out = geo.pooled();
-    let (h2, w2) = (out.h, out.w);
-    for i in 0..h2 {
-        for i2 in 0..h2 {
-            let block = &mut dst[(i * h2 + i2) * w2 * w2..][..w2 * w2];
-            block.fill(0.0);
-            for a in 0..2 {
-                for a2 in 0..2 {
-                    let sb = &src[((2 * i + a) * h + 2 * i2 + a2) * w * w..][..w * w];
-                    for j in 0..w2 {
-                        for b in 0..2 {
-                            let row = &sb[(2 * j + b) * w..][..2 * w2];
-                            let o = &mut block[j * w2..][..w2];
-                            for (jj, o) in o.iter_mut().enumerate() {
-                                *o += row[2 * jj] + row[2 * jj + 1];
-                            }
-                        }
-                    }
+fn pool_terms(src: Geo, dst: Geo, mut f: impl FnMut(usize, usize, usize)) {
+    const OFFSETS: [(isize, isize); 4] = [(0, 0), (0, 1), (1, 0), (1, 1)];
+    for p in dst.planes() {
+        for (iy, jy) in OFFSETS {
+            for (ix, jx) in OFFSETS {
+                let s = src.plane(2 * p.dy + jy - iy, 2 * p.dx + jx - ix);
+                let col = (2 * p.j0 as isize + ix) as usize - s.j0;
+                for i in 0..p.ph {
+                    let row = (2 * (p.i0 + i) as isize + iy) as usize - s.i0;
+                    f(p.off + i * p.pw, s.off + row * s.pw + col, p.pw);
                 }
             }
-            block.iter_mut().for_each(|v| *v *= 1.0 / 16.0);
         }
     }
+}
+
+/// 2 × 2 VALID average pooling from the map `src` of `sg` to the map `dst`
+/// of `dg` (half the size, radius at most `(r − 1)/2`): each entry the
+/// mean over the 16 entries of its window pair.
+#[inline(always)]
+pub(crate) fn pool(sg: Geo, dg: Geo, src: &[f64], dst: &mut [f64]) {
+    let dst = &mut dst[..dg.len()];
+    dst.fill(0.0);
+    pool_terms(sg, dg, |o, s, n| {
+        for (k, d) in dst[o..o + n].iter_mut().enumerate() {
+            *d += src[s + 2 * k];
+        }
+    });
+    dst.iter_mut().for_each(|v| *v *= 1.0 / 16.0);
 }
 
 /// Adjoint of [`pool`]: each entry of `g_out` spread, divided by 16, over
-/// its window pair; dropped rows and columns get 0.
+/// its window pair; entries no window reads (dropped rows and columns,
+/// displacements past the pooled radius) get 0.
 #[inline(always)]
-pub(crate) fn pool_adjoint(geo: Geo, g_out: &[f64], g_in: &mut [f64]) {
-    let (h, w) = (geo.h, geo.w);
-    let out = geo.pooled();
-    let (h2, w2) = (out.h, out.w);
-    g_in[..geo.len()].fill(0.0);
-    for i in 0..h2 {
-        for i2 in 0..h2 {
-            let block = &g_out[(i * h2 + i2) * w2 * w2..][..w2 * w2];
-            for a in 0..2 {
-                for a2 in 0..2 {
-                    let sb = &mut g_in[((2 * i + a) * h + 2 * i2 + a2) * w * w..][..w * w];
-                    for j in 0..w2 {
-                        for b in 0..2 {
-                            let row = &mut sb[(2 * j + b) * w..][..2 * w2];
-                            for (jj, &g) in block[j * w2..][..w2].iter().enumerate() {
-                                row[2 * jj] = g / 16.0;
-                                row[2 * jj + 1] = g / 16.0;
-                            }
-                        }
-                    }
-                }
-            }
+pub(crate) fn pool_adjoint(sg: Geo, dg: Geo, g_out: &[f64], g_in: &mut [f64]) {
+    g_in[..sg.len()].fill(0.0);
+    pool_terms(sg, dg, |o, s, n| {
+        for (k, &g) in g_out[o..o + n].iter().enumerate() {
+            g_in[s + 2 * k] += g / 16.0;
         }
-    }
+    });
 }
 
 /// The readout's scalar: Flatten (`gap = false`): mean of the spatial
-/// diagonal; GlobalAvgPool: mean of every entry.
+/// diagonal; GlobalAvgPool: mean of every entry (the map then holds every
+/// displacement).
 #[inline(always)]
 pub(crate) fn readout(geo: Geo, gap: bool, q: &[f64]) -> f64 {
     let n = geo.positions();
     if gap {
-        q[..geo.len()].iter().sum::<f64>() / (n * n) as f64
-    } else if !geo.full {
-        q[..n].iter().sum::<f64>() / n as f64
+        debug_assert!(geo.ry + 1 >= geo.h && geo.rx + 1 >= geo.w);
+        kip_core::sum(&q[..geo.len()]) / (n * n) as f64
     } else {
-        let mut s = 0.0;
-        for i in 0..geo.h {
-            for j in 0..geo.w {
-                s += q[geo.diag_index(i, j)];
-            }
-        }
-        s / n as f64
+        kip_core::sum(&q[geo.plane(0, 0).range()]) / n as f64
     }
 }
 
@@ -332,15 +334,9 @@ pub(crate) fn readout_adjoint(geo: Geo, gap: bool, g: f64, out: &mut [f64]) {
     let out = &mut out[..geo.len()];
     if gap {
         out.fill(g / (n * n) as f64);
-    } else if !geo.full {
-        out.fill(g / n as f64);
     } else {
         out.fill(0.0);
-        for i in 0..geo.h {
-            for j in 0..geo.w {
-                out[geo.diag_index(i, j)] = g / n as f64;
-            }
-        }
+        out[geo.plane(0, 0).range()].fill(g / n as f64);
     }
 }
 
@@ -362,18 +358,143 @@ mod tests {
         a.iter().zip(b).map(|(x, y)| x * y).sum()
     }
 
-    /// `⟨A x, y⟩ = ⟨x, Aᵀ y⟩` for every linear layer, both layouts and odd
-    /// sizes (the dropped row and column of pooling).
+    /// A dense `(h·w)²` covariance, `c[a·hw + b]`, read as the planes of
+    /// `geo`.
+    fn planes_of(geo: Geo, c: &[f64]) -> Vec<f64> {
+        let (w, hw) = (geo.w, geo.positions());
+        let mut out = vec![f64::NAN; geo.len()];
+        for p in geo.planes() {
+            for i in 0..p.ph {
+                let (a, b) = p.ends(w, i);
+                for j in 0..p.pw {
+                    out[p.off + i * p.pw + j] = c[(a + j) * hw + b + j];
+                }
+            }
+        }
+        assert!(out.iter().all(|v| v.is_finite()), "the planes tile the map");
+        out
+    }
+
+    /// The dense Conv: `α·Σ_δ c[a + δ, b + δ] + β`, zero outside the image.
+    fn dense_blur(h: usize, w: usize, c: &[f64], alpha: f64, beta: f64) -> Vec<f64> {
+        let hw = h * w;
+        let at = |i: isize, j: isize| {
+            (i >= 0 && j >= 0 && i < h as isize && j < w as isize).then(|| i as usize * w + j as usize)
+        };
+        let mut out = vec![0.0; hw * hw];
+        for a in 0..hw {
+            for b in 0..hw {
+                let mut s = 0.0;
+                for (di, dj) in (-1..=1).flat_map(|di| (-1..=1).map(move |dj| (di, dj))) {
+                    let pa = at((a / w) as isize + di, (a % w) as isize + dj);
+                    let pb = at((b / w) as isize + di, (b % w) as isize + dj);
+                    if let (Some(pa), Some(pb)) = (pa, pb) {
+                        s += c[pa * hw + pb];
+                    }
+                }
+                out[a * hw + b] = alpha.mul_add(s, beta);
+            }
+        }
+        out
+    }
+
+    /// The dense pooling: the mean over each window pair.
+    fn dense_pool(h: usize, w: usize, c: &[f64]) -> Vec<f64> {
+        let (h2, w2, hw) = (h / 2, w / 2, h * w);
+        let n2 = h2 * w2;
+        let mut out = vec![0.0; n2 * n2];
+        for a in 0..n2 {
+            for b in 0..n2 {
+                let mut s = 0.0;
+                for k in 0..16 {
+                    let (ia, ja, ib, jb) = (k & 1, (k >> 1) & 1, (k >> 2) & 1, k >> 3);
+                    let pa = (2 * (a / w2) + ia) * w + 2 * (a % w2) + ja;
+                    let pb = (2 * (b / w2) + ib) * w + 2 * (b % w2) + jb;
+                    s += c[pa * hw + pb];
+                }
+                out[a * n2 + b] = s / 16.0;
+            }
+        }
+        out
+    }
+
+    fn close(a: &[f64], b: &[f64]) -> bool {
+        a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-13)
+    }
+
+    /// Every radius of every layer shape: the planes' blur, pooling,
+    /// input covariance and readouts are the dense covariance's, read at
+    /// the kept displacements.
+    #[test]
+    fn the_planes_are_the_dense_covariance() {
+        for &(h, w) in &[(5, 4), (3, 3), (6, 7), (1, 2), (4, 4)] {
+            let hw = h * w;
+            let dense = lcg(hw * hw, 7);
+            for ry in 0..h {
+                for rx in 0..w {
+                    let geo = Geo { h, w, ry, rx };
+                    let mut x = planes_of(geo, &dense);
+                    let mut tmp = vec![0.0; hw];
+                    blur(geo, &mut x, &mut tmp, 0.7, 0.1);
+                    assert!(
+                        close(&x, &planes_of(geo, &dense_blur(h, w, &dense, 0.7, 0.1))),
+                        "blur {geo:?}"
+                    );
+                    let c = 3;
+                    let (xa, xb) = (lcg(hw * c, 3), lcg(hw * c, 4));
+                    let mut cov = vec![0.0; hw * hw];
+                    for a in 0..hw {
+                        for b in 0..hw {
+                            cov[a * hw + b] = (0..c).map(|k| xa[k * hw + a] * xb[k * hw + b]).sum::<f64>() / c as f64;
+                        }
+                    }
+                    let mut q = vec![0.0; geo.len()];
+                    input(geo, c, &xa, &xb, &mut q);
+                    assert!(close(&q, &planes_of(geo, &cov)), "input {geo:?}");
+                    let diag: f64 = (0..hw).map(|a| dense[a * hw + a]).sum::<f64>() / hw as f64;
+                    let x = planes_of(geo, &dense);
+                    assert!((readout(geo, false, &x) - diag).abs() < 1e-14);
+                    if ry + 1 == h && rx + 1 == w {
+                        let all = dense.iter().sum::<f64>() / (hw * hw) as f64;
+                        assert!((readout(geo, true, &x) - all).abs() < 1e-14);
+                    }
+                    if h >= 2 && w >= 2 {
+                        let (h2, w2) = (h / 2, w / 2);
+                        for (ry2, rx2) in (0..h2).flat_map(|a| (0..w2).map(move |b| (a, b))) {
+                            if ry < (2 * ry2 + 1).min(h - 1) || rx < (2 * rx2 + 1).min(w - 1) {
+                                continue;
+                            }
+                            let dg = Geo {
+                                h: h2,
+                                w: w2,
+                                ry: ry2,
+                                rx: rx2,
+                            };
+                            let mut out = vec![0.0; dg.len()];
+                            pool(geo, dg, &x, &mut out);
+                            assert!(
+                                close(&out, &planes_of(dg, &dense_pool(h, w, &dense))),
+                                "pool {geo:?} → {dg:?}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// `⟨A x, y⟩ = ⟨x, Aᵀ y⟩` for every linear layer, radii and odd sizes
+    /// (the dropped row and column of pooling).
     #[test]
     fn adjoints_are_adjoint() {
-        for &(h, w) in &[(5, 4), (3, 3), (6, 7), (1, 2)] {
-            for full in [false, true] {
-                let geo = Geo { h, w, full };
+        for &(h, w) in &[(5, 4), (3, 3), (6, 7), (1, 2), (7, 6)] {
+            for (ry, rx) in [(0, 0), (1, 0), (h - 1, w - 1), ((h - 1).min(3), (w - 1).min(1))] {
+                let geo = Geo { h, w, ry, rx };
                 let n = geo.len();
                 let (x, y) = (lcg(n, 1), lcg(n, 2));
-                let (mut bx, mut by, mut tmp) = (vec![0.0; n], vec![0.0; n], vec![0.0; n]);
-                blur(geo, &x, &mut tmp, &mut bx, 0.7, 0.0);
-                blur(geo, &y, &mut tmp, &mut by, 0.7, 0.0);
+                let (mut bx, mut by, mut tmp) = (x.clone(), y.clone(), vec![0.0; n]);
+                blur(geo, &mut bx, &mut tmp, 0.7, 0.0);
+                blur(geo, &mut by, &mut tmp, 0.7, 0.0);
                 assert!((dot(&bx, &y) - dot(&x, &by)).abs() < 1e-12, "blur {geo:?}");
                 let c = 3;
                 let (xa, xb) = (lcg(h * w * c, 3), lcg(h * w * c, 4));
@@ -382,40 +503,28 @@ mod tests {
                 input_adjoint(geo, c, &y, &xb, 1.0, &mut dxa);
                 assert!((dot(&bx, &y) - dot(&xa, &dxa)).abs() < 1e-12, "input {geo:?}");
                 for gap in [false, true] {
-                    if gap && !full {
+                    if gap && (ry + 1 < h || rx + 1 < w) {
                         continue;
                     }
-                    let mut ry = vec![0.0; n];
-                    readout_adjoint(geo, gap, 0.3, &mut ry);
-                    assert!((readout(geo, gap, &x) * 0.3 - dot(&x, &ry)).abs() < 1e-12);
+                    let mut ry_ = vec![0.0; n];
+                    readout_adjoint(geo, gap, 0.3, &mut ry_);
+                    assert!((readout(geo, gap, &x) * 0.3 - dot(&x, &ry_)).abs() < 1e-12);
                 }
-                if full && h >= 2 && w >= 2 {
-                    let m = geo.pooled().len();
+                if h >= 2 && w >= 2 && ry >= 1.min(h - 1) && rx >= 1.min(w - 1) {
+                    let dg = Geo {
+                        h: h / 2,
+                        w: w / 2,
+                        ry: ((ry - 1) / 2).min(h / 2 - 1),
+                        rx: ((rx - 1) / 2).min(w / 2 - 1),
+                    };
+                    let m = dg.len();
                     let (mut px, py) = (vec![0.0; m], lcg(m, 5));
-                    pool(geo, &x, &mut px);
+                    pool(geo, dg, &x, &mut px);
                     let mut pty = vec![0.0; n];
-                    pool_adjoint(geo, &py, &mut pty);
+                    pool_adjoint(geo, dg, &py, &mut pty);
                     assert!((dot(&px, &py) - dot(&x, &pty)).abs() < 1e-12, "pool {geo:?}");
                 }
             }
-        }
-    }
-
-    /// The diagonal of a full map after the convolution is the diagonal map
-    /// after it (the Conv-Vec shortcut).
-    #[test]
-    fn the_diagonal_of_the_full_blur_is_the_diagonal_blur() {
-        let (h, w) = (4, 5);
-        let full = Geo { h, w, full: true };
-        let diag = Geo { h, w, full: false };
-        let x = lcg(full.len(), 9);
-        let (mut tmp, mut out) = (vec![0.0; full.len()], vec![0.0; full.len()]);
-        blur(full, &x, &mut tmp, &mut out, 1.0 / 9.0, 0.01);
-        let xd: Vec<f64> = (0..h * w).map(|p| x[full.diag_index(p / w, p % w)]).collect();
-        let (mut td, mut od) = (vec![0.0; h * w], vec![0.0; h * w]);
-        blur(diag, &xd, &mut td, &mut od, 1.0 / 9.0, 0.01);
-        for p in 0..h * w {
-            assert!((out[full.diag_index(p / w, p % w)] - od[p]).abs() < 1e-15);
         }
     }
 }

@@ -4,11 +4,14 @@
 //! [`ConvLayer`], NNGP and NTK, with neural-tangents' layer conventions
 //! and exact vector-Jacobian products with respect to both inputs.
 //!
-//! Each image pair runs through the stack as a covariance map: only its
-//! spatial diagonal (`h·w` numbers) where the stack never pools and reads
-//! out with Flatten (Conv-Vec), otherwise the full `(h·w)²` covariance,
-//! one pair at a time per thread (bounded memory: a few maps per thread,
-//! never all pairs at once). Each image's own pass (its variances at every
+//! Each image pair runs through the stack as a covariance map that keeps
+//! only the displacements between positions its readout can see (module
+//! `maps`): the spatial diagonal (`h·w` numbers) where the stack never
+//! pools and reads out with Flatten (Conv-Vec), `2r + 1` more in front of
+//! each pooling (the ConvNet at 32 × 32: 15 × 15 displacements, a sixth
+//! of the `(h·w)²` covariance), all of it for GlobalAvgPool; one pair at
+//! a time per thread (bounded memory: a few maps per thread, never all
+//! pairs at once). Each image's own pass (its variances at every
 //! activation) runs once per image and block, not per pair. The backward
 //! pass of a pair goes to one side (the rows); the other side's gradient
 //! is the same pass on the transposed problem. The variances' cotangents

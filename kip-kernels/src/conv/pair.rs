@@ -5,7 +5,7 @@
 //! their cotangents back to the pixels.
 
 use super::act::{self, Act};
-use super::act_map::{act_back_coefs, act_map, conv_act_full, self_act_back};
+use super::act_map::{act_back_coefs, act_map, conv_act, conv_plane, self_act_back};
 use super::arch::{ConvArch, ConvLayer};
 use super::maps::{self, Geo};
 use crate::fc::FcKind;
@@ -17,7 +17,8 @@ use kip_core::ImageShape;
 enum Step {
     Conv(Geo),
     Act(Geo, Act, usize),
-    Pool(Geo),
+    /// From the first map to the second.
+    Pool(Geo, Geo),
 }
 
 /// The stack laid out for one image shape.
@@ -38,40 +39,76 @@ pub(crate) struct Plan {
 }
 
 impl Plan {
-    /// The plan of `arch` on images of `shape` (checked by the caller).
+    /// The plan of `arch` on images of `shape` (checked by the caller):
+    /// each layer's map keeps the displacements its readout needs (see
+    /// [`maps`]): none but the diagonal at a Flatten readout, every one at
+    /// GlobalAvgPool, `2r + 1` in front of each pooling.
     pub(crate) fn new(arch: &ConvArch, shape: ImageShape) -> Self {
-        let full = !arch.diagonal_only();
-        let in_geo = Geo {
-            h: shape.h,
-            w: shape.w,
-            full,
+        Self::with_maps(arch, shape, false)
+    }
+
+    /// [`Plan::new`], or with `full` every map the full covariance (the
+    /// band's reference in the tests).
+    fn with_maps(arch: &ConvArch, shape: ImageShape, full: bool) -> Self {
+        let body = arch.body();
+        let gap = arch.readout() == ConvLayer::GlobalAvgPool;
+        let mut sizes = Vec::with_capacity(body.len());
+        let (mut h, mut w) = (shape.h, shape.w);
+        for layer in body {
+            sizes.push((h, w));
+            if *layer == ConvLayer::Pool {
+                (h, w) = (h / 2, w / 2);
+            }
+        }
+        let out_geo = if gap || full {
+            Geo {
+                h,
+                w,
+                ry: h - 1,
+                rx: w - 1,
+            }
+        } else {
+            Geo::diagonal(h, w)
         };
-        let (mut geo, mut steps, mut act_positions) = (in_geo, Vec::new(), Vec::new());
+        let mut geo = out_geo;
+        let mut steps = Vec::with_capacity(body.len());
         let mut max_len = geo.len();
-        for layer in arch.body() {
-            match layer {
-                ConvLayer::Conv => steps.push(Step::Conv(geo)),
-                ConvLayer::Relu | ConvLayer::Erf => {
-                    let a = if *layer == ConvLayer::Relu { Act::Relu } else { Act::Erf };
-                    steps.push(Step::Act(geo, a, act_positions.len()));
-                    act_positions.push(geo.positions());
-                }
-                ConvLayer::Pool => {
-                    steps.push(Step::Pool(geo));
-                    geo = geo.pooled();
-                }
+        for (layer, &(h, w)) in body.iter().zip(&sizes).rev() {
+            let next = geo;
+            geo = match layer {
+                ConvLayer::Pool => Geo {
+                    h,
+                    w,
+                    ry: (2 * geo.ry + 1).min(h - 1),
+                    rx: (2 * geo.rx + 1).min(w - 1),
+                },
+                _ => geo,
+            };
+            max_len = max_len.max(geo.len());
+            steps.push(match layer {
+                ConvLayer::Conv => Step::Conv(geo),
+                ConvLayer::Relu => Step::Act(geo, Act::Relu, 0),
+                ConvLayer::Erf => Step::Act(geo, Act::Erf, 0),
+                ConvLayer::Pool => Step::Pool(geo, next),
                 ConvLayer::Flatten | ConvLayer::GlobalAvgPool | ConvLayer::Dense => {
                     unreachable!("checked: readout layers end the stack")
                 }
+            });
+        }
+        steps.reverse();
+        let mut act_positions = Vec::new();
+        for step in &mut steps {
+            if let Step::Act(geo, _, idx) = step {
+                *idx = act_positions.len();
+                act_positions.push(geo.positions());
             }
-            max_len = max_len.max(geo.len());
         }
         let w2 = arch.w_std * arch.w_std;
         Self {
             steps,
-            in_geo,
-            out_geo: geo,
-            gap: arch.readout() == ConvLayer::GlobalAvgPool,
+            in_geo: geo,
+            out_geo,
+            gap,
             ntk: arch.kind == FcKind::Ntk,
             channels: shape.c,
             alpha: w2 / 9.0,
@@ -141,9 +178,6 @@ pub(crate) struct Workspace {
     coefs: Vec<[Vec<f64>; 4]>,
     sa: Vec<f64>,
     sb: Vec<f64>,
-    /// Three `w`-summed blocks of `q` and of `q + Θ` ([`conv_act_full`]),
-    /// and one block of `q + Θ`.
-    ring: Vec<f64>,
 }
 
 impl Workspace {
@@ -175,54 +209,32 @@ fn forward_impl(plan: &Plan, a: &ImageCache, b: &ImageCache, ws: &mut Workspace,
         if std::mem::take(&mut skip) {
             continue;
         }
-        // A full-map Conv and the activation after it: one pass in place.
-        if let (Step::Conv(geo), Some(&Step::Act(g2, act, idx))) = (*step, plan.steps.get(i + 1)) {
-            if geo.full && g2 == geo {
-                let n = geo.len();
-                let coefs = tape.then(|| sized(&mut ws.coefs[idx], n));
-                let t = if ntk { &mut ws.t[..n] } else { &mut ws.t[..0] };
-                let (ca, cb) = ((&a.c0[idx][..], &a.c1[idx][..]), (&b.c0[idx][..], &b.c1[idx][..]));
-                conv_act_full(
-                    (plan.alpha, plan.b2),
-                    geo,
-                    act,
-                    &mut ws.q[..n],
-                    t,
-                    &mut ws.ring,
-                    ca,
-                    cb,
-                    coefs,
-                );
-                skip = true;
-                continue;
-            }
-        }
+        let (ab, t) = ((plan.alpha, plan.b2), if ntk { &mut ws.t[..] } else { &mut ws.t[..0] });
         match *step {
             Step::Conv(geo) => {
-                if ntk {
-                    // Θ' = q' + W²·avg(Θ) = W²·avg(q + Θ) + b².
+                // The Conv and the activation after it, plane by plane.
+                if let Some(&Step::Act(_, act, idx)) = plan.steps.get(i + 1) {
                     let n = geo.len();
-                    for (t, q) in ws.t[..n].iter_mut().zip(&ws.q[..n]) {
-                        *t += q;
+                    let coefs = tape.then(|| sized(&mut ws.coefs[idx], n));
+                    let (ca, cb) = ((&a.c0[idx][..], &a.c1[idx][..]), (&b.c0[idx][..], &b.c1[idx][..]));
+                    conv_act(ab, geo, act, &mut ws.q, t, &mut ws.tmp, ca, cb, coefs);
+                    skip = true;
+                } else {
+                    for p in geo.planes() {
+                        conv_plane(p, ab, &mut ws.q, t, &mut ws.tmp);
                     }
-                    maps::blur(geo, &ws.t, &mut ws.tmp, &mut ws.s, plan.alpha, plan.b2);
-                    std::mem::swap(&mut ws.t, &mut ws.s);
                 }
-                maps::blur(geo, &ws.q, &mut ws.tmp, &mut ws.s, plan.alpha, plan.b2);
-                std::mem::swap(&mut ws.q, &mut ws.s);
             }
             Step::Act(geo, act, idx) => {
-                let n = geo.len();
-                let t = if ntk { &mut ws.t[..n] } else { &mut ws.t[..0] };
                 let (ca, cb) = ((&a.c0[idx][..], &a.c1[idx][..]), (&b.c0[idx][..], &b.c1[idx][..]));
-                let coefs = tape.then(|| sized(&mut ws.coefs[idx], n));
-                act_map(geo, act, &mut ws.q[..n], t, ca, cb, coefs);
+                let coefs = tape.then(|| sized(&mut ws.coefs[idx], geo.len()));
+                act_map(geo, act, &mut ws.q, t, ca, cb, coefs);
             }
-            Step::Pool(geo) => {
-                maps::pool(geo, &ws.q, &mut ws.s);
+            Step::Pool(sg, dg) => {
+                maps::pool(sg, dg, &ws.q, &mut ws.s);
                 std::mem::swap(&mut ws.q, &mut ws.s);
                 if ntk {
-                    maps::pool(geo, &ws.t, &mut ws.s);
+                    maps::pool(sg, dg, &ws.t, &mut ws.s);
                     std::mem::swap(&mut ws.t, &mut ws.s);
                 }
             }
@@ -275,11 +287,11 @@ fn backward_impl(
     }
     for step in plan.steps.iter().rev() {
         match *step {
-            Step::Pool(geo) => {
-                maps::pool_adjoint(geo, &ws.q, &mut ws.s);
+            Step::Pool(sg, dg) => {
+                maps::pool_adjoint(sg, dg, &ws.q, &mut ws.s);
                 std::mem::swap(&mut ws.q, &mut ws.s);
                 if ntk {
-                    maps::pool_adjoint(geo, &ws.t, &mut ws.s);
+                    maps::pool_adjoint(sg, dg, &ws.t, &mut ws.s);
                     std::mem::swap(&mut ws.t, &mut ws.s);
                 }
             }
@@ -298,16 +310,16 @@ fn backward_impl(
 /// `gq ← α·B(gq + gt)`, `gt ← α·B(gt)`.
 #[inline(always)]
 fn conv_back(plan: &Plan, geo: Geo, ws: &mut Workspace, ntk: bool) {
-    let n = geo.len();
-    if ntk {
-        for (q, t) in ws.q[..n].iter_mut().zip(&ws.t[..n]) {
-            *q += t;
+    for p in geo.planes() {
+        let r = p.range();
+        if ntk {
+            for (q, t) in ws.q[r.clone()].iter_mut().zip(&ws.t[r.clone()]) {
+                *q += t;
+            }
+            maps::blur_plane(p, &mut ws.t[r.clone()], &mut ws.tmp, plan.alpha, 0.0);
         }
-        maps::blur(geo, &ws.t, &mut ws.tmp, &mut ws.s, plan.alpha, 0.0);
-        std::mem::swap(&mut ws.t, &mut ws.s);
+        maps::blur_plane(p, &mut ws.q[r], &mut ws.tmp, plan.alpha, 0.0);
     }
-    maps::blur(geo, &ws.q, &mut ws.tmp, &mut ws.s, plan.alpha, 0.0);
-    std::mem::swap(&mut ws.q, &mut ws.s);
 }
 
 /// The caches of an image's pass: filled by it, or read.
@@ -325,10 +337,7 @@ fn self_forward_impl(plan: &Plan, x: &[f64], mut caches: Caches<'_>, ws: &mut Wo
     maps::input(plan.in_geo, plan.channels, x, x, &mut ws.q);
     for step in &plan.steps {
         match *step {
-            Step::Conv(geo) => {
-                maps::blur(geo, &ws.q, &mut ws.tmp, &mut ws.s, plan.alpha, plan.b2);
-                std::mem::swap(&mut ws.q, &mut ws.s);
-            }
+            Step::Conv(geo) => maps::blur(geo, &mut ws.q, &mut ws.tmp, plan.alpha, plan.b2),
             Step::Act(geo, act, idx) => {
                 if let Caches::Fill(c0, c1) = &mut caches {
                     for i in 0..geo.h {
@@ -348,8 +357,8 @@ fn self_forward_impl(plan: &Plan, x: &[f64], mut caches: Caches<'_>, ws: &mut Wo
                 };
                 act_map(geo, act, &mut ws.q, &mut [], c, c, None);
             }
-            Step::Pool(geo) => {
-                maps::pool(geo, &ws.q, &mut ws.s);
+            Step::Pool(sg, dg) => {
+                maps::pool(sg, dg, &ws.q, &mut ws.s);
                 std::mem::swap(&mut ws.q, &mut ws.s);
             }
         }
@@ -367,8 +376,8 @@ fn self_backward_impl(plan: &Plan, img: &ImageCache, ws: &mut Workspace, acc: &[
     ws.q[..plan.out_geo.len()].fill(0.0);
     for step in plan.steps.iter().rev() {
         match *step {
-            Step::Pool(geo) => {
-                maps::pool_adjoint(geo, &ws.q, &mut ws.s);
+            Step::Pool(sg, dg) => {
+                maps::pool_adjoint(sg, dg, &ws.q, &mut ws.s);
                 std::mem::swap(&mut ws.q, &mut ws.s);
             }
             Step::Conv(geo) => conv_back(plan, geo, ws, false),
@@ -415,4 +424,55 @@ multiversion! {
     /// Carry the variances' cotangents to the pixels (see
     /// `self_backward_impl`).
     pub(crate) fn self_backward(plan: &Plan, img: &ImageCache, ws: &mut Workspace, acc: &[Vec<f64>], dx: &mut [f64]) => self_backward_impl
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A Flatten stack on the displacements its readout needs gives the
+    /// value and the gradients of the same stack on full covariances.
+    #[test]
+    fn the_band_gives_the_full_covariance_kernel() {
+        let stacks = [
+            ConvArch::convnet(2, FcKind::Ntk),
+            ConvArch::from_tokens("CRPCEPFD", FcKind::Nngp, 1.3, 0.2).unwrap(),
+            ConvArch::from_tokens("CRCRPCRFD", FcKind::Ntk, 1.5, 0.1).unwrap(),
+        ];
+        for arch in &stacks {
+            for shape in [ImageShape::new(8, 8, 2), ImageShape::new(9, 7, 1)] {
+                let (band, full) = (Plan::new(arch, shape), Plan::with_maps(arch, shape, true));
+                assert!(band.max_len < full.max_len);
+                let mut ws = Workspace::default();
+                let image = |seed: u64| -> Vec<f64> {
+                    let mut s = seed;
+                    (0..band.image_len())
+                        .map(|_| {
+                            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                            (s >> 11) as f64 / (1u64 << 52) as f64 - 1.0
+                        })
+                        .collect()
+                };
+                let (ra, rb) = (image(5), image(6));
+                let run = |plan: &Plan, ws: &mut Workspace| {
+                    let a = ImageCache::new(plan, ra.iter().copied(), ws);
+                    let b = ImageCache::new(plan, rb.iter().copied(), ws);
+                    let k = forward(plan, &a, &b, ws, true);
+                    let (mut dx, mut acc) = (vec![0.0; plan.image_len()], plan.var_accumulators());
+                    backward(plan, &a, &b, ws, 0.7, &mut dx, &mut acc);
+                    self_backward(plan, &a, ws, &acc, &mut dx);
+                    (k, dx)
+                };
+                let (kb, gb) = run(&band, &mut ws);
+                let (kf, gf) = run(&full, &mut ws);
+                assert!((kb - kf).abs() <= 1e-13 * kf.abs(), "{arch:?} {shape:?}: {kb} vs {kf}");
+                for (x, y) in gb.iter().zip(&gf) {
+                    assert!(
+                        (x - y).abs() <= 1e-12 * (1.0 + y.abs()),
+                        "{arch:?} {shape:?}: {x} vs {y}"
+                    );
+                }
+            }
+        }
+    }
 }
