@@ -28,8 +28,9 @@ pub const CIFAR10_CLASSES: [&str; 10] = [
     "truck",
 ];
 
-/// Parses CIFAR-10 records in memory into `(pixels HWC f32, labels)`.
-fn parse_records(path: &Path, b: &[u8], n_classes: usize) -> Result<(Vec<f32>, Vec<usize>)> {
+/// Checks CIFAR-10 records in memory (whole records, labels in range) and
+/// returns their count.
+fn check_records(path: &Path, b: &[u8], n_classes: usize) -> Result<usize> {
     if b.is_empty() {
         return Err(DataError::format(path, Some(0), "file holds 0 records (empty dataset)"));
     }
@@ -56,9 +57,17 @@ fn parse_records(path: &Path, b: &[u8], n_classes: usize) -> Result<(Vec<f32>, V
             ),
         ));
     }
-    let labels = (0..n).map(|i| b[i * CIFAR_RECORD] as usize).collect();
-    let mut pixels = vec![0f32; n * 3072];
-    pixels
+    Ok(n)
+}
+
+/// Appends checked records ([`check_records`]) to `pixels` (HWC f32) and
+/// `labels`.
+fn decode_records(b: &[u8], pixels: &mut Vec<f32>, labels: &mut Vec<usize>) {
+    let n = b.len() / CIFAR_RECORD;
+    labels.extend((0..n).map(|i| b[i * CIFAR_RECORD] as usize));
+    let start = pixels.len();
+    pixels.resize(start + n * 3072, 0.0);
+    pixels[start..]
         .par_chunks_mut(3072)
         .zip(b.par_chunks(CIFAR_RECORD))
         .for_each(|(out, rec)| {
@@ -69,7 +78,23 @@ fn parse_records(path: &Path, b: &[u8], n_classes: usize) -> Result<(Vec<f32>, V
                 px[2] = bl[p] as f32;
             }
         });
-    Ok((pixels, labels))
+}
+
+/// Reads and checks one batch file: its bytes and record count.
+fn read_records(path: &Path, n_classes: usize) -> Result<(Vec<u8>, usize)> {
+    let b = read_maybe_gz(path)?;
+    let n = check_records(path, &b, n_classes)?;
+    Ok((b, n))
+}
+
+/// Decodes checked batches into one 32×32×3 dataset, storage allocated once.
+fn decode_batches(batches: &[(Vec<u8>, usize)], class_names: &[String]) -> Dataset {
+    let n: usize = batches.iter().map(|b| b.1).sum();
+    let (mut pixels, mut labels) = (Vec::with_capacity(n * 3072), Vec::with_capacity(n));
+    for (b, _) in batches {
+        decode_records(b, &mut pixels, &mut labels);
+    }
+    Dataset::from_trusted(ImageShape::new(32, 32, 3), pixels, labels, class_names.to_vec())
 }
 
 /// Loads one CIFAR-10 binary batch file (gzip or raw) as a 32×32×3 dataset
@@ -85,14 +110,7 @@ pub fn load_cifar_batch(path: &Path, class_names: &[String]) -> Result<Dataset> 
     if class_names.is_empty() {
         return Err(DataError::invalid("load_cifar_batch: no class names"));
     }
-    let b = read_maybe_gz(path)?;
-    let (pixels, labels) = parse_records(path, &b, class_names.len())?;
-    Ok(Dataset::from_trusted(
-        ImageShape::new(32, 32, 3),
-        pixels,
-        labels,
-        class_names.to_vec(),
-    ))
+    Ok(decode_batches(&[read_records(path, class_names.len())?], class_names))
 }
 
 /// Reads `batches.meta.txt` (one class name per line; blank lines ignored).
@@ -173,21 +191,14 @@ pub fn load_cifar10_dir(dir: &Path) -> Result<Split> {
     };
     let mut all: Vec<&PathBuf> = train_paths.iter().collect();
     all.push(&test_path);
-    let loaded: Vec<Result<Dataset>> = all.par_iter().map(|p| load_cifar_batch(p, &class_names)).collect();
-    let mut parts = Vec::with_capacity(6);
-    for r in loaded {
-        parts.push(r?);
-    }
-    let test = parts.pop().expect("six batches were loaded");
-    let n_train: usize = parts.iter().map(Dataset::len).sum();
-    let mut pixels = Vec::with_capacity(n_train * 3072);
-    let mut labels = Vec::with_capacity(n_train);
-    for p in parts {
-        let (_, px, lb, _) = p.into_parts();
-        pixels.extend_from_slice(&px);
-        labels.extend_from_slice(&lb);
-    }
-    let train = Dataset::from_trusted(ImageShape::new(32, 32, 3), pixels, labels, class_names);
+    // The files are read and checked in parallel (bytes: a quarter of the
+    // decoded size), then decoded into storage allocated once.
+    let read: Vec<Result<_>> = all.par_iter().map(|p| read_records(p, class_names.len())).collect();
+    let mut loaded = read.into_iter().collect::<Result<Vec<_>>>()?;
+    let test_bytes = loaded.pop().expect("six files were read");
+    let test = decode_batches(&[test_bytes], &class_names);
+    let train = decode_batches(&loaded, &class_names);
+    drop(loaded);
     let mut notes = Vec::new();
     if partial {
         notes.push(format!(
@@ -213,7 +224,9 @@ mod tests {
         rec.extend(std::iter::repeat_n(20u8, 1024));
         rec.extend(std::iter::repeat_n(30u8, 1024));
         rec[1 + 5] = 11; // red of pixel 5
-        let (px, lb) = parse_records(Path::new("t"), &rec, 10).unwrap();
+        assert_eq!(check_records(Path::new("t"), &rec, 10).unwrap(), 1);
+        let (mut px, mut lb) = (vec![], vec![]);
+        decode_records(&rec, &mut px, &mut lb);
         assert_eq!(lb, vec![3]);
         assert_eq!(&px[15..18], &[11.0, 20.0, 30.0]);
         assert_eq!(&px[0..3], &[10.0, 20.0, 30.0]);

@@ -233,18 +233,24 @@ impl Dataset {
     }
 
     /// Holds out the LAST `n_test` images: returns `(first len-n_test, last n_test)`.
-    /// This is the `--holdout N` rule.
+    /// This is the `--holdout N` rule. The first part keeps this dataset's
+    /// storage (only the held-out images are copied), so no second copy
+    /// of a large training set is ever alive.
     ///
     /// # Errors
     /// [`DataError::Holdout`] unless `0 < n_test < len()`.
-    pub fn holdout(&self, n_test: usize) -> Result<(Dataset, Dataset)> {
+    pub fn holdout(mut self, n_test: usize) -> Result<(Dataset, Dataset)> {
         if n_test == 0 || n_test >= self.len() {
             return Err(DataError::Holdout {
                 holdout: n_test,
                 len: self.len(),
             });
         }
-        Ok(self.split_at(self.len() - n_test))
+        let n = self.len() - n_test;
+        let pixels = self.pixels.split_off(n * self.dim());
+        let labels = self.labels.split_off(n);
+        let test = Dataset::from_trusted(self.shape, pixels, labels, self.class_names.clone());
+        Ok((self, test))
     }
 
     /// Number of images per class (length `n_classes()`).
@@ -303,9 +309,14 @@ mod tests {
         let (a, b) = ds.split_at(2);
         assert_eq!((a.len(), b.len()), (2, 1));
         assert_eq!(b.image(0), &[4.0, 5.0]);
-        assert!(ds.holdout(3).is_err());
         let s = ds.subset(&[1, 1]);
         assert_eq!(s.labels(), &[1, 1]);
+        assert!(ds.clone().holdout(3).is_err());
+        let (tr, te) = ds.holdout(1).unwrap();
+        assert_eq!(
+            (tr.labels(), te.labels(), te.image(0)),
+            (&[0, 1][..], &[0][..], &[4.0, 5.0][..])
+        );
     }
 
     #[test]

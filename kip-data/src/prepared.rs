@@ -126,17 +126,17 @@ impl DataSpec {
     /// # Errors
     /// As [`DataSpec::load`], without the loader errors.
     pub fn prepare(&self, split: Split) -> Result<Prepared> {
-        let mut notes = split.notes.clone();
+        let Split { train, test, mut notes } = split;
         let (train_raw, test_raw) = if self.holdout > 0 {
-            let (tr, te) = split.train.holdout(self.holdout)?;
+            let (tr, te) = train.holdout(self.holdout)?;
             notes.push(format!(
                 "test set: the last {} training images (held out, never targets)",
                 self.holdout
             ));
             (tr, te)
         } else {
-            notes.push(format!("test set: the {} official test images", split.test.len()));
-            (split.train, split.test)
+            notes.push(format!("test set: the {} official test images", test.len()));
+            (train, test)
         };
         let (train_raw, val_raw) = if self.val > 0 {
             let (tr, va) = train_raw.holdout(self.val).map_err(|e| match e {
@@ -156,9 +156,9 @@ impl DataSpec {
         let transform = self.preprocess.fit(&train_raw)?;
         let pixel_max = f64::from(train_raw.pixels().iter().fold(0.0f32, |m, &v| m.max(v)));
         Ok(Prepared {
-            train: transform.apply(&train_raw),
-            test: transform.apply(&test_raw),
-            val: val_raw.map(|v| transform.apply(&v)),
+            train: transform.apply_owned(train_raw),
+            test: transform.apply_owned(test_raw),
+            val: val_raw.map(|v| transform.apply_owned(v)),
             transform,
             pixel_max: if pixel_max > 0.0 { pixel_max } else { 1.0 },
             notes,

@@ -392,26 +392,36 @@ impl Transform {
     /// # Panics
     /// If the dataset's image shape differs from the fitted one.
     pub fn apply(&self, ds: &Dataset) -> Dataset {
+        self.apply_owned(ds.clone())
+    }
+
+    /// [`Transform::apply`] in place on a dataset the caller gives up: no
+    /// second copy of its images is made (a block of rows at a time goes
+    /// through f64).
+    ///
+    /// # Panics
+    /// If the dataset's shape differs from the fitted shape.
+    pub fn apply_owned(&self, ds: Dataset) -> Dataset {
         assert_eq!(
             ds.shape(),
             self.shape,
             "Transform::apply: dataset shape differs from the fitted shape"
         );
         if self.is_identity() {
-            return ds.clone();
+            return ds;
         }
-        let d = ds.dim();
-        let mut out = Vec::with_capacity(ds.len() * d);
+        let (shape, mut pixels, labels, class_names) = ds.into_parts();
+        let d = shape.dim();
         let mut buf = Vec::new();
-        for start in (0..ds.len()).step_by(BLOCK_ROWS) {
-            let end = (start + BLOCK_ROWS).min(ds.len());
-            let idx: Vec<usize> = (start..end).collect();
-            buf.resize(idx.len() * d, 0.0);
-            ds.gather_into(&idx, &mut buf);
-            self.apply_rows(&mut buf, idx.len());
-            out.extend(buf.iter().map(|&v| v as f32));
+        for block in pixels.chunks_mut(BLOCK_ROWS * d) {
+            buf.clear();
+            buf.extend(block.iter().map(|&v| f64::from(v)));
+            self.apply_rows(&mut buf, block.len() / d);
+            for (p, &v) in block.iter_mut().zip(&buf) {
+                *p = v as f32;
+            }
         }
-        Dataset::from_trusted(ds.shape(), out, ds.labels().to_vec(), ds.class_names().to_vec())
+        Dataset::from_trusted(shape, pixels, labels, class_names)
     }
 }
 
