@@ -11,9 +11,9 @@ use rand_chacha::ChaCha8Rng;
 use crate::arch::Arch;
 use crate::convnet::{rows_f32, ConvClassifier, ConvGrads, ConvWorkspace};
 use crate::error::{NnError, Result};
-use crate::eval::check_labels;
+use crate::eval::check_step_targets;
 use crate::optim::OptimState;
-use crate::params::{Loss, ValidParams};
+use crate::params::ValidParams;
 use crate::train::{check_train_inputs, gather_columns};
 
 /// One optimiser step at a time on caller-supplied batches: the
@@ -95,19 +95,7 @@ impl ConvTrainer {
             });
         }
         let b = x.len() / d;
-        match self.model.loss() {
-            Loss::Mse => {
-                if targets.nrows() != c || targets.ncols() != b {
-                    let (what, expected, got) = if targets.nrows() != c {
-                        ("targets rows (classes)", c, targets.nrows())
-                    } else {
-                        ("targets columns (batch)", b, targets.ncols())
-                    };
-                    return Err(NnError::ShapeMismatch { what, expected, got });
-                }
-            }
-            Loss::CrossEntropy => check_labels(labels, b, c)?,
-        }
+        check_step_targets(self.model.loss(), targets.shape(), labels, b, c)?;
         let loss = self
             .model
             .loss_and_grad(x, targets, labels, offset, &mut self.ws, &mut self.grads);
@@ -269,6 +257,7 @@ pub fn train_convnet(
 mod tests {
     use super::*;
     use crate::eval::centered_one_hot;
+    use crate::params::Loss;
     use crate::params::MlpParams;
 
     /// `n` 6×6×1 images: a bright 2×2 square in the quadrant of the class

@@ -61,6 +61,32 @@ pub(crate) fn check_labels(labels: &[usize], n: usize, classes: usize) -> Result
     }
 }
 
+/// Check what a training step of a batch of `b` samples reads for its
+/// loss: MSE targets of shape `C × b` (`targets`: rows, columns), or
+/// cross-entropy labels (length `b`, each `< C`).
+pub(crate) fn check_step_targets(
+    loss: Loss,
+    targets: (usize, usize),
+    labels: &[usize],
+    b: usize,
+    c: usize,
+) -> Result<()> {
+    match loss {
+        Loss::Mse => {
+            if targets != (c, b) {
+                let (what, expected, got) = if targets.0 != c {
+                    ("targets rows (classes)", c, targets.0)
+                } else {
+                    ("targets columns (batch)", b, targets.1)
+                };
+                return Err(NnError::ShapeMismatch { what, expected, got });
+            }
+            Ok(())
+        }
+        Loss::CrossEntropy => check_labels(labels, b, c),
+    }
+}
+
 /// Accuracy and mean loss of `model` on `x` (`n × d`, one sample per row)
 /// with class ids `labels`, computed in blocks of 1000 rows.
 ///

@@ -8,10 +8,10 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::backprop::{loss_and_grad, Grads, Workspace};
 use crate::error::{NnError, Result};
-use crate::eval::{check_labels, evaluate};
+use crate::eval::{check_labels, check_step_targets, evaluate};
 use crate::mlp::{Mlp, EVAL_BLOCK};
 use crate::optim::OptimState;
-use crate::params::{Loss, ValidParams};
+use crate::params::ValidParams;
 use crate::real::Real;
 
 /// One optimiser step at a time on caller-supplied batches: the model,
@@ -109,19 +109,7 @@ impl<T: Real> Trainer<T> {
                 got: x.nrows(),
             });
         }
-        match self.model.loss {
-            Loss::Mse => {
-                if targets.nrows() != c || targets.ncols() != b {
-                    let (what, expected, got) = if targets.nrows() != c {
-                        ("targets rows (classes)", c, targets.nrows())
-                    } else {
-                        ("targets columns (batch)", b, targets.ncols())
-                    };
-                    return Err(NnError::ShapeMismatch { what, expected, got });
-                }
-            }
-            Loss::CrossEntropy => check_labels(labels, b, c)?,
-        }
+        check_step_targets(self.model.loss, targets.shape(), labels, b, c)?;
         if b == 0 {
             return Err(NnError::ShapeMismatch {
                 what: "batch size",
@@ -441,6 +429,7 @@ pub fn train_in<T: Real>(
 mod tests {
     use super::*;
     use crate::eval::centered_one_hot;
+    use crate::params::Loss;
     use crate::params::{MlpParams, Optimizer, Parameterization};
 
     /// Two Gaussian-ish blobs per class around ±e_class, 3 classes in 6-d.
