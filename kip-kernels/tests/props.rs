@@ -228,7 +228,7 @@ fn bad_inputs_are_errors_not_panics() {
 
 #[test]
 fn low_rank_vjp_equals_the_dense_one() {
-    use kip_kernels::{points, Linearization};
+    use kip_kernels::{points, points_row_major, Linearization};
     let a = DMatrix::from_fn(37, 6, |i, j| ((i * 7 + j * 3) % 11) as f64 / 5.0 - 1.0);
     let b = DMatrix::from_fn(9, 6, |i, j| ((i * 5 + j) % 13) as f64 / 6.0 - 1.0);
     let u = DMatrix::from_fn(37, 3, |i, j| ((i + 2 * j) % 5) as f64 - 2.0);
@@ -242,6 +242,13 @@ fn low_rank_vjp_equals_the_dense_one() {
         lin.vjp_b_lowrank_into(points(&a), points(&b), &u, &v, &mut low)
             .unwrap();
         assert!(rel(&low, &dense) < 1e-12, "{s}: {}", rel(&low, &dense));
+        // Row-major `a` (a KIP step's targets) takes the transposed product.
+        let a_rm: Vec<f64> = a.transpose().as_slice().to_vec();
+        let a_rm = points_row_major(&a_rm, a.nrows(), a.ncols());
+        lin.compute(&k, a_rm, points(&b)).unwrap();
+        let mut low_rm = DMatrix::zeros(0, 0);
+        lin.vjp_b_lowrank_into(a_rm, points(&b), &u, &v, &mut low_rm).unwrap();
+        assert!(rel(&low_rm, &dense) < 1e-12, "{s} row-major: {}", rel(&low_rm, &dense));
     }
 }
 
