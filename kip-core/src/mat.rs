@@ -71,6 +71,39 @@ pub trait Scalar:
     fn of_f64(v: f64) -> Self;
     /// The value as `f64` (exact).
     fn as_f64(self) -> f64;
+    /// `dst[k] = of_f64(src[k])` (equal lengths; AVX-512 / AVX2 where the
+    /// CPU has them: for conversions inside parallel closures, which do not
+    /// inherit a caller's target features).
+    fn slice_of_f64(src: &[f64], dst: &mut [Self]);
+    /// `dst[k] = src[k] as f64` (equal lengths; vectorised as above).
+    fn slice_as_f64(src: &[Self], dst: &mut [f64]);
+    /// `dst[k] = src[k]` in this type, from `f32` (exact; vectorised as
+    /// above): how stored images are gathered.
+    fn slice_from_f32(src: &[f32], dst: &mut [Self]);
+}
+
+#[inline(always)]
+fn narrow_impl(src: &[f64], dst: &mut [f32]) {
+    for (o, &v) in dst.iter_mut().zip(src) {
+        *o = v as f32;
+    }
+}
+
+#[inline(always)]
+fn widen_impl(src: &[f32], dst: &mut [f64]) {
+    for (o, &v) in dst.iter_mut().zip(src) {
+        *o = f64::from(v);
+    }
+}
+
+crate::multiversion! {
+    /// `f64` to `f32`, rounding to nearest.
+    fn narrow(src: &[f64], dst: &mut [f32]) => narrow_impl
+}
+
+crate::multiversion! {
+    /// `f32` to `f64`, exactly.
+    fn widen(src: &[f32], dst: &mut [f64]) => widen_impl
 }
 
 impl Scalar for f64 {
@@ -84,6 +117,16 @@ impl Scalar for f64 {
     fn as_f64(self) -> f64 {
         self
     }
+    fn slice_of_f64(src: &[f64], dst: &mut [f64]) {
+        dst.copy_from_slice(src);
+    }
+    fn slice_as_f64(src: &[f64], dst: &mut [f64]) {
+        dst.copy_from_slice(src);
+    }
+    fn slice_from_f32(src: &[f32], dst: &mut [f64]) {
+        assert_eq!(src.len(), dst.len(), "slice_from_f32: lengths");
+        widen(src, dst);
+    }
 }
 
 impl Scalar for f32 {
@@ -96,6 +139,17 @@ impl Scalar for f32 {
     #[inline(always)]
     fn as_f64(self) -> f64 {
         f64::from(self)
+    }
+    fn slice_of_f64(src: &[f64], dst: &mut [f32]) {
+        assert_eq!(src.len(), dst.len(), "slice_of_f64: lengths");
+        narrow(src, dst);
+    }
+    fn slice_as_f64(src: &[f32], dst: &mut [f64]) {
+        assert_eq!(src.len(), dst.len(), "slice_as_f64: lengths");
+        widen(src, dst);
+    }
+    fn slice_from_f32(src: &[f32], dst: &mut [f32]) {
+        dst.copy_from_slice(src);
     }
 }
 

@@ -6,6 +6,7 @@ use rayon::prelude::*;
 use crate::error::{DataError, Result};
 
 pub use kip_core::ImageShape;
+use kip_core::Scalar;
 
 /// A labelled image dataset.
 ///
@@ -164,7 +165,7 @@ impl Dataset {
     ///
     /// # Panics
     /// If `out.len() != idx.len() · d` or an index is `>= len()`.
-    pub fn gather_into<T: From<f32> + Send>(&self, idx: &[usize], out: &mut [T]) {
+    pub fn gather_into<T: Scalar>(&self, idx: &[usize], out: &mut [T]) {
         let d = self.dim();
         assert_eq!(
             out.len(),
@@ -177,10 +178,7 @@ impl Dataset {
         let n = self.len();
         let copy = |(row, &i): (&mut [T], &usize)| {
             assert!(i < n, "gather_into: index {i} out of range for {n} images");
-            let src = &self.pixels[i * d..(i + 1) * d];
-            for (o, &s) in row.iter_mut().zip(src) {
-                *o = T::from(s);
-            }
+            T::slice_from_f32(&self.pixels[i * d..(i + 1) * d], row);
         };
         if idx.len() * d >= 1 << 16 {
             out.par_chunks_mut(d).zip(idx.par_iter()).for_each(copy);

@@ -1,7 +1,7 @@
 //! [`Linearization`]: a Gram matrix with its partial derivatives, kept for
 //! the vector-Jacobian products of the KIP step.
 
-use kip_core::{gemm, zeroed_matrix, MatMut, MatRef};
+use kip_core::{gemm, zeroed_matrix, MatMut, MatRef, Scalar};
 use nalgebra::DMatrix;
 use rayon::prelude::*;
 
@@ -11,7 +11,7 @@ use crate::kernel::{DotKernel, Kernel};
 use crate::norms::{check_g, norms_f32_into, norms_into, same_dim, supplied_norms};
 use crate::points::{AnyPoints, NormedPoints, PointsF32, PointsView};
 use crate::tiles::{col_group, inner_products};
-use crate::vjp::{fill_p, for_each_mut, lowrank_pass, write_side};
+use crate::vjp::{add_scaled_f32, fill_p, lowrank_pass, write_side};
 
 /// A Gram matrix together with its partial derivatives, kept for a later
 /// vector-Jacobian product without recomputing the GEMM (the KIP loop's fast
@@ -179,9 +179,7 @@ impl Linearization {
                     // Widened block by block, so the partials read it from
                     // cache instead of a separate pass over all of S.
                     let len = s.len();
-                    for (o, &v) in s.iter_mut().zip(&s32[b * w..b * w + len]) {
-                        *o = f64::from(v);
-                    }
+                    <f32 as Scalar>::slice_as_f64(&s32[b * w..b * w + len], s);
                 }
                 let j0 = b * w / n1;
                 let cols = j0..j0 + k.len() / n1;
@@ -268,7 +266,7 @@ impl Linearization {
                 let inv_d = 1.0 / d as f64;
                 let out32 = &self.out32;
                 write_side(db, &b, &self.r, |out| {
-                    for_each_mut(out, |k, o| *o += inv_d * f64::from(out32[k]));
+                    add_scaled_f32(out, inv_d, out32);
                 });
             }
         }

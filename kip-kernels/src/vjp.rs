@@ -289,36 +289,85 @@ pub(crate) fn lowrank_pass<T: Scalar>(
         .enumerate()
         .for_each(|(j, (pc, rj))| {
             let o = j * n1;
-            let mut acc = 0.0;
-            let mut g = [0.0f64; 256];
+            let vj: Vec<f64> = (0..rank).map(|c| vs[c * n2 + j]).collect();
+            let (mut acc, mut g, mut gk) = (0.0, [0.0f64; 256], [0.0f64; 256]);
             for i0 in (0..n1).step_by(256) {
                 let m = 256.min(n1 - i0);
-                let g = &mut g[..m];
-                g.fill(0.0);
-                for c in 0..rank {
-                    let vc = vs[c * n2 + j];
-                    for (gi, ui) in g.iter_mut().zip(&us[c * n1 + i0..c * n1 + i0 + m]) {
-                        *gi += ui * vc;
-                    }
-                }
-                for (ii, gi) in g.iter().enumerate() {
-                    pc[i0 + ii] = T::of_f64(gi * kss[o + i0 + ii]);
-                }
-                acc += dot(g, &kbs[o + i0..o + i0 + m]);
+                let rows = o + i0..o + i0 + m;
+                let block = LowrankBlock {
+                    u: us,
+                    n1,
+                    i0,
+                    v: &vj,
+                    ks: &kss[rows.clone()],
+                    kb: &kbs[rows],
+                };
+                acc += lowrank_block(block, &mut g[..m], &mut gk[..m]);
+                T::slice_of_f64(&gk[..m], &mut pc[i0..i0 + m]);
             }
             *rj = acc;
         });
 }
 
-/// `f(k, &mut out[k])` over a column-major matrix in parallel (`k` is the
-/// column-major index).
-pub(crate) fn for_each_mut(out: MatMut<'_>, f: impl Fn(usize, &mut f64) + Sync) {
-    let data = out.into_col_major_slice().expect("a dense column-major matrix");
-    data.par_chunks_mut(ROW_BLOCK).enumerate().for_each(|(blk, chunk)| {
-        for (ii, o) in chunk.iter_mut().enumerate() {
-            f(blk * ROW_BLOCK + ii, o);
+/// One block of rows of one column of [`lowrank_pass`].
+#[derive(Clone, Copy)]
+struct LowrankBlock<'a> {
+    /// `u`, column-major with `n1` rows.
+    u: &'a [f64],
+    n1: usize,
+    /// First row of the block.
+    i0: usize,
+    /// The column's row of `v`.
+    v: &'a [f64],
+    /// The block's `ks` and `kb` entries.
+    ks: &'a [f64],
+    kb: &'a [f64],
+}
+
+/// `g = Σ_c u[i, c]·v_c` over the block's rows, `gk = g ∘ ks`; returns
+/// `Σ g·kb` (fixed order).
+#[inline(always)]
+fn lowrank_block_impl(b: LowrankBlock<'_>, g: &mut [f64], gk: &mut [f64]) -> f64 {
+    let m = g.len();
+    g.fill(0.0);
+    for (c, &vc) in b.v.iter().enumerate() {
+        let uc = &b.u[c * b.n1 + b.i0..c * b.n1 + b.i0 + m];
+        for (gi, ui) in g.iter_mut().zip(uc) {
+            *gi += ui * vc;
         }
-    });
+    }
+    for ((o, gi), k) in gk.iter_mut().zip(g.iter()).zip(b.ks) {
+        *o = gi * k;
+    }
+    dot(g, b.kb)
+}
+
+kip_core::multiversion! {
+    /// See `lowrank_block_impl` (called inside a parallel closure, which
+    /// does not inherit target features: vectorised here).
+    fn lowrank_block(b: LowrankBlock<'_>, g: &mut [f64], gk: &mut [f64]) -> f64 => lowrank_block_impl
+}
+
+/// `out += s·src` over a column-major matrix and the `f32` values `src` in
+/// its order, in parallel blocks.
+pub(crate) fn add_scaled_f32(out: MatMut<'_>, s: f64, src: &[f32]) {
+    let data = out.into_col_major_slice().expect("a dense column-major matrix");
+    assert_eq!(data.len(), src.len(), "add_scaled_f32: lengths");
+    data.par_chunks_mut(ROW_BLOCK)
+        .zip(src.par_chunks(ROW_BLOCK))
+        .for_each(|(o, x)| add_scaled_widened(o, s, x));
+}
+
+#[inline(always)]
+fn add_scaled_widened_impl(out: &mut [f64], s: f64, src: &[f32]) {
+    for (o, &v) in out.iter_mut().zip(src) {
+        *o += s * f64::from(v);
+    }
+}
+
+kip_core::multiversion! {
+    /// `out[k] += s·src[k]` (a parallel closure's body, vectorised here).
+    fn add_scaled_widened(out: &mut [f64], s: f64, src: &[f32]) => add_scaled_widened_impl
 }
 
 /// `out ← diag(2 r/d) x` then `f(out)` accumulates the GEMM part.
