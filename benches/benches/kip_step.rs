@@ -4,11 +4,14 @@
 //! labels learned, at the shapes, in both precisions (`f64`, and
 //! `f32`: the two big products in single precision). Prints, from the same
 //! run, the GEMM floor (the bare GEMMs the step needs, in the step's
-//! precisions) and the 1- vs 2-thread speedup.
+//! precisions), the fraction of the machine's all-core FMA peak the step
+//! reaches (flops as `kip_benches::peak::step_flops`) and the 1- vs
+//! 2-thread speedup.
 
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use kip_benches::peak::{all_core_peak, step_flops};
 use kip_benches::{gemm_secs, gemm_secs_in, median_secs, slow_group};
 use kip_data::{Dataset, ImageShape};
 use kip_meta::{Kip, KipParams, Precision};
@@ -39,6 +42,7 @@ fn kip(n_s: usize, n_t: usize, precision: Precision, train: Dataset) -> Kip {
 
 fn bench(c: &mut Criterion) {
     let mut group = slow_group(c, "kip_step", Duration::from_secs(5));
+    let peaks = [all_core_peak(true), all_core_peak(false)];
     for &(n_s, n_t, d) in SHAPES {
         let train = dataset(d);
         let reps = if n_s >= 1000 { 5 } else { 15 };
@@ -59,8 +63,18 @@ fn bench(c: &mut Criterion) {
                     k1.step().unwrap();
                 })
             });
+            let peak = peaks[usize::from(precision == Precision::F32)];
+            let of_peak = peak.map_or_else(
+                || "no FMA peak measured".to_string(),
+                |p| {
+                    format!(
+                        "{:.1}% of the {p:.0} GFLOP/s peak",
+                        step_flops(n_s, n_t, d) / (p * 1e9) / t * 100.0
+                    )
+                },
+            );
             println!(
-                "kip_step {precision} fc1-ntk support {n_s}, targets {n_t}, d {d}: {:.2} ms/step; GEMM floor {:.2} ms; ratio {:.2}; 1 thread {:.2} ms (speedup {:.2}x)",
+                "kip_step {precision} fc1-ntk support {n_s}, targets {n_t}, d {d}: {:.2} ms/step, {of_peak}; GEMM floor {:.2} ms; ratio {:.2}; 1 thread {:.2} ms (speedup {:.2}x)",
                 t * 1e3,
                 floor * 1e3,
                 t / floor,

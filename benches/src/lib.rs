@@ -1,6 +1,8 @@
 //! Shared fixtures for the kip benches: random inputs of the paper's shapes,
 //! the criterion group settings, a bare-GEMM timer (the "GEMM floor"),
-//! medians and GFLOP/s.
+//! medians and GFLOP/s, the machine's FMA peak ([`peak`]).
+
+pub mod peak;
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
