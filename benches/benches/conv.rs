@@ -6,7 +6,8 @@
 //!   fused (`gram_vjp_into`, each pair forward and backward once: what
 //!   neural-tangents' `value_and_grad` measures) and as KIP runs it (the
 //!   Gram, then the VJP once the cotangent is known);
-//! * the pooled ConvNet (depth 3) Gram and fused value + gradient, 8 × 8.
+//! * the pooled ConvNet (depth 3) Gram and fused value + gradient, 8 × 8;
+//! * the same in single precision (`precision=f32`).
 //!
 //! Images are standard-normal per entry (seeded), as the reference's
 //! standardised CIFAR-10 pixels are per channel.
@@ -36,7 +37,12 @@ fn bench(c: &mut Criterion) {
     let (a, b) = (images(n1, 1), images(n2, 2));
     let g = DMatrix::from_fn(n1, n2, |i, j| ((i * 7 + j * 3) % 11) as f64 / 11.0 - 0.5);
     let pairs = (n1 * n2) as f64;
-    for spec in ["convvec3-ntk", "convvec3-nngp"] {
+    for spec in [
+        "convvec3-ntk",
+        "convvec3-ntk:precision=f32",
+        "convvec3-nngp",
+        "convvec3-nngp:precision=f32",
+    ] {
         let k = kernel(spec);
         let mut out = DMatrix::zeros(n1, n2);
         group.bench_function(BenchmarkId::new(format!("{spec} gram"), format!("{n1}x{n2}")), |bch| {
@@ -65,23 +71,25 @@ fn bench(c: &mut Criterion) {
     }
     let (m1, m2) = (8, 8);
     let (a8, b8) = (images(m1, 3), images(m2, 4));
-    let k = kernel("convnet3-ntk");
-    let mut out = DMatrix::zeros(m1, m2);
-    group.bench_function(BenchmarkId::new("convnet3-ntk gram", format!("{m1}x{m2}")), |bch| {
-        bch.iter(|| k.gram_into(points(&a8), points(&b8), &mut out).unwrap())
-    });
     let g8 = DMatrix::from_fn(m1, m2, |i, j| ((i * 7 + j * 3) % 11) as f64 / 11.0 - 0.5);
-    let mut da8 = DMatrix::zeros(m1, a8.ncols());
-    group.bench_function(
-        BenchmarkId::new("convnet3-ntk value+grad fused", format!("{m1}x{m2}")),
-        |bch| {
-            bch.iter(|| {
-                k.gram_vjp_into(points(&a8), points(&b8), &g8, &mut out, &mut da8)
-                    .unwrap();
-                black_box(&da8);
-            })
-        },
-    );
+    for spec in ["convnet3-ntk", "convnet3-ntk:precision=f32"] {
+        let k = kernel(spec);
+        let mut out = DMatrix::zeros(m1, m2);
+        group.bench_function(BenchmarkId::new(format!("{spec} gram"), format!("{m1}x{m2}")), |bch| {
+            bch.iter(|| k.gram_into(points(&a8), points(&b8), &mut out).unwrap())
+        });
+        let mut da8 = DMatrix::zeros(m1, a8.ncols());
+        group.bench_function(
+            BenchmarkId::new(format!("{spec} value+grad fused"), format!("{m1}x{m2}")),
+            |bch| {
+                bch.iter(|| {
+                    k.gram_vjp_into(points(&a8), points(&b8), &g8, &mut out, &mut da8)
+                        .unwrap();
+                    black_box(&da8);
+                })
+            },
+        );
+    }
     group.finish();
     println!(
         "(ms per pair = time / {pairs} for the 100x100 rows, / {} for the 8x8 rows)",

@@ -116,9 +116,10 @@ pub struct DistillArgs {
     pub lr_schedule: String,
     /// Arithmetic of the step's two big products (X_t X_sᵀ and the
     /// gradient's Pᵀ X_t): f64, or f32 (about twice as fast; the kernel
-    /// recursion, solve, Adam and the saved support set stay f64).
-    /// Evaluation is always f64; convolutional kernels compute in f64
-    /// either way.
+    /// recursion, solve, Adam and the saved support set stay f64). With
+    /// f32, convolutional kernels run their pair passes in f32 too (as
+    /// their spec's precision=f32: about twice as fast). Evaluation uses
+    /// --eval-kernel's own spec (f64 unless it says precision=f32).
     #[arg(long, default_value = "f64")]
     pub precision: String,
     /// Adam bias-correction index of the first step: 1 as the authors'

@@ -50,6 +50,67 @@ pub fn asin_acos(x: f64) -> (f64, f64) {
     }
 }
 
+const PS0_F32: f32 = 1.666_658_7e-1;
+const PS1_F32: f32 = -4.274_342_2e-2;
+const PS2_F32: f32 = -8.656_363e-3;
+const QS1_F32: f32 = -7.066_296_3e-1;
+
+/// `(asin x, acos x)` for `x` in `[-1, 1]` in single precision, branch-free
+/// (fdlibm's `asinf` rational, a few ulp): the form the single-precision
+/// convolutional kernels vectorise sixteen lanes wide.
+#[inline(always)]
+pub fn asin_acos_f32(x: f32) -> (f32, f32) {
+    use std::f32::consts::{FRAC_PI_2, PI};
+    let ax = x.abs();
+    let big = ax >= 0.5;
+    let z = if big { (1.0 - ax) * 0.5 } else { x * x };
+    let p = z * z.mul_add(z.mul_add(PS2_F32, PS1_F32), PS0_F32);
+    let r = p / z.mul_add(QS1_F32, 1.0);
+    let s = z.sqrt();
+    let asin_small = x.mul_add(r, x);
+    let v = 2.0 * s.mul_add(r, s);
+    let asin_big = (FRAC_PI_2 - v).copysign(x);
+    let acos_big = if x > 0.0 { v } else { PI - v };
+    if big {
+        (asin_big, acos_big)
+    } else {
+        (asin_small, FRAC_PI_2 - asin_small)
+    }
+}
+
+/// `π − acos x` for `x` in `[-1, 1]` in single precision, branch-free and
+/// without a division: `acos|x| = √(1 − |x|)·P(|x|)` with the degree-7
+/// polynomial of Abramowitz & Stegun 4.4.46 (absolute error ≤ 2e-8 before
+/// rounding), `π − acos x = acos(−x)`. The ReLU kernels' angle term in
+/// single precision.
+#[inline(always)]
+pub fn pi_minus_acos_f32(x: f32) -> f32 {
+    // The published coefficients (the first is π/2 to 9 digits, one f32
+    // ulp below FRAC_PI_2: part of the fit).
+    #[allow(clippy::approx_constant)]
+    const A: [f32; 8] = [
+        1.570_796_3,
+        -0.214_598_8,
+        0.088_978_99,
+        -0.050_174_303,
+        0.030_891_88,
+        -0.017_088_126,
+        0.006_670_09,
+        -0.001_262_491_1,
+    ];
+    let ax = x.abs();
+    let mut p = A[7];
+    for &a in A[..7].iter().rev() {
+        p = p.mul_add(ax, a);
+    }
+    let r = (1.0 - ax).sqrt() * p;
+    if x < 0.0 {
+        r
+    } else {
+        std::f32::consts::PI - r
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -86,5 +147,37 @@ mod tests {
         }
         assert!(worst_acos < 1e-15, "acos rel err {worst_acos}");
         assert!(worst_asin < 1e-15, "asin rel err {worst_asin}");
+    }
+
+    #[test]
+    fn asin_acos_f32_match_f64_to_a_few_ulp() {
+        let n = 200_001;
+        for i in 0..n {
+            let x = -1.0 + 2.0 * i as f32 / (n - 1) as f32;
+            let (s, c) = asin_acos_f32(x);
+            let (s64, c64) = (f64::from(x).asin(), f64::from(x).acos());
+            assert!(
+                (f64::from(c) - c64).abs() <= 4.0 * f64::from(f32::EPSILON) * c64.abs().max(1e-30),
+                "acos {x}"
+            );
+            assert!(
+                (f64::from(s) - s64).abs() <= 4.0 * f64::from(f32::EPSILON) * s64.abs().max(1e-30),
+                "asin {x}"
+            );
+        }
+    }
+
+    #[test]
+    fn pi_minus_acos_f32_is_accurate_to_a_few_1e_7() {
+        let n = 200_001;
+        let mut worst: f64 = 0.0;
+        for i in 0..n {
+            let x = -1.0 + 2.0 * i as f32 / (n - 1) as f32;
+            let want = std::f64::consts::PI - f64::from(x).acos();
+            worst = worst.max((f64::from(pi_minus_acos_f32(x)) - want).abs());
+        }
+        assert!(worst < 4e-7, "abs err {worst}");
+        assert_eq!(pi_minus_acos_f32(1.0), std::f32::consts::PI);
+        assert_eq!(pi_minus_acos_f32(-1.0), 0.0);
     }
 }

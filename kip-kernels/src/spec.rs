@@ -15,7 +15,7 @@ pub const ACCEPTED: &str = "fcL-ntk or fcL-nngp (L = 0..=64 hidden layers) with 
 :act=relu|erf,w_std=X,b_std=X (defaults relu, sqrt(2), 0.1); rbf[:gamma=X] (default 1); linear; \
 convvecL-ntk|nngp (L = 1..=31: L x [Conv, Relu], Flatten, Dense); convnetL-ntk|nngp (L = 0..=20: Conv, Relu, \
 L x [Conv, Relu, AvgPool], Flatten, Dense); conv-ntk|nngp:layers=TOKENS (C conv 3x3, R relu, E erf, P avgpool 2x2, \
-then F flatten or G global avgpool, then D dense; e.g. CRCRPFD); conv kernels take w_std=X,b_std=X too; \
+then F flatten or G global avgpool, then D dense; e.g. CRCRPFD); conv kernels take w_std=X,b_std=X and precision=f32 too; \
 random features of finite networks: rf-convnetL, rf-convvecL, rf-conv:layers=TOKENS (ReLU only) with \
 channels=C,models=M,seed=S (defaults 64, 4, 0) and w_std, b_std";
 
@@ -106,6 +106,20 @@ impl KernelSpec {
             }
         }
         Ok(())
+    }
+
+    /// The same kernel with its pair passes in single precision where it
+    /// has that option (convolutional kernels: `precision=f32`); every
+    /// other spec unchanged (the FC kernels' single precision is a
+    /// property of KIP's step, random features are f32 already).
+    pub fn in_single_precision(self) -> Self {
+        match self {
+            KernelSpec::Conv(mut a) => {
+                a.f32 = true;
+                KernelSpec::Conv(a)
+            }
+            other => other,
+        }
     }
 
     /// Build the kernel this spec names.
@@ -227,17 +241,24 @@ fn parse_conv(input: &str, name: &str, kv: &[(&str, &str)]) -> Result<Option<Ker
         return Ok(None);
     };
     let kind = parse_kind(input, kind)?;
-    let (mut w_std, mut b_std, mut layers) = (DEFAULT_W_STD, DEFAULT_B_STD, None);
+    let (mut w_std, mut b_std, mut layers, mut f32) = (DEFAULT_W_STD, DEFAULT_B_STD, None, false);
     for &(k, v) in kv {
         match k {
             "w_std" => w_std = parse_f64(input, k, v)?,
             "b_std" => b_std = parse_f64(input, k, v)?,
             "layers" if family == "conv" => layers = Some(v),
+            "precision" => {
+                f32 = match v {
+                    "f32" => true,
+                    "f64" => false,
+                    _ => return Err(spec_err(input, format!("precision=`{v}` (expected f32 or f64)"))),
+                }
+            }
             _ => {
                 let known = if family == "conv" {
-                    "layers, w_std, b_std"
+                    "layers, w_std, b_std, precision"
                 } else {
-                    "w_std, b_std"
+                    "w_std, b_std, precision"
                 };
                 return Err(spec_err(
                     input,
@@ -260,7 +281,8 @@ fn parse_conv(input: &str, name: &str, kv: &[(&str, &str)]) -> Result<Option<Ker
             })?
             .to_string(),
     };
-    let arch = ConvArch::from_tokens(&tokens, kind, w_std, b_std).map_err(|r| spec_err(input, r))?;
+    let mut arch = ConvArch::from_tokens(&tokens, kind, w_std, b_std).map_err(|r| spec_err(input, r))?;
+    arch.f32 = f32;
     Ok(Some(KernelSpec::Conv(arch)))
 }
 
@@ -278,6 +300,12 @@ fn parse_rf(input: &str, conv: &str, kv: &[(&str, &str)]) -> Result<KernelSpec> 
             "channels" => channels = int()? as usize,
             "models" => models = int()? as usize,
             "seed" => seed = int()?,
+            "precision" => {
+                return Err(spec_err(
+                    input,
+                    "random-feature kernels always run in f32 (no precision parameter)".into(),
+                ))
+            }
             _ => rest.push((k, v)),
         }
     }
@@ -435,6 +463,9 @@ impl fmt::Display for KernelSpec {
                     }
                 }
                 push_stds(&mut params, a.w_std, a.b_std);
+                if a.f32 {
+                    params.push("precision=f32".into());
+                }
                 write_params(f, &params)
             }
             KernelSpec::Rf(r) => {
@@ -479,6 +510,8 @@ mod tests {
             "convnet1-nngp",
             "conv-ntk:layers=CRCRGD",
             "conv-nngp:layers=CEPFD,w_std=1.5",
+            "convvec3-ntk:precision=f32",
+            "conv-ntk:layers=CRCRGD,b_std=0.2,precision=f32",
             "rf-convnet3:channels=64,models=4",
             "rf-convvec2:channels=8,models=1,seed=7,b_std=0",
             "rf-conv:layers=CRPCRPCRPFD,channels=128,models=8",

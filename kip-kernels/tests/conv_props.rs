@@ -2,7 +2,8 @@
 //! `gram_sym == gram(a, a)`, positive semi-definiteness, invariance under
 //! flipping every image horizontally, and vector-Jacobian products (both
 //! sides and the symmetric form) against central finite differences,
-//! including duplicated, zero and anti-collinear images.
+//! including duplicated, zero and anti-collinear images; and the
+//! single-precision passes (`precision=f32`) against float64.
 
 use kip_kernels::{AnyKernel, Kernel, KernelSpec};
 use nalgebra::DMatrix;
@@ -140,10 +141,11 @@ proptest! {
         let g = images(a.nrows(), b.nrows(), gs);
         let (da, db) = kern.vjp(&a, &b, &g).unwrap();
         let loss = |x: &DMatrix<f64>, y: &DMatrix<f64>| kern.gram(x, y).unwrap().component_mul(&g).sum();
-        // The fused pass gives the same values and gradient.
+        // The fused pass gives the same gradient, and the values to
+        // rounding (its last activation sums the readout as it goes).
         let (mut kf, mut daf) = (DMatrix::zeros(0, 0), DMatrix::zeros(0, 0));
         kern.gram_vjp_into(kip_kernels::points(&a), kip_kernels::points(&b), &g, &mut kf, &mut daf).unwrap();
-        prop_assert_eq!(&kf, &kern.gram(&a, &b).unwrap());
+        prop_assert!(rel(&kf, &kern.gram(&a, &b).unwrap()) < 1e-14, "{}", SPECS[k]);
         prop_assert_eq!(&daf, &da);
         let h = fd_step(SPECS[k]);
         let fa = fd(&a, h, |x| loss(x, &b));
@@ -163,6 +165,24 @@ proptest! {
         for v in da.iter().chain(db.iter()).chain(ds.iter()) {
             prop_assert!(v.is_finite());
         }
+    }
+
+    /// Single precision (`precision=f32`) tracks float64 on the same
+    /// cases (duplicated, zero and anti-collinear images included): the
+    /// Gram, the symmetric Gram and the gradients of both sides.
+    #[test]
+    fn f32_kernels_track_f64((k, shape, a, b) in case(), gs in any::<u64>()) {
+        let spec = SPECS[k];
+        let sep = if spec.contains(':') { ',' } else { ':' };
+        let (k64, k32) = (kernel(spec, shape), kernel(&format!("{spec}{sep}precision=f32"), shape));
+        let g = images(a.nrows(), b.nrows(), gs);
+        let e = rel(&k32.gram(&a, &b).unwrap(), &k64.gram(&a, &b).unwrap());
+        prop_assert!(e < 1e-5, "{spec} gram: {e:e}");
+        let e = rel(&k32.gram_sym(&a).unwrap(), &k64.gram_sym(&a).unwrap());
+        prop_assert!(e < 1e-5, "{spec} gram_sym: {e:e}");
+        let ((da32, db32), (da64, db64)) = (k32.vjp(&a, &b, &g).unwrap(), k64.vjp(&a, &b, &g).unwrap());
+        let (ea, eb) = (rel(&da32, &da64), rel(&db32, &db64));
+        prop_assert!(ea < 1e-4 && eb < 1e-4, "{spec} vjp: {ea:e} {eb:e}");
     }
 }
 

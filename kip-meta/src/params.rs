@@ -46,7 +46,10 @@ pub enum Precision {
     /// Those two GEMMs in float32 (target images kept as f32, support images
     /// rounded for the product); the kernel recursion, the solve, the loss,
     /// Adam and the stored support set stay float64. About twice the GEMM
-    /// throughput; inner products carry ~1e-7·√d relative error.
+    /// throughput; inner products carry ~1e-7·√d relative error. The
+    /// convolutional kernels of the step run their pair passes in f32
+    /// (`precision=f32` of their spec: about twice as fast, values to
+    /// ~1e-6 relative); the evaluation kernel keeps its own spec.
     F32,
 }
 

@@ -5,7 +5,9 @@
 use kip_data::{
     balanced_counts, class_balanced, gaussian_images, one_hot, one_hot_into, DataError, Dataset, PixelMask,
 };
-use kip_kernels::{points, points_row_major, row_norms, AnyKernel, AnyPoints, Kernel, PointsF32, PointsView};
+use kip_kernels::{
+    points, points_row_major, row_norms, AnyKernel, AnyPoints, Kernel, KernelSpec, PointsF32, PointsView,
+};
 use kip_krr::Eval;
 use nalgebra::DMatrix;
 use rand::{Rng, SeedableRng};
@@ -182,10 +184,15 @@ impl Kip {
                 got: format!("support {:?}, labels {:?}", state.x_s.shape(), state.y_s.shape()),
             });
         }
+        // `--precision f32` runs the conv kernels' pair passes in f32 too.
+        let single = |s: &KernelSpec| match p.precision {
+            Precision::F32 => s.in_single_precision(),
+            Precision::F64 => *s,
+        };
         let kernels: Vec<AnyKernel> = params
             .kernels()
             .iter()
-            .map(|s| s.build().for_images(train.shape()))
+            .map(|s| single(s).build().for_images(train.shape()))
             .collect();
         let eval_kernel: AnyKernel = params.eval_kernel().build().for_images(train.shape());
         // Every kernel must fit the data (image shape, pooling depth): one

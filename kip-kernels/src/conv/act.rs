@@ -15,8 +15,7 @@
 
 use std::f64::consts::PI;
 
-use crate::fc::snapped_cos;
-use crate::simd::asin_acos;
+use super::real::{snapped_cos, Real};
 
 const INV_2PI: f64 = 1.0 / (2.0 * PI);
 const INV_4PI: f64 = 1.0 / (4.0 * PI);
@@ -30,37 +29,50 @@ pub(crate) enum Act {
 
 /// The two cached numbers of a position with variance `v`.
 #[inline(always)]
-pub(crate) fn cache_of(act: Act, v: f64) -> (f64, f64) {
+pub(crate) fn cache_of<T: Real>(act: Act, v: T) -> (T, T) {
     match act {
         Act::Relu => {
-            if v > 0.0 {
+            if v > T::ZERO {
                 let s = v.sqrt();
-                (s, 1.0 / s)
+                (s, T::ONE / s)
             } else {
-                (0.0, 0.0)
+                (T::ZERO, T::ZERO)
             }
         }
         Act::Erf => {
-            let s = (1.0 + 2.0 * v).sqrt();
-            (s, 1.0 / s)
+            let s = (T::ONE + T::of(2.0) * v).sqrt();
+            (s, T::ONE / s)
         }
     }
 }
 
+/// The Erf layer's `D = (1 + 2vₐ)(1 + 2v_b) − 4q²` (kept positive) and
+/// `Ḟ = (4/π)/√D`.
+#[inline(always)]
+fn erf_d<T: Real>(q: T, a0: T, b0: T) -> (T, T) {
+    let ab = (a0 * a0) * (b0 * b0);
+    let dd = (T::of(-4.0) * q).mul_add(q, ab).max(T::MIN_POSITIVE);
+    (dd, T::of(4.0 / PI) / dd.sqrt())
+}
+
+/// The ReLU layer's angle terms: `(cos θ, sin θ, (π − θ))`.
+#[inline(always)]
+fn relu_angle<T: Real>(q: T, a1: T, b1: T) -> (T, T, T) {
+    let (c, sin) = snapped_cos(q * a1 * b1);
+    (c, sin, c.pi_minus_acos())
+}
+
 /// Forward at one entry: `(F, Ḟ)` from `q` and both sides' caches.
 #[inline(always)]
-pub(crate) fn forward(act: Act, q: f64, a0: f64, a1: f64, b0: f64, b1: f64) -> (f64, f64) {
+pub(crate) fn forward<T: Real>(act: Act, q: T, a0: T, a1: T, b0: T, b1: T) -> (T, T) {
     match act {
         Act::Relu => {
-            let (c, sin) = snapped_cos(q * a1 * b1);
-            let pmt = PI - asin_acos(c).1;
-            (a0 * b0 * pmt.mul_add(c, sin) * INV_2PI, pmt * INV_2PI)
+            let (c, sin, pmt) = relu_angle(q, a1, b1);
+            (a0 * b0 * pmt.mul_add(c, sin) * T::of(INV_2PI), pmt * T::of(INV_2PI))
         }
         Act::Erf => {
-            let z = (2.0 * q * a1 * b1).clamp(-1.0, 1.0);
-            let ab = (a0 * a0) * (b0 * b0);
-            let dd = (-4.0 * q).mul_add(q, ab).max(f64::MIN_POSITIVE);
-            (2.0 / PI * asin_acos(z).0, 4.0 / PI / dd.sqrt())
+            let z = (T::of(2.0) * q * a1 * b1).clamp(-T::ONE, T::ONE);
+            (T::of(2.0 / PI) * z.asin_acos().0, erf_d(q, a0, b0).1)
         }
     }
 }
@@ -70,39 +82,44 @@ pub(crate) fn forward(act: Act, q: f64, a0: f64, a1: f64, b0: f64, b1: f64) -> (
 /// `gq ← gq·Ḟ + gΘ·(Θ∂Ḟ/∂q)`, `gΘ ← gΘ·Ḟ`, `gvₐ += gq·∂F/∂vₐ +
 /// gΘ·(Θ∂Ḟ/∂vₐ)` with no transcendental function.
 #[inline(always)]
-pub(crate) fn forward_coefs(act: Act, q: f64, t: f64, a0: f64, a1: f64, b0: f64, b1: f64) -> [f64; 5] {
+pub(crate) fn forward_coefs<T: Real>(act: Act, q: T, t: T, a0: T, a1: T, b0: T, b1: T) -> [T; 5] {
     match act {
         Act::Relu => {
-            let (c, sin) = snapped_cos(q * a1 * b1);
-            let pmt = PI - asin_acos(c).1;
-            let f = a0 * b0 * pmt.mul_add(c, sin) * INV_2PI;
-            let fd = pmt * INV_2PI;
-            let inv_sin = if sin > 0.0 { 1.0 / sin } else { 0.0 };
-            let tq = t * INV_2PI * a1 * b1 * inv_sin;
-            let fa = sin * INV_4PI * b0 * a1;
-            let tv = -t * c * INV_4PI * inv_sin * a1 * a1;
+            let (c, sin, pmt) = relu_angle(q, a1, b1);
+            let f = a0 * b0 * pmt.mul_add(c, sin) * T::of(INV_2PI);
+            let fd = pmt * T::of(INV_2PI);
+            let inv_sin = if sin > T::ZERO { T::ONE / sin } else { T::ZERO };
+            // Θ/sin θ and a1/(4π), each shared by two terms.
+            let (u, a4) = (t * inv_sin, a1 * T::of(INV_4PI));
+            let tq = u * (a1 * b1) * T::of(INV_2PI);
+            let fa = sin * b0 * a4;
+            let tv = -(u * c) * a1 * a4;
             [f, fd, tq, fa, tv]
         }
         Act::Erf => {
-            let z = (2.0 * q * a1 * b1).clamp(-1.0, 1.0);
-            let ab = (a0 * a0) * (b0 * b0);
-            let dd = (-4.0 * q).mul_add(q, ab).max(f64::MIN_POSITIVE);
-            let fd = 4.0 / PI / dd.sqrt();
-            let f = 2.0 / PI * asin_acos(z).0;
-            [f, fd, t * fd * 4.0 * q / dd, -fd * q * a1 * a1, -t * fd * b0 * b0 / dd]
+            let z = (T::of(2.0) * q * a1 * b1).clamp(-T::ONE, T::ONE);
+            let (dd, fd) = erf_d(q, a0, b0);
+            let f = T::of(2.0 / PI) * z.asin_acos().0;
+            [
+                f,
+                fd,
+                t * fd * T::of(4.0) * q / dd,
+                -fd * q * a1 * a1,
+                -t * fd * b0 * b0 / dd,
+            ]
         }
     }
 }
 
 /// Cotangents through one entry.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct EntryGrad {
+pub(crate) struct EntryGrad<T> {
     /// Of the input `q`.
-    pub(crate) q: f64,
+    pub(crate) q: T,
     /// Of the row side's variance.
-    pub(crate) va: f64,
+    pub(crate) va: T,
     /// Of the column side's variance.
-    pub(crate) vb: f64,
+    pub(crate) vb: T,
 }
 
 /// Backward at one entry: from the cotangents `gq` of `F` and `gt` of
@@ -112,19 +129,18 @@ pub(crate) struct EntryGrad {
 /// tests.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn backward(act: Act, q: f64, t: f64, gq: f64, gt: f64, a0: f64, a1: f64, b0: f64, b1: f64) -> EntryGrad {
+pub(crate) fn backward<T: Real>(act: Act, q: T, t: T, gq: T, gt: T, a0: T, a1: T, b0: T, b1: T) -> EntryGrad<T> {
     match act {
         Act::Relu => {
-            let (c, sin) = snapped_cos(q * a1 * b1);
-            let pmt = PI - asin_acos(c).1;
-            let fd = pmt * INV_2PI;
-            let inv_sin = if sin > 0.0 { 1.0 / sin } else { 0.0 };
+            let (c, sin, pmt) = relu_angle(q, a1, b1);
+            let fd = pmt * T::of(INV_2PI);
+            let inv_sin = if sin > T::ZERO { T::ONE / sin } else { T::ZERO };
             let gtt = gt * t;
             // ∂Ḟ/∂q = 1/(2π √(vₐv_b) sin θ); ∂F/∂vₐ = sin θ √v_b/(4π √vₐ);
             // ∂Ḟ/∂vₐ = −cos θ/(4π vₐ sin θ).
-            let dfd_dq = INV_2PI * a1 * b1 * inv_sin;
-            let s4 = sin * INV_4PI;
-            let c4 = c * INV_4PI * inv_sin;
+            let dfd_dq = T::of(INV_2PI) * a1 * b1 * inv_sin;
+            let s4 = sin * T::of(INV_4PI);
+            let c4 = c * T::of(INV_4PI) * inv_sin;
             EntryGrad {
                 q: gq.mul_add(fd, gtt * dfd_dq),
                 va: gq * s4 * b0 * a1 - gtt * c4 * a1 * a1,
@@ -132,13 +148,11 @@ pub(crate) fn backward(act: Act, q: f64, t: f64, gq: f64, gt: f64, a0: f64, a1: 
             }
         }
         Act::Erf => {
-            let ab = (a0 * a0) * (b0 * b0);
-            let dd = (-4.0 * q).mul_add(q, ab).max(f64::MIN_POSITIVE);
-            let fd = 4.0 / PI / dd.sqrt();
+            let (dd, fd) = erf_d(q, a0, b0);
             let gtt = gt * t;
             // ∂F/∂q = Ḟ; ∂Ḟ/∂q = 4qḞ/D; ∂F/∂vₐ = −Ḟq/(1+2vₐ); ∂Ḟ/∂vₐ = −Ḟ(1+2v_b)/D.
             EntryGrad {
-                q: fd * gq.mul_add(1.0, gtt * 4.0 * q / dd),
+                q: fd * gq.mul_add(T::ONE, gtt * T::of(4.0) * q / dd),
                 va: -fd * (gq * q * a1 * a1 + gtt * b0 * b0 / dd),
                 vb: -fd * (gq * q * b1 * b1 + gtt * a0 * a0 / dd),
             }
@@ -201,7 +215,7 @@ mod tests {
                 let (a0, a1) = cache_of(act, va);
                 let (b0, b1) = cache_of(act, vb);
                 let (f, fd) = forward(act, q, a0, a1, b0, b1);
-                let g = backward(act, q, 1.0, 1.0, 1.0, a0, a1, b0, b1);
+                let g = backward(act, q, 1.0f64, 1.0, 1.0, a0, a1, b0, b1);
                 for v in [f, fd, g.q, g.va, g.vb] {
                     assert!(v.is_finite(), "{act:?} {q} {va} {vb}");
                 }

@@ -1,6 +1,7 @@
-//! The linear layers on covariance maps: the input covariance, the 3 × 3
-//! SAME convolution (a 9-tap average along the spatial diagonal), the 2 × 2
-//! average pooling and the readouts, each with its adjoint.
+//! The layout of covariance maps and the linear layers on them: the input
+//! covariance, the 2 × 2 average pooling and the readouts, each with its
+//! adjoint (the 3 × 3 SAME convolution, a 9-tap average along the spatial
+//! diagonal, is in `blur`).
 //!
 //! A map of an `h × w` layer keeps the covariance `q[p, p + δ]` of the
 //! positions `p` and `p + δ` for the displacements `δ = (dy, dx)` with
@@ -16,6 +17,8 @@
 //! `2r + 1` behind each pooling (the ConvNet at 32 × 32: 15 × 15 of the
 //! 63 × 63 displacements at full resolution, a sixth of the covariance);
 //! GlobalAvgPool reads every entry (the full radius `h − 1`, `w − 1`).
+
+use super::real::Real;
 
 /// The shape of a covariance map: `h × w` positions, the displacements
 /// `|dy| ≤ ry`, `|dx| ≤ rx`.
@@ -68,16 +71,26 @@ impl Plane {
     /// else each of its rows.
     #[inline(always)]
     pub(crate) fn runs(self, w: usize) -> impl Iterator<Item = (std::ops::Range<usize>, usize, usize)> {
-        let (rows, len) = if self.dx == 0 {
-            (1, self.len())
+        (0..self.run_count()).map(move |i| self.run(w, i))
+    }
+
+    /// How many runs: 1 when `dx = 0`, else a row each.
+    #[inline(always)]
+    fn run_count(&self) -> usize {
+        if self.dx == 0 {
+            1
         } else {
-            (self.ph, self.pw)
-        };
-        (0..rows).map(move |i| {
-            let (a, b) = self.ends(w, i);
-            let s = self.off + i * len;
-            (s..s + len, a, b)
-        })
+            self.ph
+        }
+    }
+
+    /// Run `i` of [`Plane::runs`].
+    #[inline(always)]
+    fn run(&self, w: usize, i: usize) -> (std::ops::Range<usize>, usize, usize) {
+        let len = if self.dx == 0 { self.len() } else { self.pw };
+        let (a, b) = self.ends(w, i);
+        let s = self.off + i * len;
+        (s..s + len, a, b)
     }
 }
 
@@ -124,9 +137,13 @@ impl Geo {
     }
 
     /// Every plane, in storage order.
-    pub(crate) fn planes(self) -> impl Iterator<Item = Plane> {
-        let (ry, rx) = (self.ry as isize, self.rx as isize);
-        (-ry..=ry).flat_map(move |dy| (-rx..=rx).map(move |dx| self.plane(dy, dx)))
+    #[inline(always)]
+    pub(crate) fn planes(self) -> Planes {
+        Planes {
+            geo: self,
+            dy: -(self.ry as isize),
+            dx: -(self.rx as isize),
+        }
     }
 
     /// Index of the diagonal entry of position `(i, j)`.
@@ -136,23 +153,94 @@ impl Geo {
     }
 
     /// Every plane's [`Plane::runs`], in storage order.
-    pub(crate) fn runs(self) -> impl Iterator<Item = (std::ops::Range<usize>, usize, usize)> {
-        self.planes().flat_map(move |p| p.runs(self.w))
+    #[inline(always)]
+    pub(crate) fn runs(self) -> Runs {
+        Runs {
+            planes: self.planes(),
+            plane: None,
+            row: 0,
+        }
+    }
+}
+
+/// The planes of a [`Geo`] (a plain state machine: the pair passes call
+/// this many times per pair, where a chain of adapters costs more than
+/// a Conv-Vec map's single plane).
+pub(crate) struct Planes {
+    geo: Geo,
+    dy: isize,
+    dx: isize,
+}
+
+impl Iterator for Planes {
+    type Item = Plane;
+
+    #[inline(always)]
+    fn next(&mut self) -> Option<Plane> {
+        let (ry, rx) = (self.geo.ry as isize, self.geo.rx as isize);
+        if self.dy > ry {
+            return None;
+        }
+        let p = self.geo.plane(self.dy, self.dx);
+        if self.dx == rx {
+            self.dx = -rx;
+            self.dy += 1;
+        } else {
+            self.dx += 1;
+        }
+        Some(p)
+    }
+}
+
+/// The runs of every plane of a [`Geo`] ([`Geo::runs`]).
+pub(crate) struct Runs {
+    planes: Planes,
+    plane: Option<Plane>,
+    row: usize,
+}
+
+impl Iterator for Runs {
+    type Item = (std::ops::Range<usize>, usize, usize);
+
+    #[inline(always)]
+    fn next(&mut self) -> Option<Self::Item> {
+        let w = self.planes.geo.w;
+        loop {
+            if let Some(p) = self.plane {
+                if self.row < p.run_count() {
+                    self.row += 1;
+                    return Some(p.run(w, self.row - 1));
+                }
+            }
+            self.plane = Some(self.planes.next()?);
+            self.row = 0;
+        }
     }
 }
 
 /// The input covariance `q[p, p'] = Σ_c x_a[p, c]·x_b[p', c]/C` of two
-/// images stored channel-planar (`x[c][h][w]`).
+/// images stored channel-planar (`x[c][h][w]`). Three channels (RGB) in
+/// one pass; the sums run over the channels in order either way.
 #[inline(always)]
-pub(crate) fn input(geo: Geo, c: usize, xa: &[f64], xb: &[f64], out: &mut [f64]) {
+pub(crate) fn input<'a, T: Real>(geo: Geo, c: usize, xa: &'a [T], xb: &'a [T], out: &mut [T]) {
     let hw = geo.positions();
-    let inv_c = 1.0 / c as f64;
+    let inv_c = T::of(1.0 / c as f64);
     for (r, pa, pb) in geo.runs() {
         let out = &mut out[r];
         let n = out.len();
-        out.fill(0.0);
+        let plane = |x: &'a [T], ch: usize, p: usize| -> &'a [T] { &x[ch * hw + p..][..n] };
+        if c == 3 {
+            let (a0, a1, a2) = (plane(xa, 0, pa), plane(xa, 1, pa), plane(xa, 2, pa));
+            let (b0, b1, b2) = (plane(xb, 0, pb), plane(xb, 1, pb), plane(xb, 2, pb));
+            for (k, o) in out.iter_mut().enumerate() {
+                let s = a0[k].mul_add(b0[k], T::ZERO);
+                *o = a2[k].mul_add(b2[k], a1[k].mul_add(b1[k], s)) * inv_c;
+            }
+            continue;
+        }
+        out.fill(T::ZERO);
         for ch in 0..c {
-            let (a, b) = (&xa[ch * hw + pa..][..n], &xb[ch * hw + pb..][..n]);
+            let (a, b) = (plane(xa, ch, pa), plane(xb, ch, pb));
             for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
                 *o = x.mul_add(y, *o);
             }
@@ -162,103 +250,33 @@ pub(crate) fn input(geo: Geo, c: usize, xa: &[f64], xb: &[f64], out: &mut [f64])
 }
 
 /// Adjoint of [`input`] with respect to `x_a`: `dx_a[c][p] += scale·Σ_{p'}
-/// g[p, p']·x_b[c][p']/C` (planar).
+/// g[p, p']·x_b[c][p']/C` (planar; three channels in one pass).
 #[inline(always)]
-pub(crate) fn input_adjoint(geo: Geo, c: usize, g: &[f64], xb: &[f64], scale: f64, dxa: &mut [f64]) {
+pub(crate) fn input_adjoint<T: Real>(geo: Geo, c: usize, g: &[T], xb: &[T], scale: T, dxa: &mut [T]) {
     let hw = geo.positions();
-    let s = scale / c as f64;
+    let s = scale / T::of(c as f64);
     for (r, pa, pb) in geo.runs() {
         let g = &g[r];
         let n = g.len();
+        if c == 3 {
+            let (b0, b1, b2) = (&xb[pb..][..n], &xb[hw + pb..][..n], &xb[2 * hw + pb..][..n]);
+            let (d0, rest) = dxa[pa..].split_at_mut(hw);
+            let (d1, d2) = rest.split_at_mut(hw);
+            let (d0, d1, d2) = (&mut d0[..n], &mut d1[..n], &mut d2[..n]);
+            for k in 0..n {
+                let sg = s * g[k];
+                d0[k] = sg.mul_add(b0[k], d0[k]);
+                d1[k] = sg.mul_add(b1[k], d1[k]);
+                d2[k] = sg.mul_add(b2[k], d2[k]);
+            }
+            continue;
+        }
         for ch in 0..c {
             let (b, d) = (&xb[ch * hw + pb..][..n], &mut dxa[ch * hw + pa..][..n]);
             for ((d, &y), &gv) in d.iter_mut().zip(b).zip(g) {
                 *d = (s * gv).mul_add(y, *d);
             }
         }
-    }
-}
-
-/// `x ← α·(3 × 3 sum of x) + β` over every plane, in place, with zero
-/// padding (the Conv layer with `α = W²/9`, `β = b²`; its adjoint is the
-/// same map with `β = 0`). `tmp` is scratch of a plane's length.
-#[inline(always)]
-pub(crate) fn blur(geo: Geo, x: &mut [f64], tmp: &mut [f64], alpha: f64, beta: f64) {
-    for p in geo.planes() {
-        blur_plane(p, &mut x[p.range()], tmp, alpha, beta);
-    }
-}
-
-/// [`blur`] on one plane (`x` its entries). Separable: a 3-tap sum along
-/// each row (a shift by one over the whole plane, the wrapped row ends
-/// redone) into `tmp`, then along the columns (a shift by a row) back.
-#[inline(always)]
-pub(crate) fn blur_plane(p: Plane, x: &mut [f64], tmp: &mut [f64], alpha: f64, beta: f64) {
-    let n = p.len();
-    let (x, tmp) = (&mut x[..n], &mut tmp[..n]);
-    sum3(x, tmp, 1);
-    fix_ends(x, tmp, 1, p.pw);
-    affine_sum3(tmp, x, p.pw, alpha, beta);
-}
-
-/// `t[k] = s[k - d] + s[k] + s[k + d]` (terms outside the slice left out).
-#[inline(always)]
-fn sum3(s: &[f64], t: &mut [f64], d: usize) {
-    let n = s.len();
-    if n <= 2 * d {
-        for (k, t) in t[..n].iter_mut().enumerate() {
-            *t = tap3(s, k, d, k >= d, k + d < n);
-        }
-        return;
-    }
-    for k in 0..d {
-        t[k] = s[k] + s[k + d];
-        t[n - 1 - k] = s[n - 1 - k - d] + s[n - 1 - k];
-    }
-    let (lo, mid, hi) = (&s[..n - 2 * d], &s[d..n - d], &s[2 * d..]);
-    for (k, t) in t[d..n - d].iter_mut().enumerate() {
-        *t = lo[k] + mid[k] + hi[k];
-    }
-}
-
-/// `s[k - d] + s[k] + s[k + d]` with the side terms only where allowed.
-#[inline(always)]
-fn tap3(s: &[f64], k: usize, d: usize, lo: bool, hi: bool) -> f64 {
-    let l = if lo { s[k - d] } else { 0.0 };
-    let h = if hi { s[k + d] } else { 0.0 };
-    l + s[k] + h
-}
-
-/// Redo the entries of [`sum3`] (shift `d`) whose neighbours wrapped
-/// around a row: rows of `w` entries; the first column has no `k - d`
-/// neighbour, the last no `k + d`.
-#[inline(always)]
-fn fix_ends(s: &[f64], t: &mut [f64], d: usize, w: usize) {
-    let n = s.len();
-    for r in (0..n).step_by(w) {
-        for k in [r, r + w - 1] {
-            t[k] = tap3(s, k, d, k != r && k >= d, k != r + w - 1 && k + d < n);
-        }
-    }
-}
-
-/// `dst[k] = α·(t[k - d] + t[k] + t[k + d]) + β` (terms outside left out).
-#[inline(always)]
-fn affine_sum3(t: &[f64], dst: &mut [f64], d: usize, alpha: f64, beta: f64) {
-    let n = t.len();
-    if n <= 2 * d {
-        for (k, o) in dst[..n].iter_mut().enumerate() {
-            *o = alpha.mul_add(tap3(t, k, d, k >= d, k + d < n), beta);
-        }
-        return;
-    }
-    for k in 0..d {
-        dst[k] = alpha.mul_add(t[k] + t[k + d], beta);
-        dst[n - 1 - k] = alpha.mul_add(t[n - 1 - k - d] + t[n - 1 - k], beta);
-    }
-    let (lo, mid, hi) = (&t[..n - 2 * d], &t[d..n - d], &t[2 * d..]);
-    for (k, o) in dst[d..n - d].iter_mut().enumerate() {
-        *o = alpha.mul_add(lo[k] + mid[k] + hi[k], beta);
     }
 }
 
@@ -289,26 +307,26 @@ fn pool_terms(src: Geo, dst: Geo, mut f: impl FnMut(usize, usize, usize)) {
 /// of `dg` (half the size, radius at most `(r − 1)/2`): each entry the
 /// mean over the 16 entries of its window pair.
 #[inline(always)]
-pub(crate) fn pool(sg: Geo, dg: Geo, src: &[f64], dst: &mut [f64]) {
+pub(crate) fn pool<T: Real>(sg: Geo, dg: Geo, src: &[T], dst: &mut [T]) {
     let dst = &mut dst[..dg.len()];
-    dst.fill(0.0);
+    dst.fill(T::ZERO);
     pool_terms(sg, dg, |o, s, n| {
         for (k, d) in dst[o..o + n].iter_mut().enumerate() {
             *d += src[s + 2 * k];
         }
     });
-    dst.iter_mut().for_each(|v| *v *= 1.0 / 16.0);
+    dst.iter_mut().for_each(|v| *v *= T::of(1.0 / 16.0));
 }
 
 /// Adjoint of [`pool`]: each entry of `g_out` spread, divided by 16, over
 /// its window pair; entries no window reads (dropped rows and columns,
 /// displacements past the pooled radius) get 0.
 #[inline(always)]
-pub(crate) fn pool_adjoint(sg: Geo, dg: Geo, g_out: &[f64], g_in: &mut [f64]) {
-    g_in[..sg.len()].fill(0.0);
+pub(crate) fn pool_adjoint<T: Real>(sg: Geo, dg: Geo, g_out: &[T], g_in: &mut [T]) {
+    g_in[..sg.len()].fill(T::ZERO);
     pool_terms(sg, dg, |o, s, n| {
         for (k, &g) in g_out[o..o + n].iter().enumerate() {
-            g_in[s + 2 * k] += g / 16.0;
+            g_in[s + 2 * k] += g / T::of(16.0);
         }
     });
 }
@@ -317,31 +335,34 @@ pub(crate) fn pool_adjoint(sg: Geo, dg: Geo, g_out: &[f64], g_in: &mut [f64]) {
 /// diagonal; GlobalAvgPool: mean of every entry (the map then holds every
 /// displacement).
 #[inline(always)]
-pub(crate) fn readout(geo: Geo, gap: bool, q: &[f64]) -> f64 {
+pub(crate) fn readout<T: Real>(geo: Geo, gap: bool, q: &[T]) -> f64 {
     let n = geo.positions();
     if gap {
         debug_assert!(geo.ry + 1 >= geo.h && geo.rx + 1 >= geo.w);
-        kip_core::sum(&q[..geo.len()]) / (n * n) as f64
+        T::sum(&q[..geo.len()]) / (n * n) as f64
     } else {
-        kip_core::sum(&q[geo.plane(0, 0).range()]) / n as f64
+        T::sum(&q[geo.plane(0, 0).range()]) / n as f64
     }
 }
 
 /// Adjoint of [`readout`]: the map whose readout's cotangent is `g`.
 #[inline(always)]
-pub(crate) fn readout_adjoint(geo: Geo, gap: bool, g: f64, out: &mut [f64]) {
+pub(crate) fn readout_adjoint<T: Real>(geo: Geo, gap: bool, g: f64, out: &mut [T]) {
     let n = geo.positions();
     let out = &mut out[..geo.len()];
     if gap {
-        out.fill(g / (n * n) as f64);
+        out.fill(T::of(g / (n * n) as f64));
     } else {
-        out.fill(0.0);
-        out[geo.plane(0, 0).range()].fill(g / n as f64);
+        let diag = geo.plane(0, 0).range();
+        out[..diag.start].fill(T::ZERO);
+        out[diag.end..].fill(T::ZERO);
+        out[diag].fill(T::of(g / n as f64));
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::blur::{blur, BlurScratch};
     use super::*;
 
     fn lcg(n: usize, seed: u64) -> Vec<f64> {
@@ -434,8 +455,7 @@ mod tests {
                 for rx in 0..w {
                     let geo = Geo { h, w, ry, rx };
                     let mut x = planes_of(geo, &dense);
-                    let mut tmp = vec![0.0; hw];
-                    blur(geo, &mut x, &mut tmp, 0.7, 0.1);
+                    blur(geo, &mut x, &mut BlurScratch::default(), 0.7, 0.1);
                     assert!(
                         close(&x, &planes_of(geo, &dense_blur(h, w, &dense, 0.7, 0.1))),
                         "blur {geo:?}"
@@ -492,9 +512,9 @@ mod tests {
                 let geo = Geo { h, w, ry, rx };
                 let n = geo.len();
                 let (x, y) = (lcg(n, 1), lcg(n, 2));
-                let (mut bx, mut by, mut tmp) = (x.clone(), y.clone(), vec![0.0; n]);
-                blur(geo, &mut bx, &mut tmp, 0.7, 0.0);
-                blur(geo, &mut by, &mut tmp, 0.7, 0.0);
+                let (mut bx, mut by, mut scratch) = (x.clone(), y.clone(), BlurScratch::default());
+                blur(geo, &mut bx, &mut scratch, 0.7, 0.0);
+                blur(geo, &mut by, &mut scratch, 0.7, 0.0);
                 assert!((dot(&bx, &y) - dot(&x, &by)).abs() < 1e-12, "blur {geo:?}");
                 let c = 3;
                 let (xa, xb) = (lcg(h * w * c, 3), lcg(h * w * c, 4));

@@ -21,8 +21,10 @@
 mod act;
 mod act_map;
 mod arch;
+mod blur;
 mod maps;
 mod pair;
+mod real;
 
 use std::ops::{Deref, DerefMut, Range};
 use std::sync::Mutex;
@@ -39,7 +41,7 @@ use crate::kernel::Kernel;
 use crate::norms::{check_g, norms_into, same_dim};
 use crate::points::PointsView;
 use crate::spec::KernelSpec;
-use pair::{ImageCache, Plan, Workspace};
+use pair::{ImageCache, Passes, Plan, Workspace};
 
 /// Images per block: the per-image caches of one block of rows and one of
 /// columns are held at a time.
@@ -103,11 +105,16 @@ impl ConvKernel {
 /// Scratch shared by the tasks of one call: a task leases a workspace and
 /// returns it when done, so the maps (megabytes each for pooled stacks)
 /// are allocated about once per thread and call, not once per task.
-#[derive(Default)]
-struct Pool(Mutex<Vec<Workspace>>);
+struct Pool<T>(Mutex<Vec<Workspace<T>>>);
 
-impl Pool {
-    fn lease(&self) -> Lease<'_> {
+impl<T> Default for Pool<T> {
+    fn default() -> Self {
+        Self(Mutex::new(Vec::new()))
+    }
+}
+
+impl<T: Passes> Pool<T> {
+    fn lease(&self) -> Lease<'_, T> {
         let ws = self
             .0
             .lock()
@@ -122,25 +129,25 @@ impl Pool {
 }
 
 /// A workspace on loan from a [`Pool`], returned on drop.
-struct Lease<'p> {
-    pool: &'p Pool,
-    ws: Option<Workspace>,
+struct Lease<'p, T> {
+    pool: &'p Pool<T>,
+    ws: Option<Workspace<T>>,
 }
 
-impl Deref for Lease<'_> {
-    type Target = Workspace;
-    fn deref(&self) -> &Workspace {
+impl<T> Deref for Lease<'_, T> {
+    type Target = Workspace<T>;
+    fn deref(&self) -> &Workspace<T> {
         self.ws.as_ref().expect("leased until dropped")
     }
 }
 
-impl DerefMut for Lease<'_> {
-    fn deref_mut(&mut self) -> &mut Workspace {
+impl<T> DerefMut for Lease<'_, T> {
+    fn deref_mut(&mut self) -> &mut Workspace<T> {
         self.ws.as_mut().expect("leased until dropped")
     }
 }
 
-impl Drop for Lease<'_> {
+impl<T> Drop for Lease<'_, T> {
     fn drop(&mut self) {
         if let Some(ws) = self.ws.take() {
             self.pool.0.lock().unwrap_or_else(|e| e.into_inner()).push(ws);
@@ -149,7 +156,7 @@ impl Drop for Lease<'_> {
 }
 
 /// The caches of rows `rows` of `x`, in parallel.
-fn caches(plan: &Plan, pool: &Pool, x: &PointsView<'_>, rows: Range<usize>) -> Vec<ImageCache> {
+fn caches<T: Passes>(plan: &Plan, pool: &Pool<T>, x: &PointsView<'_>, rows: Range<usize>) -> Vec<ImageCache<T>> {
     rows.into_par_iter()
         .map_init(
             || pool.lease(),
@@ -165,11 +172,11 @@ fn blocks(n: usize) -> impl Iterator<Item = Range<usize>> {
 
 /// `out[i, j] = K(a_i, b_j)` for the rows `ri` of `a` and columns `cj` of
 /// `b` (`lower`: only `j ≤ i`, by global index).
-fn gram_block(
+fn gram_block<T: Passes>(
     plan: &Plan,
-    pool: &Pool,
-    ra: (&[ImageCache], usize),
-    cb: (&[ImageCache], usize),
+    pool: &Pool<T>,
+    ra: (&[ImageCache<T>], usize),
+    cb: (&[ImageCache<T>], usize),
     lower: bool,
     out: &mut DMatrix<f64>,
 ) {
@@ -187,7 +194,7 @@ fn gram_block(
                 let v = cols
                     .clone()
                     .take_while(|&jj| !lower || c0 + jj <= i)
-                    .map(|jj| pair::forward(plan, &rc[k], &cc[jj], ws, false))
+                    .map(|jj| T::forward(plan, &rc[k], &cc[jj], ws))
                     .collect();
                 (i, c0 + cols.start, v)
             },
@@ -203,7 +210,7 @@ fn gram_block(
 /// The gradient with respect to the rows `x` of `Σ_ij g(i, j)·K(x_i, y_j)`
 /// into `out` (`n_x × d`), and with `values` the kernel matrix itself
 /// (`n_x × n_y`, from the same forward passes).
-fn rows_grad(
+fn rows_grad<T: Passes>(
     plan: &Plan,
     x: &PointsView<'_>,
     y: &PointsView<'_>,
@@ -211,7 +218,7 @@ fn rows_grad(
     out: &mut DMatrix<f64>,
     mut values: Option<&mut DMatrix<f64>>,
 ) {
-    let pool = Pool::default();
+    let pool = Pool::<T>::default();
     let (n, d, ny) = (x.nrows(), x.ncols(), y.nrows());
     if out.shape() != (n, d) {
         *out = DMatrix::zeros(n, d);
@@ -224,9 +231,9 @@ fn rows_grad(
     let record = values.is_some();
     for rows in blocks(n) {
         let rc = caches(plan, &pool, x, rows.clone());
-        let mut acc: Vec<RowAcc> = (0..rows.len())
+        let mut acc: Vec<RowAcc<T>> = (0..rows.len())
             .map(|_| RowAcc {
-                dx: vec![0.0; plan.image_len()],
+                dx: vec![T::ZERO; plan.image_len()],
                 var: plan.var_accumulators(),
                 k: if record { vec![0.0; ny] } else { Vec::new() },
             })
@@ -239,11 +246,10 @@ fn rows_grad(
                     for (jj, b) in cc.iter().enumerate() {
                         let gij = g(rows.start + k, cols.start + jj);
                         if gij != 0.0 || record {
-                            let v = pair::forward(plan, &rc[k], b, ws, true);
+                            let v = T::value_grad(plan, &rc[k], b, ws, gij, &mut row.dx, &mut row.var);
                             if record {
                                 row.k[cols.start + jj] = v;
                             }
-                            pair::backward(plan, &rc[k], b, ws, gij, &mut row.dx, &mut row.var);
                         }
                     }
                 },
@@ -251,7 +257,7 @@ fn rows_grad(
         }
         acc.par_iter_mut().enumerate().for_each_init(
             || pool.lease(),
-            |ws, (k, row)| pair::self_backward(plan, &rc[k], ws, &row.var, &mut row.dx),
+            |ws, (k, row)| T::self_backward(plan, &rc[k], ws, &row.var, &mut row.dx),
         );
         for (k, row) in acc.iter().enumerate() {
             ImageCache::unplanar(plan, &row.dx, |col, v| out[(rows.start + k, col)] = v);
@@ -267,10 +273,79 @@ fn rows_grad(
 /// What the backward passes of one row image accumulate: its gradient
 /// (planar), its variances' cotangents, and (when recorded) its kernel
 /// values.
-struct RowAcc {
-    dx: Vec<f64>,
-    var: Vec<Vec<f64>>,
+struct RowAcc<T> {
+    dx: Vec<T>,
+    var: Vec<Vec<T>>,
     k: Vec<f64>,
+}
+
+/// `out = K(a, b)` (see [`Kernel::gram_into`]).
+fn gram<T: Passes>(plan: &Plan, a: &PointsView<'_>, b: &PointsView<'_>, out: &mut DMatrix<f64>) {
+    let pool = Pool::<T>::default();
+    let (n1, n2) = (a.nrows(), b.nrows());
+    if out.shape() != (n1, n2) {
+        *out = DMatrix::zeros(n1, n2);
+    }
+    for rows in blocks(n1) {
+        let rc = caches(plan, &pool, a, rows.clone());
+        for cols in blocks(n2) {
+            let cc = caches(plan, &pool, b, cols.clone());
+            gram_block(plan, &pool, (&rc, rows.start), (&cc, cols.start), false, out);
+        }
+    }
+}
+
+/// `out = K(a, a)` from its lower triangle.
+fn gram_sym<T: Passes>(plan: &Plan, a: &PointsView<'_>, out: &mut DMatrix<f64>) {
+    let pool = Pool::<T>::default();
+    let n = a.nrows();
+    if out.shape() != (n, n) {
+        *out = DMatrix::zeros(n, n);
+    }
+    for rows in blocks(n) {
+        let rc = caches(plan, &pool, a, rows.clone());
+        for cols in blocks(rows.end) {
+            // The diagonal block pairs the row block with itself.
+            let other;
+            let cc: &[ImageCache<T>] = if cols == rows {
+                &rc
+            } else {
+                other = caches(plan, &pool, a, cols.clone());
+                &other
+            };
+            gram_block(plan, &pool, (&rc, rows.start), (cc, cols.start), true, out);
+        }
+    }
+    for j in 0..n {
+        for i in j + 1..n {
+            out[(j, i)] = out[(i, j)];
+        }
+    }
+}
+
+/// `K(a_i, a_i)` for every row.
+fn gram_diag<T: Passes>(plan: &Plan, a: &PointsView<'_>) -> Vec<f64> {
+    let pool = Pool::<T>::default();
+    let mut out = Vec::with_capacity(a.nrows());
+    for rows in blocks(a.nrows()) {
+        let rc = caches(plan, &pool, a, rows);
+        out.par_extend(
+            rc.par_iter()
+                .map_init(|| pool.lease(), |ws, x| T::forward(plan, x, x, ws)),
+        );
+    }
+    out
+}
+
+/// Run `$f::<f32>` or `$f::<f64>` as the kernel's arithmetic says.
+macro_rules! in_precision {
+    ($k:expr, $f:ident($($arg:expr),* $(,)?)) => {
+        if $k.arch.f32 {
+            $f::<f32>($($arg),*)
+        } else {
+            $f::<f64>($($arg),*)
+        }
+    };
 }
 
 impl Kernel for ConvKernel {
@@ -280,62 +355,19 @@ impl Kernel for ConvKernel {
 
     fn gram_into(&self, a: PointsView<'_>, b: PointsView<'_>, out: &mut DMatrix<f64>) -> Result<()> {
         let plan = self.checked_pair(&a, &b, None)?;
-        let pool = Pool::default();
-        let (n1, n2) = (a.nrows(), b.nrows());
-        if out.shape() != (n1, n2) {
-            *out = DMatrix::zeros(n1, n2);
-        }
-        for rows in blocks(n1) {
-            let rc = caches(&plan, &pool, &a, rows.clone());
-            for cols in blocks(n2) {
-                let cc = caches(&plan, &pool, &b, cols.clone());
-                gram_block(&plan, &pool, (&rc, rows.start), (&cc, cols.start), false, out);
-            }
-        }
+        in_precision!(self, gram(&plan, &a, &b, out));
         Ok(())
     }
 
     fn gram_sym_into(&self, a: PointsView<'_>, out: &mut DMatrix<f64>) -> Result<()> {
         let plan = self.checked("a", &a)?;
-        let pool = Pool::default();
-        let n = a.nrows();
-        if out.shape() != (n, n) {
-            *out = DMatrix::zeros(n, n);
-        }
-        for rows in blocks(n) {
-            let rc = caches(&plan, &pool, &a, rows.clone());
-            for cols in blocks(rows.end) {
-                // The diagonal block pairs the row block with itself.
-                let other;
-                let cc: &[ImageCache] = if cols == rows {
-                    &rc
-                } else {
-                    other = caches(&plan, &pool, &a, cols.clone());
-                    &other
-                };
-                gram_block(&plan, &pool, (&rc, rows.start), (cc, cols.start), true, out);
-            }
-        }
-        for j in 0..n {
-            for i in j + 1..n {
-                out[(j, i)] = out[(i, j)];
-            }
-        }
+        in_precision!(self, gram_sym(&plan, &a, out));
         Ok(())
     }
 
     fn gram_diag(&self, a: PointsView<'_>) -> Result<Vec<f64>> {
         let plan = self.checked("a", &a)?;
-        let pool = Pool::default();
-        let mut out = Vec::with_capacity(a.nrows());
-        for rows in blocks(a.nrows()) {
-            let rc = caches(&plan, &pool, &a, rows);
-            out.par_extend(
-                rc.par_iter()
-                    .map_init(|| pool.lease(), |ws, x| pair::forward(&plan, x, x, ws, false)),
-            );
-        }
-        Ok(out)
+        Ok(in_precision!(self, gram_diag(&plan, &a)))
     }
 
     fn vjp_into(
@@ -348,10 +380,10 @@ impl Kernel for ConvKernel {
     ) -> Result<()> {
         let plan = self.checked_pair(&a, &b, Some(g))?;
         if let Some(da) = da {
-            rows_grad(&plan, &a, &b, |i, j| g[(i, j)], da, None);
+            in_precision!(self, rows_grad(&plan, &a, &b, |i, j| g[(i, j)], da, None));
         }
         if let Some(db) = db {
-            rows_grad(&plan, &b, &a, |i, j| g[(j, i)], db, None);
+            in_precision!(self, rows_grad(&plan, &b, &a, |i, j| g[(j, i)], db, None));
         }
         Ok(())
     }
@@ -361,7 +393,7 @@ impl Kernel for ConvKernel {
         check_g(g, a.nrows(), a.nrows())?;
         // K(x, y) = K(y, x): the pair (i, j) reaches x_i through both
         // orderings, and the diagonal K(x, x) twice through one.
-        rows_grad(&plan, &a, &a, |i, j| g[(i, j)] + g[(j, i)], da, None);
+        in_precision!(self, rows_grad(&plan, &a, &a, |i, j| g[(i, j)] + g[(j, i)], da, None));
         Ok(())
     }
 
@@ -374,7 +406,7 @@ impl Kernel for ConvKernel {
         da: &mut DMatrix<f64>,
     ) -> Result<()> {
         let plan = self.checked_pair(&a, &b, Some(g))?;
-        rows_grad(&plan, &a, &b, |i, j| g[(i, j)], da, Some(out));
+        in_precision!(self, rows_grad(&plan, &a, &b, |i, j| g[(i, j)], da, Some(out)));
         Ok(())
     }
 }

@@ -5,9 +5,11 @@
 //! their cotangents back to the pixels.
 
 use super::act::{self, Act};
-use super::act_map::{act_back_coefs, act_map, conv_act, conv_plane, self_act_back};
+use super::act_map::{act_back_coefs, act_map, conv_act, conv_plane, self_act_back, ActOut};
 use super::arch::{ConvArch, ConvLayer};
+use super::blur::{self, BlurScratch};
 use super::maps::{self, Geo};
+use super::real::Real;
 use crate::fc::FcKind;
 use kip_core::multiversion;
 use kip_core::ImageShape;
@@ -36,6 +38,10 @@ pub(crate) struct Plan {
     max_len: usize,
     /// Positions of each activation's variance map.
     act_positions: Vec<usize>,
+    /// The body ends with an activation whose map the readout weighs
+    /// evenly (Flatten of the diagonal alone, or GlobalAvgPool): its
+    /// backward runs inside the forward ([`ActOut::Last`]).
+    fuse_last: bool,
 }
 
 impl Plan {
@@ -104,6 +110,8 @@ impl Plan {
             }
         }
         let w2 = arch.w_std * arch.w_std;
+        let even = gap || (out_geo.ry == 0 && out_geo.rx == 0);
+        let fuse_last = even && matches!(steps.last(), Some(Step::Act(..)));
         Self {
             steps,
             in_geo: geo,
@@ -116,6 +124,18 @@ impl Plan {
             b2: arch.b_std * arch.b_std,
             max_len,
             act_positions,
+            fuse_last,
+        }
+    }
+
+    /// The readout's weight of each entry of its map (the mean over the
+    /// diagonal, or over every entry for GlobalAvgPool).
+    fn readout_weight(&self) -> f64 {
+        let n = self.out_geo.positions() as f64;
+        if self.gap {
+            1.0 / (n * n)
+        } else {
+            1.0 / n
         }
     }
 
@@ -126,66 +146,66 @@ impl Plan {
 
     /// Empty accumulators of the variances' cotangents, one map per
     /// activation.
-    pub(crate) fn var_accumulators(&self) -> Vec<Vec<f64>> {
-        self.act_positions.iter().map(|&n| vec![0.0; n]).collect()
+    pub(crate) fn var_accumulators<T: Real>(&self) -> Vec<Vec<T>> {
+        self.act_positions.iter().map(|&n| vec![T::ZERO; n]).collect()
     }
 }
 
 /// An image, channel-planar, with the two cached numbers per position of
 /// each activation's variance map ([`act::cache_of`]).
 #[derive(Clone, Debug, Default)]
-pub(crate) struct ImageCache {
-    pub(crate) x: Vec<f64>,
-    c0: Vec<Vec<f64>>,
-    c1: Vec<Vec<f64>>,
+pub(crate) struct ImageCache<T> {
+    pub(crate) x: Vec<T>,
+    c0: Vec<Vec<T>>,
+    c1: Vec<Vec<T>>,
 }
 
-impl ImageCache {
+impl<T: Passes> ImageCache<T> {
     /// From one row of points (`h·w·c`, channels fastest): the planar
     /// copy and the per-image pass.
-    pub(crate) fn new(plan: &Plan, row: impl Iterator<Item = f64>, ws: &mut Workspace) -> Self {
+    pub(crate) fn new(plan: &Plan, row: impl Iterator<Item = f64>, ws: &mut Workspace<T>) -> Self {
         let (hw, c) = (plan.in_geo.positions(), plan.channels);
-        let mut x = vec![0.0; hw * c];
+        let mut x = vec![T::ZERO; hw * c];
         for (k, v) in row.enumerate() {
-            x[(k % c) * hw + k / c] = v;
+            x[(k % c) * hw + k / c] = T::of(v);
         }
         let mut c0 = plan.var_accumulators();
         let mut c1 = plan.var_accumulators();
-        self_forward(plan, &x, Caches::Fill(&mut c0, &mut c1), ws, false);
+        T::self_forward(plan, &x, Caches::Fill(&mut c0, &mut c1), ws, false);
         Self { x, c0, c1 }
     }
 
     /// The planar image back in row order (channels fastest) into `out`.
-    pub(crate) fn unplanar(plan: &Plan, planar: &[f64], mut out: impl FnMut(usize, f64)) {
+    pub(crate) fn unplanar(plan: &Plan, planar: &[T], mut out: impl FnMut(usize, f64)) {
         let (hw, c) = (plan.in_geo.positions(), plan.channels);
         for k in 0..hw * c {
-            out(k, planar[(k % c) * hw + k / c]);
+            out(k, planar[(k % c) * hw + k / c].into());
         }
     }
 }
 
 /// Scratch of one thread: the maps, the tape, the cotangents.
 #[derive(Debug, Default)]
-pub(crate) struct Workspace {
-    q: Vec<f64>,
-    t: Vec<f64>,
-    s: Vec<f64>,
-    tmp: Vec<f64>,
+pub(crate) struct Workspace<T> {
+    q: Vec<T>,
+    t: Vec<T>,
+    s: Vec<T>,
+    blur: BlurScratch<T>,
     /// The self pass's tape: each activation's input.
-    tape_q: Vec<Vec<f64>>,
+    tape_q: Vec<Vec<T>>,
     /// The pair's tape: per activation, per entry, `Ḟ`, `Θ∂Ḟ/∂q`,
     /// `∂F/∂vₐ`, `Θ∂Ḟ/∂vₐ` ([`act::forward_coefs`]).
-    coefs: Vec<[Vec<f64>; 4]>,
-    sa: Vec<f64>,
-    sb: Vec<f64>,
+    coefs: Vec<[Vec<T>; 4]>,
+    sa: Vec<T>,
+    sb: Vec<T>,
 }
 
-impl Workspace {
+impl<T: Real> Workspace<T> {
     fn fit(&mut self, plan: &Plan) {
         let n = plan.max_len;
-        for v in [&mut self.q, &mut self.t, &mut self.s, &mut self.tmp] {
+        for v in [&mut self.q, &mut self.t, &mut self.s] {
             if v.len() < n {
-                v.resize(n, 0.0);
+                v.resize(n, T::ZERO);
             }
         }
         let acts = plan.act_positions.len();
@@ -194,98 +214,164 @@ impl Workspace {
     }
 }
 
-/// The kernel value of the pair `(a, b)`; with `tape`, the inputs of
-/// every activation are kept in `ws` for [`backward`].
+/// The kernel value of the pair `(a, b)`. With a cotangent `cot = (g,
+/// acc)` of the value, the tape of every activation is kept in `ws` for
+/// [`backward_impl`] — except the last one's where [`Plan::fuse_last`]:
+/// its backward runs here (variance cotangents into `acc`), and its
+/// input cotangents are left in `ws.q`, `ws.t`.
 #[inline(always)]
-fn forward_impl(plan: &Plan, a: &ImageCache, b: &ImageCache, ws: &mut Workspace, tape: bool) -> f64 {
+fn forward_impl<T: Real>(
+    plan: &Plan,
+    a: &ImageCache<T>,
+    b: &ImageCache<T>,
+    ws: &mut Workspace<T>,
+    mut cot: Option<(f64, &mut [Vec<T>])>,
+) -> f64 {
     ws.fit(plan);
     maps::input(plan.in_geo, plan.channels, &a.x, &b.x, &mut ws.q);
     let ntk = plan.ntk;
-    if ntk {
-        ws.t[..plan.in_geo.len()].fill(0.0);
-    }
+    // The NTK map starts at zero: the first Conv makes it a copy of q
+    // (no blur of zeros); before anything else reads it, it is zeroed.
+    let mut t_zero = ntk;
+    let mut sums = [0.0; 2];
     let mut skip = false;
     for (i, step) in plan.steps.iter().enumerate() {
         if std::mem::take(&mut skip) {
             continue;
         }
-        let (ab, t) = ((plan.alpha, plan.b2), if ntk { &mut ws.t[..] } else { &mut ws.t[..0] });
+        if t_zero && matches!(step, Step::Act(..)) {
+            ws.t.fill(T::ZERO);
+            t_zero = false;
+        }
+        let (ab, t) = (
+            (T::of(plan.alpha), T::of(plan.b2)),
+            if ntk { &mut ws.t[..] } else { &mut ws.t[..0] },
+        );
         match *step {
             Step::Conv(geo) => {
                 // The Conv and the activation after it, plane by plane.
                 if let Some(&Step::Act(_, act, idx)) = plan.steps.get(i + 1) {
-                    let n = geo.len();
-                    let coefs = tape.then(|| sized(&mut ws.coefs[idx], n));
+                    let o = act_out(plan, i + 1, idx, geo.len(), &mut ws.coefs, &mut cot, &mut sums);
                     let (ca, cb) = ((&a.c0[idx][..], &a.c1[idx][..]), (&b.c0[idx][..], &b.c1[idx][..]));
-                    conv_act(ab, geo, act, &mut ws.q, t, &mut ws.tmp, ca, cb, coefs);
+                    conv_act(ab, geo, act, &mut ws.q, t, t_zero, &mut ws.blur, ca, cb, o);
                     skip = true;
                 } else {
                     for p in geo.planes() {
-                        conv_plane(p, ab, &mut ws.q, t, &mut ws.tmp);
+                        conv_plane(p, ab, &mut ws.q, t, t_zero, &mut ws.blur);
                     }
                 }
+                t_zero = false;
             }
             Step::Act(geo, act, idx) => {
                 let (ca, cb) = ((&a.c0[idx][..], &a.c1[idx][..]), (&b.c0[idx][..], &b.c1[idx][..]));
-                let coefs = tape.then(|| sized(&mut ws.coefs[idx], geo.len()));
-                act_map(geo, act, &mut ws.q, t, ca, cb, coefs);
+                let o = act_out(plan, i, idx, geo.len(), &mut ws.coefs, &mut cot, &mut sums);
+                act_map(geo, act, &mut ws.q, t, ca, cb, o);
             }
             Step::Pool(sg, dg) => {
                 maps::pool(sg, dg, &ws.q, &mut ws.s);
                 std::mem::swap(&mut ws.q, &mut ws.s);
-                if ntk {
+                if ntk && !t_zero {
                     maps::pool(sg, dg, &ws.t, &mut ws.s);
                     std::mem::swap(&mut ws.t, &mut ws.s);
                 }
             }
         }
     }
-    let k = maps::readout(plan.out_geo, plan.gap, &ws.q);
+    if t_zero {
+        ws.t.fill(T::ZERO);
+    }
+    let (k, kt) = if cot.is_some() && plan.fuse_last {
+        let w = plan.readout_weight();
+        (sums[0] * w, sums[1] * w)
+    } else {
+        let kt = if ntk {
+            maps::readout(plan.out_geo, plan.gap, &ws.t)
+        } else {
+            0.0
+        };
+        (maps::readout(plan.out_geo, plan.gap, &ws.q), kt)
+    };
     let nngp = plan.w2 * k + plan.b2;
     if ntk {
-        nngp + plan.w2 * maps::readout(plan.out_geo, plan.gap, &ws.t)
+        nngp + plan.w2 * kt
     } else {
         nngp
     }
 }
 
+/// What the activation at step `j` (activation `idx`, maps of `n`
+/// entries) writes besides its values: nothing without a cotangent, else
+/// its tape, or its backward where it is the last and [`Plan::fuse_last`].
+#[inline(always)]
+fn act_out<'w, T: Real>(
+    plan: &Plan,
+    j: usize,
+    idx: usize,
+    n: usize,
+    coefs: &'w mut [[Vec<T>; 4]],
+    cot: &'w mut Option<(f64, &mut [Vec<T>])>,
+    sums: &'w mut [f64; 2],
+) -> ActOut<'w, T> {
+    match cot {
+        None => ActOut::Values,
+        Some((g, acc)) if j + 1 == plan.steps.len() && plan.fuse_last => {
+            let gq = T::of(plan.w2 * *g * plan.readout_weight());
+            let gt = if plan.ntk { gq } else { T::ZERO };
+            ActOut::Last {
+                g: (gq, gt),
+                va: &mut acc[idx][..],
+                sums,
+            }
+        }
+        Some(_) => ActOut::Tape(sized(&mut coefs[idx], n)),
+    }
+}
+
 /// The tape's four coefficient maps of one activation, `n` entries each.
 #[inline(always)]
-fn sized(coefs: &mut [Vec<f64>; 4], n: usize) -> &mut [Vec<f64>; 4] {
+fn sized<T: Real>(coefs: &mut [Vec<T>; 4], n: usize) -> &mut [Vec<T>; 4] {
     for v in coefs.iter_mut() {
-        v.resize(n, 0.0);
+        v.resize(n, T::ZERO);
     }
     coefs
 }
 
 #[inline(always)]
-fn copy_into(dst: &mut Vec<f64>, src: &[f64]) {
+fn copy_into<T: Real>(dst: &mut Vec<T>, src: &[T]) {
     dst.clear();
     dst.extend_from_slice(src);
 }
 
-/// The backward pass of the pair last run by [`forward`] with a tape, to
-/// the row image `a`, with cotangent `g` of the kernel value: the input
-/// covariance's part added into `dxa` (planar), the row side's variances'
-/// cotangents into `acc` (one map per activation; [`self_backward`]
-/// carries them to the pixels).
+/// The value of the pair `(a, b)` and its backward pass to the row image
+/// `a` with cotangent `g` of the value: the input covariance's part
+/// added into `dxa` (planar), the row side's variances' cotangents into
+/// `acc` (one map per activation; [`Passes::self_backward`] carries them
+/// to the pixels).
 #[inline(always)]
-fn backward_impl(
+fn value_grad_impl<T: Real>(
     plan: &Plan,
-    _a: &ImageCache,
-    b: &ImageCache,
-    ws: &mut Workspace,
+    a: &ImageCache<T>,
+    b: &ImageCache<T>,
+    ws: &mut Workspace<T>,
     g: f64,
-    dxa: &mut [f64],
-    acc: &mut [Vec<f64>],
-) {
+    dxa: &mut [T],
+    acc: &mut [Vec<T>],
+) -> f64 {
+    let value = forward_impl(plan, a, b, ws, Some((g, acc)));
     let ntk = plan.ntk;
-    // gq, gt live in ws.q, ws.t (the forward's maps are no longer needed).
-    maps::readout_adjoint(plan.out_geo, plan.gap, plan.w2 * g, &mut ws.q);
-    if ntk {
-        maps::readout_adjoint(plan.out_geo, plan.gap, plan.w2 * g, &mut ws.t);
-    }
-    for step in plan.steps.iter().rev() {
+    let steps = if plan.fuse_last {
+        // The last activation's backward ran in the forward, which left
+        // its input cotangents in ws.q, ws.t.
+        &plan.steps[..plan.steps.len() - 1]
+    } else {
+        // gq, gt live in ws.q, ws.t (the forward's maps are no longer needed).
+        maps::readout_adjoint(plan.out_geo, plan.gap, plan.w2 * g, &mut ws.q);
+        if ntk {
+            maps::readout_adjoint(plan.out_geo, plan.gap, plan.w2 * g, &mut ws.t);
+        }
+        &plan.steps[..]
+    };
+    for step in steps.iter().rev() {
         match *step {
             Step::Pool(sg, dg) => {
                 maps::pool_adjoint(sg, dg, &ws.q, &mut ws.s);
@@ -303,41 +389,41 @@ fn backward_impl(
             }
         }
     }
-    maps::input_adjoint(plan.in_geo, plan.channels, &ws.q, &b.x, 1.0, dxa);
+    maps::input_adjoint(plan.in_geo, plan.channels, &ws.q, &b.x, T::ONE, dxa);
+    value
 }
 
 /// The Conv layer's adjoint on the cotangents in `ws.q` (and `ws.t`):
 /// `gq ← α·B(gq + gt)`, `gt ← α·B(gt)`.
 #[inline(always)]
-fn conv_back(plan: &Plan, geo: Geo, ws: &mut Workspace, ntk: bool) {
+fn conv_back<T: Real>(plan: &Plan, geo: Geo, ws: &mut Workspace<T>, ntk: bool) {
+    let alpha = T::of(plan.alpha);
     for p in geo.planes() {
         let r = p.range();
         if ntk {
-            for (q, t) in ws.q[r.clone()].iter_mut().zip(&ws.t[r.clone()]) {
-                *q += t;
-            }
-            maps::blur_plane(p, &mut ws.t[r.clone()], &mut ws.tmp, plan.alpha, 0.0);
+            blur::blur_plane(p, &mut ws.t[r.clone()], &mut ws.q[r], &mut ws.blur, alpha, T::ZERO);
+        } else {
+            blur::blur_plane(p, &mut ws.q[r], &mut [], &mut ws.blur, alpha, T::ZERO);
         }
-        maps::blur_plane(p, &mut ws.q[r], &mut ws.tmp, plan.alpha, 0.0);
     }
 }
 
 /// The caches of an image's pass: filled by it, or read.
-enum Caches<'a> {
-    Fill(&'a mut [Vec<f64>], &'a mut [Vec<f64>]),
-    Read(&'a [Vec<f64>], &'a [Vec<f64>]),
+pub(crate) enum Caches<'a, T> {
+    Fill(&'a mut [Vec<T>], &'a mut [Vec<T>]),
+    Read(&'a [Vec<T>], &'a [Vec<T>]),
 }
 
 /// The per-image pass: the self-covariance (NNGP) of the planar image `x`
 /// through the stack, filling or reading the caches of each activation's
 /// diagonal, keeping the tape when `tape`.
 #[inline(always)]
-fn self_forward_impl(plan: &Plan, x: &[f64], mut caches: Caches<'_>, ws: &mut Workspace, tape: bool) {
+fn self_forward_impl<T: Real>(plan: &Plan, x: &[T], mut caches: Caches<'_, T>, ws: &mut Workspace<T>, tape: bool) {
     ws.fit(plan);
     maps::input(plan.in_geo, plan.channels, x, x, &mut ws.q);
     for step in &plan.steps {
         match *step {
-            Step::Conv(geo) => maps::blur(geo, &mut ws.q, &mut ws.tmp, plan.alpha, plan.b2),
+            Step::Conv(geo) => blur::blur(geo, &mut ws.q, &mut ws.blur, T::of(plan.alpha), T::of(plan.b2)),
             Step::Act(geo, act, idx) => {
                 if let Caches::Fill(c0, c1) = &mut caches {
                     for i in 0..geo.h {
@@ -355,7 +441,7 @@ fn self_forward_impl(plan: &Plan, x: &[f64], mut caches: Caches<'_>, ws: &mut Wo
                     Caches::Fill(c0, c1) => (&c0[idx][..], &c1[idx][..]),
                     Caches::Read(c0, c1) => (&c0[idx][..], &c1[idx][..]),
                 };
-                act_map(geo, act, &mut ws.q, &mut [], c, c, None);
+                act_map(geo, act, &mut ws.q, &mut [], c, c, ActOut::Values);
             }
             Step::Pool(sg, dg) => {
                 maps::pool(sg, dg, &ws.q, &mut ws.s);
@@ -368,12 +454,12 @@ fn self_forward_impl(plan: &Plan, x: &[f64], mut caches: Caches<'_>, ws: &mut Wo
 /// Carry the variances' cotangents `acc` (one map per activation) back
 /// through the image's own pass to its pixels, added into `dx` (planar).
 #[inline(always)]
-fn self_backward_impl(plan: &Plan, img: &ImageCache, ws: &mut Workspace, acc: &[Vec<f64>], dx: &mut [f64]) {
-    if acc.iter().all(|m| m.iter().all(|&v| v == 0.0)) {
+fn self_backward_impl<T: Real>(plan: &Plan, img: &ImageCache<T>, ws: &mut Workspace<T>, acc: &[Vec<T>], dx: &mut [T]) {
+    if acc.iter().all(|m| m.iter().all(|&v| v == T::ZERO)) {
         return;
     }
     self_forward_impl(plan, &img.x, Caches::Read(&img.c0, &img.c1), ws, true);
-    ws.q[..plan.out_geo.len()].fill(0.0);
+    ws.q[..plan.out_geo.len()].fill(T::ZERO);
     for step in plan.steps.iter().rev() {
         match *step {
             Step::Pool(sg, dg) => {
@@ -385,9 +471,9 @@ fn self_backward_impl(plan: &Plan, img: &ImageCache, ws: &mut Workspace, acc: &[
                 let n = geo.len();
                 let np = geo.positions();
                 ws.sa.clear();
-                ws.sa.resize(np, 0.0);
+                ws.sa.resize(np, T::ZERO);
                 ws.sb.clear();
-                ws.sb.resize(np, 0.0);
+                ws.sb.resize(np, T::ZERO);
                 let c = (&img.c0[idx][..], &img.c1[idx][..]);
                 self_act_back(geo, act, &ws.tape_q[idx], &mut ws.q[..n], c, &mut ws.sa, &mut ws.sb);
                 // The variances are the diagonal of this layer's input.
@@ -400,31 +486,59 @@ fn self_backward_impl(plan: &Plan, img: &ImageCache, ws: &mut Workspace, acc: &[
             }
         }
     }
-    maps::input_adjoint(plan.in_geo, plan.channels, &ws.q, &img.x, 2.0, dx);
+    maps::input_adjoint(plan.in_geo, plan.channels, &ws.q, &img.x, T::of(2.0), dx);
 }
 
-multiversion! {
-    /// The kernel value of the pair `(a, b)`; with `tape`, the inputs of
-    /// every activation are kept in `ws` for [`backward`].
-    pub(crate) fn forward(plan: &Plan, a: &ImageCache, b: &ImageCache, ws: &mut Workspace, tape: bool) -> f64 => forward_impl
-}
-
-multiversion! {
-    /// The backward pass of the pair last run by [`forward`] with a tape
-    /// (see `backward_impl`).
-    pub(crate) fn backward(plan: &Plan, a: &ImageCache, b: &ImageCache, ws: &mut Workspace, g: f64, dxa: &mut [f64], acc: &mut [Vec<f64>]) => backward_impl
-}
-
-multiversion! {
+/// The passes of one float type, each compiled for AVX-512, AVX2+FMA
+/// and the baseline and chosen at run time.
+pub(crate) trait Passes: Real {
+    /// The kernel value of the pair `(a, b)` (see `forward_impl`).
+    fn forward(plan: &Plan, a: &ImageCache<Self>, b: &ImageCache<Self>, ws: &mut Workspace<Self>) -> f64;
+    /// The value and the backward pass to the row image (see
+    /// `value_grad_impl`).
+    fn value_grad(
+        plan: &Plan,
+        a: &ImageCache<Self>,
+        b: &ImageCache<Self>,
+        ws: &mut Workspace<Self>,
+        g: f64,
+        dxa: &mut [Self],
+        acc: &mut [Vec<Self>],
+    ) -> f64;
     /// The per-image pass (see `self_forward_impl`).
-    fn self_forward(plan: &Plan, x: &[f64], caches: Caches<'_>, ws: &mut Workspace, tape: bool) => self_forward_impl
-}
-
-multiversion! {
+    fn self_forward(plan: &Plan, x: &[Self], caches: Caches<'_, Self>, ws: &mut Workspace<Self>, tape: bool);
     /// Carry the variances' cotangents to the pixels (see
     /// `self_backward_impl`).
-    pub(crate) fn self_backward(plan: &Plan, img: &ImageCache, ws: &mut Workspace, acc: &[Vec<f64>], dx: &mut [f64]) => self_backward_impl
+    fn self_backward(plan: &Plan, img: &ImageCache<Self>, ws: &mut Workspace<Self>, acc: &[Vec<Self>], dx: &mut [Self]);
 }
+
+/// The value alone (the Gram's pass).
+#[inline(always)]
+fn value_impl<T: Real>(plan: &Plan, a: &ImageCache<T>, b: &ImageCache<T>, ws: &mut Workspace<T>) -> f64 {
+    forward_impl(plan, a, b, ws, None)
+}
+
+macro_rules! passes {
+    ($t:ty) => {
+        impl Passes for $t {
+            multiversion! {
+                fn forward(plan: &Plan, a: &ImageCache<$t>, b: &ImageCache<$t>, ws: &mut Workspace<$t>) -> f64 => value_impl
+            }
+            multiversion! {
+                fn value_grad(plan: &Plan, a: &ImageCache<$t>, b: &ImageCache<$t>, ws: &mut Workspace<$t>, g: f64, dxa: &mut [$t], acc: &mut [Vec<$t>]) -> f64 => value_grad_impl
+            }
+            multiversion! {
+                fn self_forward(plan: &Plan, x: &[$t], caches: Caches<'_, $t>, ws: &mut Workspace<$t>, tape: bool) => self_forward_impl
+            }
+            multiversion! {
+                fn self_backward(plan: &Plan, img: &ImageCache<$t>, ws: &mut Workspace<$t>, acc: &[Vec<$t>], dx: &mut [$t]) => self_backward_impl
+            }
+        }
+    };
+}
+
+passes!(f64);
+passes!(f32);
 
 #[cfg(test)]
 mod tests {
@@ -443,7 +557,7 @@ mod tests {
             for shape in [ImageShape::new(8, 8, 2), ImageShape::new(9, 7, 1)] {
                 let (band, full) = (Plan::new(arch, shape), Plan::with_maps(arch, shape, true));
                 assert!(band.max_len < full.max_len);
-                let mut ws = Workspace::default();
+                let mut ws = Workspace::<f64>::default();
                 let image = |seed: u64| -> Vec<f64> {
                     let mut s = seed;
                     (0..band.image_len())
@@ -454,13 +568,14 @@ mod tests {
                         .collect()
                 };
                 let (ra, rb) = (image(5), image(6));
-                let run = |plan: &Plan, ws: &mut Workspace| {
+                let run = |plan: &Plan, ws: &mut Workspace<f64>| {
                     let a = ImageCache::new(plan, ra.iter().copied(), ws);
                     let b = ImageCache::new(plan, rb.iter().copied(), ws);
-                    let k = forward(plan, &a, &b, ws, true);
                     let (mut dx, mut acc) = (vec![0.0; plan.image_len()], plan.var_accumulators());
-                    backward(plan, &a, &b, ws, 0.7, &mut dx, &mut acc);
-                    self_backward(plan, &a, ws, &acc, &mut dx);
+                    let k = f64::value_grad(plan, &a, &b, ws, 0.7, &mut dx, &mut acc);
+                    let k0 = f64::forward(plan, &a, &b, ws);
+                    assert!((k - k0).abs() <= 1e-14 * k0.abs(), "value_grad's value {k} vs {k0}");
+                    f64::self_backward(plan, &a, ws, &acc, &mut dx);
                     (k, dx)
                 };
                 let (kb, gb) = run(&band, &mut ws);
