@@ -38,6 +38,7 @@
 
 mod gemm;
 mod mat;
+mod real;
 mod reduce;
 mod schedule;
 mod shape;
@@ -46,6 +47,7 @@ mod zeroed;
 
 pub use gemm::{gemm, gemm_seq, gemm_seq_raw};
 pub use mat::{MatMut, MatRef, Scalar, ViewError};
+pub use real::Real;
 pub use reduce::{argmax, dot, sum};
 pub use schedule::{LrSchedule, ParseLrScheduleError};
 pub use shape::ImageShape;

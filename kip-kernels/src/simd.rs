@@ -9,8 +9,6 @@
 // The fdlibm / musl coefficients below are quoted verbatim.
 #![allow(clippy::excessive_precision)]
 
-use std::f64::consts::{FRAC_PI_2, PI};
-
 const PS0: f64 = 1.666_666_666_666_666_574_15e-1;
 const PS1: f64 = -3.255_658_186_224_009_154_05e-1;
 const PS2: f64 = 2.012_125_321_348_629_258_81e-1;
@@ -32,22 +30,7 @@ fn rational(z: f64) -> f64 {
 /// `(asin x, acos x)` for `x` in `[-1, 1]`, branch-free, a few ulp.
 #[inline(always)]
 pub fn asin_acos(x: f64) -> (f64, f64) {
-    let ax = x.abs();
-    let big = ax >= 0.5;
-    let z = if big { (1.0 - ax) * 0.5 } else { x * x };
-    let r = rational(z);
-    let s = z.sqrt();
-    // |x| < 0.5: asin = x + x r.
-    let asin_small = x.mul_add(r, x);
-    // |x| >= 0.5: asin|x| = pi/2 - 2 (s + s r), acos|x| = 2 (s + s r).
-    let v = 2.0 * s.mul_add(r, s);
-    let asin_big = (FRAC_PI_2 - v).copysign(x);
-    let acos_big = if x > 0.0 { v } else { PI - v };
-    if big {
-        (asin_big, acos_big)
-    } else {
-        (asin_small, FRAC_PI_2 - asin_small)
-    }
+    asin_acos_by(x, rational)
 }
 
 const PS0_F32: f32 = 1.666_658_7e-1;
@@ -60,21 +43,34 @@ const QS1_F32: f32 = -7.066_296_3e-1;
 /// convolutional kernels vectorise sixteen lanes wide.
 #[inline(always)]
 pub fn asin_acos_f32(x: f32) -> (f32, f32) {
-    use std::f32::consts::{FRAC_PI_2, PI};
+    asin_acos_by(x, |z: f32| {
+        let p = z * z.mul_add(z.mul_add(PS2_F32, PS1_F32), PS0_F32);
+        p / z.mul_add(QS1_F32, 1.0)
+    })
+}
+
+/// fdlibm's reduction around its rational `r(z)` (asin x = x + x·r(x²) for
+/// |x| < 1/2; acos|x| = 2(s + s·r(z)), s = √z, z = (1 − |x|)/2 above),
+/// both halves computed and one selected.
+#[inline(always)]
+fn asin_acos_by<T: kip_core::Real>(x: T, rational: impl Fn(T) -> T) -> (T, T) {
+    let (half, two) = (T::of_f64(0.5), T::of_f64(2.0));
+    let (frac_pi_2, pi) = (T::frac_pi_2(), T::pi());
     let ax = x.abs();
-    let big = ax >= 0.5;
-    let z = if big { (1.0 - ax) * 0.5 } else { x * x };
-    let p = z * z.mul_add(z.mul_add(PS2_F32, PS1_F32), PS0_F32);
-    let r = p / z.mul_add(QS1_F32, 1.0);
+    let big = ax >= half;
+    let z = if big { (T::ONE - ax) * half } else { x * x };
+    let r = rational(z);
     let s = z.sqrt();
+    // |x| < 0.5: asin = x + x r.
     let asin_small = x.mul_add(r, x);
-    let v = 2.0 * s.mul_add(r, s);
-    let asin_big = (FRAC_PI_2 - v).copysign(x);
-    let acos_big = if x > 0.0 { v } else { PI - v };
+    // |x| >= 0.5: asin|x| = pi/2 - 2 (s + s r), acos|x| = 2 (s + s r).
+    let v = two * s.mul_add(r, s);
+    let asin_big = (frac_pi_2 - v).copysign(x);
+    let acos_big = if x > T::ZERO { v } else { pi - v };
     if big {
         (asin_big, acos_big)
     } else {
-        (asin_small, FRAC_PI_2 - asin_small)
+        (asin_small, frac_pi_2 - asin_small)
     }
 }
 

@@ -14,7 +14,7 @@ use rayon::prelude::*;
 
 use crate::mlp::{Mlp, PAR_CHUNK};
 use crate::params::Loss;
-use crate::real::Real;
+use kip_core::Real;
 use kip_core::{gemm, MatMut, MatRef};
 
 /// Sum over the columns of `out` (`C × b`, one sample per column) of the

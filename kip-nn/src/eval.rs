@@ -7,7 +7,7 @@ use crate::backprop::loss_sum;
 use crate::error::{NnError, Result};
 use crate::mlp::Mlp;
 use crate::params::Loss;
-use crate::real::Real;
+use kip_core::Real;
 
 /// Accuracy and mean loss of a network on a labelled set.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -69,7 +69,6 @@ mod eval;
 mod mlp;
 mod optim;
 mod params;
-mod real;
 mod train;
 mod transfer;
 
@@ -81,6 +80,6 @@ pub use crate::eval::{centered_one_hot, evaluate, Eval};
 pub use crate::mlp::{Layer, Mlp};
 pub use crate::optim::{ADAM_BETA1, ADAM_BETA2, ADAM_EPS};
 pub use crate::params::{default_lr, Loss, MlpParams, Optimizer, Parameterization, ValidParams};
-pub use crate::real::Real;
 pub use crate::train::{train, train_in, TrainReport, Trainer};
 pub use crate::transfer::{transfer, transfer_arch, SeedAccuracies, TransferReport};
+pub use kip_core::Real;

@@ -8,7 +8,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
 
 use crate::params::{Loss, Parameterization, ValidParams};
-use crate::real::Real;
+use kip_core::Real;
 use kip_core::{argmax, gemm, MatMut, MatRef};
 
 /// Rows per block when running a network over a large input.

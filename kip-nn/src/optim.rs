@@ -4,7 +4,7 @@ use rayon::prelude::*;
 
 use crate::mlp::PAR_CHUNK;
 use crate::params::Optimizer;
-use crate::real::Real;
+use kip_core::Real;
 
 /// Adam's first-moment decay β₁.
 pub const ADAM_BETA1: f64 = 0.9;

@@ -12,7 +12,7 @@ use crate::eval::{check_labels, check_step_targets, evaluate};
 use crate::mlp::{Mlp, EVAL_BLOCK};
 use crate::optim::OptimState;
 use crate::params::ValidParams;
-use crate::real::Real;
+use kip_core::Real;
 
 /// One optimiser step at a time on caller-supplied batches: the model,
 /// its optimiser state and reusable buffers (nothing is allocated per step

@@ -339,9 +339,9 @@ pub(crate) fn readout<T: Real>(geo: Geo, gap: bool, q: &[T]) -> f64 {
     let n = geo.positions();
     if gap {
         debug_assert!(geo.ry + 1 >= geo.h && geo.rx + 1 >= geo.w);
-        T::sum(&q[..geo.len()]) / (n * n) as f64
+        T::total(&q[..geo.len()]) / (n * n) as f64
     } else {
-        T::sum(&q[geo.plane(0, 0).range()]) / n as f64
+        T::total(&q[geo.plane(0, 0).range()]) / n as f64
     }
 }
 

@@ -1,16 +1,18 @@
-//! The floating-point types the networks compute in (`f32`, `f64`).
+//! The floating-point types the numeric code is generic over (`f32`,
+//! `f64`): kip-nn's networks, kip-kernels' convolutional pair passes.
 
 use std::fmt::Debug;
 use std::iter::Sum;
 use std::ops::{Add, AddAssign, Div, Mul, MulAssign, Neg, Sub, SubAssign};
 
-/// A compute scalar: `f32` (the training default: about twice the GEMM
-/// throughput) or `f64` (used by the gradient check).
+use crate::Scalar;
+
+/// A compute scalar: `f32` (about twice the throughput) or `f64`.
 ///
-/// Built on [`kip_core::Scalar`], which is sealed to exactly these two
-/// types (the GEMM backend's), so `Real` is too.
+/// Built on [`Scalar`], which is sealed to exactly these two types (the
+/// GEMM backend's), so `Real` is too.
 pub trait Real:
-    kip_core::Scalar
+    Scalar
     + nalgebra::RealField
     + Copy
     + Debug
