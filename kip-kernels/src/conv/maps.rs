@@ -336,27 +336,38 @@ pub(crate) fn pool_adjoint<T: Real>(sg: Geo, dg: Geo, g_out: &[T], g_in: &mut [T
 /// displacement).
 #[inline(always)]
 pub(crate) fn readout<T: Real>(geo: Geo, gap: bool, q: &[T]) -> f64 {
-    let n = geo.positions();
     if gap {
         debug_assert!(geo.ry + 1 >= geo.h && geo.rx + 1 >= geo.w);
-        T::total(&q[..geo.len()]) / (n * n) as f64
+        T::total(&q[..geo.len()]) / readout_count(geo, gap)
     } else {
-        T::total(&q[geo.plane(0, 0).range()]) / n as f64
+        T::total(&q[geo.plane(0, 0).range()]) / readout_count(geo, gap)
+    }
+}
+
+/// How many entries the readout averages: the diagonal's `h·w` for
+/// Flatten, all `(h·w)²` for GlobalAvgPool.
+#[inline(always)]
+pub(crate) fn readout_count(geo: Geo, gap: bool) -> f64 {
+    let n = geo.positions();
+    if gap {
+        (n * n) as f64
+    } else {
+        n as f64
     }
 }
 
 /// Adjoint of [`readout`]: the map whose readout's cotangent is `g`.
 #[inline(always)]
 pub(crate) fn readout_adjoint<T: Real>(geo: Geo, gap: bool, g: f64, out: &mut [T]) {
-    let n = geo.positions();
     let out = &mut out[..geo.len()];
+    let each = T::of(g / readout_count(geo, gap));
     if gap {
-        out.fill(T::of(g / (n * n) as f64));
+        out.fill(each);
     } else {
         let diag = geo.plane(0, 0).range();
         out[..diag.start].fill(T::ZERO);
         out[diag.end..].fill(T::ZERO);
-        out[diag].fill(T::of(g / n as f64));
+        out[diag].fill(each);
     }
 }
 

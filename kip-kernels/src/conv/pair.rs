@@ -128,17 +128,6 @@ impl Plan {
         }
     }
 
-    /// The readout's weight of each entry of its map (the mean over the
-    /// diagonal, or over every entry for GlobalAvgPool).
-    fn readout_weight(&self) -> f64 {
-        let n = self.out_geo.positions() as f64;
-        if self.gap {
-            1.0 / (n * n)
-        } else {
-            1.0 / n
-        }
-    }
-
     /// Values per image (`h·w·c`).
     pub(crate) fn image_len(&self) -> usize {
         self.in_geo.positions() * self.channels
@@ -216,7 +205,7 @@ impl<T: Real> Workspace<T> {
 
 /// The kernel value of the pair `(a, b)`. With a cotangent `cot = (g,
 /// acc)` of the value, the tape of every activation is kept in `ws` for
-/// [`backward_impl`] — except the last one's where [`Plan::fuse_last`]:
+/// the backward of `value_grad_impl` — except the last one's where [`Plan::fuse_last`]:
 /// its backward runs here (variance cotangents into `acc`), and its
 /// input cotangents are left in `ws.q`, `ws.t`.
 #[inline(always)]
@@ -281,8 +270,8 @@ fn forward_impl<T: Real>(
         ws.t.fill(T::ZERO);
     }
     let (k, kt) = if cot.is_some() && plan.fuse_last {
-        let w = plan.readout_weight();
-        (sums[0] * w, sums[1] * w)
+        let count = maps::readout_count(plan.out_geo, plan.gap);
+        (sums[0] / count, sums[1] / count)
     } else {
         let kt = if ntk {
             maps::readout(plan.out_geo, plan.gap, &ws.t)
@@ -315,7 +304,8 @@ fn act_out<'w, T: Real>(
     match cot {
         None => ActOut::Values,
         Some((g, acc)) if j + 1 == plan.steps.len() && plan.fuse_last => {
-            let gq = T::of(plan.w2 * *g * plan.readout_weight());
+            // What `maps::readout_adjoint` would spread over the map.
+            let gq = T::of(plan.w2 * *g / maps::readout_count(plan.out_geo, plan.gap));
             let gt = if plan.ntk { gq } else { T::ZERO };
             ActOut::Last {
                 g: (gq, gt),
