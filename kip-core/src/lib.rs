@@ -19,6 +19,7 @@
 //! * [`LrSchedule`]: the learning-rate schedule of KIP and of the trainer.
 //! * [`zeroed_huge`] / [`zeroed_matrix`]: large zeroed buffers on huge pages.
 //! * [`ImageShape`]: what the loaders produce and the conv kernels read.
+//! * [`AVec`]: buffers on cache-line boundaries, for AVX-512 loops.
 //!
 //! Users of kip never need this crate directly: the public types of the
 //! other crates are nalgebra matrices.
@@ -36,6 +37,7 @@
 
 #![warn(missing_docs)]
 
+mod aligned;
 mod gemm;
 mod mat;
 mod real;
@@ -45,6 +47,7 @@ mod shape;
 mod simd;
 mod zeroed;
 
+pub use aligned::AVec;
 pub use gemm::{gemm, gemm_seq, gemm_seq_raw};
 pub use mat::{MatMut, MatRef, Scalar, ViewError};
 pub use real::Real;

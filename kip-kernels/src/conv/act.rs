@@ -55,11 +55,16 @@ fn erf_d<T: Real>(q: T, a0: T, b0: T) -> (T, T) {
     (dd, T::of(4.0 / PI) / dd.sqrt())
 }
 
-/// The ReLU layer's angle terms: `(cos θ, sin θ, (π − θ))`.
+/// The ReLU layer's terms shared by the forward and its coefficients:
+/// `(F, Ḟ, cos θ, sin θ, 1/(√(vₐv_b)))`.
 #[inline(always)]
-fn relu_angle<T: Real>(q: T, a1: T, b1: T) -> (T, T, T) {
-    let (c, sin) = snapped_cos(q * a1 * b1);
-    (c, sin, c.pi_minus_acos())
+fn relu_terms<T: Real>(q: T, a0: T, a1: T, b0: T, b1: T) -> (T, T, T, T, T) {
+    let ab1 = a1 * b1;
+    let (c, sin) = snapped_cos(q * ab1);
+    let fd = c.pi_minus_acos() * T::of(INV_2PI);
+    // F = √(vₐv_b)·(sin θ + (π−θ) cos θ)/(2π), with Ḟ = (π−θ)/(2π).
+    let f = (a0 * b0) * fd.mul_add(c, sin * T::of(INV_2PI));
+    (f, fd, c, sin, ab1)
 }
 
 /// Forward at one entry: `(F, Ḟ)` from `q` and both sides' caches.
@@ -67,8 +72,8 @@ fn relu_angle<T: Real>(q: T, a1: T, b1: T) -> (T, T, T) {
 pub(crate) fn forward<T: Real>(act: Act, q: T, a0: T, a1: T, b0: T, b1: T) -> (T, T) {
     match act {
         Act::Relu => {
-            let (c, sin, pmt) = relu_angle(q, a1, b1);
-            (a0 * b0 * pmt.mul_add(c, sin) * T::of(INV_2PI), pmt * T::of(INV_2PI))
+            let (f, fd, ..) = relu_terms(q, a0, a1, b0, b1);
+            (f, fd)
         }
         Act::Erf => {
             let z = (T::of(2.0) * q * a1 * b1).clamp(-T::ONE, T::ONE);
@@ -85,15 +90,13 @@ pub(crate) fn forward<T: Real>(act: Act, q: T, a0: T, a1: T, b0: T, b1: T) -> (T
 pub(crate) fn forward_coefs<T: Real>(act: Act, q: T, t: T, a0: T, a1: T, b0: T, b1: T) -> [T; 5] {
     match act {
         Act::Relu => {
-            let (c, sin, pmt) = relu_angle(q, a1, b1);
-            let f = a0 * b0 * pmt.mul_add(c, sin) * T::of(INV_2PI);
-            let fd = pmt * T::of(INV_2PI);
-            let inv_sin = if sin > T::ZERO { T::ONE / sin } else { T::ZERO };
-            // Θ/sin θ and a1/(4π), each shared by two terms.
-            let (u, a4) = (t * inv_sin, a1 * T::of(INV_4PI));
-            let tq = u * (a1 * b1) * T::of(INV_2PI);
-            let fa = sin * b0 * a4;
-            let tv = -(u * c) * a1 * a4;
+            let (f, fd, c, sin, ab1) = relu_terms(q, a0, a1, b0, b1);
+            // u = Θ/(2π sin θ): Θ∂Ḟ/∂q = u/√(vₐv_b), Θ∂Ḟ/∂vₐ = −u·cos θ/(2vₐ);
+            // ∂F/∂vₐ = sin θ·√v_b/(4π√vₐ).
+            let u = t * if sin > T::ZERO { T::of(INV_2PI) / sin } else { T::ZERO };
+            let tq = u * ab1;
+            let fa = (sin * T::of(INV_4PI)) * (b0 * a1);
+            let tv = (u * c) * (a1 * a1 * T::of(-0.5));
             [f, fd, tq, fa, tv]
         }
         Act::Erf => {
@@ -132,8 +135,7 @@ pub(crate) struct EntryGrad<T> {
 pub(crate) fn backward<T: Real>(act: Act, q: T, t: T, gq: T, gt: T, a0: T, a1: T, b0: T, b1: T) -> EntryGrad<T> {
     match act {
         Act::Relu => {
-            let (c, sin, pmt) = relu_angle(q, a1, b1);
-            let fd = pmt * T::of(INV_2PI);
+            let (_, fd, c, sin, _) = relu_terms(q, a0, a1, b0, b1);
             let inv_sin = if sin > T::ZERO { T::ONE / sin } else { T::ZERO };
             let gtt = gt * t;
             // ∂Ḟ/∂q = 1/(2π √(vₐv_b) sin θ); ∂F/∂vₐ = sin θ √v_b/(4π √vₐ);

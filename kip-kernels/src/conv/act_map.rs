@@ -8,6 +8,8 @@
 
 use std::ops::Range;
 
+use kip_core::AVec;
+
 use super::act::{self, Act};
 use super::blur::{self, BlurScratch};
 use super::maps::{Geo, Plane};
@@ -146,7 +148,7 @@ pub(crate) enum ActOut<'a, T> {
     Values,
     /// The tape of the backward's coefficients (four maps of the map's
     /// length).
-    Tape(&'a mut [Vec<T>; 4]),
+    Tape(&'a mut [AVec<T>; 4]),
     /// The last activation before a readout whose cotangents are `(gq,
     /// gt)` at every entry ([`act_last_run`]); `va` the row side's
     /// variance cotangents (one per position), `sums` the readout's sums.
@@ -171,7 +173,7 @@ impl<T: Copy> ActOut<'_, T> {
 
 /// The `r` pieces of the tape's four maps.
 #[inline(always)]
-fn coef_pieces<T: Real>([c0, c1, c2, c3]: &mut [Vec<T>; 4], r: Range<usize>) -> [&mut [T]; 4] {
+fn coef_pieces<T: Real>([c0, c1, c2, c3]: &mut [AVec<T>; 4], r: Range<usize>) -> [&mut [T]; 4] {
     [&mut c0[r.clone()], &mut c1[r.clone()], &mut c2[r.clone()], &mut c3[r]]
 }
 
@@ -299,7 +301,7 @@ fn act_coef_run<T: Real>(gq: &mut [T], gt: &mut [T], c: [&[T]; 4], va: &mut [T])
 /// [`act_coef_run`] over a map; `va` holds one cotangent per position of
 /// the row side.
 #[inline(always)]
-pub(crate) fn act_back_coefs<T: Real>(geo: Geo, gq: &mut [T], gt: &mut [T], coefs: &[Vec<T>; 4], va: &mut [T]) {
+pub(crate) fn act_back_coefs<T: Real>(geo: Geo, gq: &mut [T], gt: &mut [T], coefs: &[AVec<T>; 4], va: &mut [T]) {
     let ntk = !gt.is_empty();
     for (r, pa, _) in geo.runs() {
         let g2 = if ntk { &mut gt[r.clone()] } else { &mut gt[..0] };

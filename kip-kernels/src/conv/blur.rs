@@ -4,6 +4,8 @@
 //! For the NTK the Conv maps two planes at once (`q` and `Θ + q`, or the
 //! adjoint's `gΘ` and `gΘ + gq`), so the row sums share one sweep.
 
+use kip_core::AVec;
+
 use super::maps::{Geo, Plane};
 use super::real::Real;
 
@@ -13,11 +15,11 @@ use super::real::Real;
 /// fix-ups at the row ends).
 #[derive(Debug, Default)]
 pub(crate) struct BlurScratch<T> {
-    hx: Vec<T>,
-    hy: Vec<T>,
+    hx: AVec<T>,
+    hy: AVec<T>,
     /// `(pw, left, right)`: `left[k] = 0` where `k` starts a row of `pw`
     /// entries, `right[k] = 0` where it ends one, 1 elsewhere.
-    masks: Vec<(usize, Vec<T>, Vec<T>)>,
+    masks: Vec<(usize, AVec<T>, AVec<T>)>,
 }
 
 impl<T: Real> BlurScratch<T> {
@@ -37,7 +39,7 @@ impl<T: Real> BlurScratch<T> {
         let at = match self.masks.iter().position(|m| m.0 == pw) {
             Some(at) => at,
             None => {
-                self.masks.push((pw, Vec::new(), Vec::new()));
+                self.masks.push((pw, AVec::new(), AVec::new()));
                 self.masks.len() - 1
             }
         };

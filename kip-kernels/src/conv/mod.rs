@@ -29,6 +29,7 @@ mod real;
 use std::ops::{Deref, DerefMut, Range};
 use std::sync::Mutex;
 
+use kip_core::AVec;
 use nalgebra::DMatrix;
 use rayon::prelude::*;
 
@@ -233,7 +234,7 @@ fn rows_grad<T: Passes>(
         let rc = caches(plan, &pool, x, rows.clone());
         let mut acc: Vec<RowAcc<T>> = (0..rows.len())
             .map(|_| RowAcc {
-                dx: vec![T::ZERO; plan.image_len()],
+                dx: AVec::zeros(plan.image_len()),
                 var: plan.var_accumulators(),
                 k: if record { vec![0.0; ny] } else { Vec::new() },
             })
@@ -274,8 +275,8 @@ fn rows_grad<T: Passes>(
 /// (planar), its variances' cotangents, and (when recorded) its kernel
 /// values.
 struct RowAcc<T> {
-    dx: Vec<T>,
-    var: Vec<Vec<T>>,
+    dx: AVec<T>,
+    var: Vec<AVec<T>>,
     k: Vec<f64>,
 }
 

@@ -11,8 +11,8 @@ use super::blur::{self, BlurScratch};
 use super::maps::{self, Geo};
 use super::real::Real;
 use crate::fc::FcKind;
-use kip_core::multiversion;
 use kip_core::ImageShape;
+use kip_core::{multiversion, AVec};
 
 /// A layer of the body with the map shape it takes.
 #[derive(Clone, Copy, Debug)]
@@ -135,8 +135,8 @@ impl Plan {
 
     /// Empty accumulators of the variances' cotangents, one map per
     /// activation.
-    pub(crate) fn var_accumulators<T: Real>(&self) -> Vec<Vec<T>> {
-        self.act_positions.iter().map(|&n| vec![T::ZERO; n]).collect()
+    pub(crate) fn var_accumulators<T: Real>(&self) -> Vec<AVec<T>> {
+        self.act_positions.iter().map(|&n| AVec::zeros(n)).collect()
     }
 }
 
@@ -144,9 +144,9 @@ impl Plan {
 /// each activation's variance map ([`act::cache_of`]).
 #[derive(Clone, Debug, Default)]
 pub(crate) struct ImageCache<T> {
-    pub(crate) x: Vec<T>,
-    c0: Vec<Vec<T>>,
-    c1: Vec<Vec<T>>,
+    pub(crate) x: AVec<T>,
+    c0: Vec<AVec<T>>,
+    c1: Vec<AVec<T>>,
 }
 
 impl<T: Passes> ImageCache<T> {
@@ -154,7 +154,7 @@ impl<T: Passes> ImageCache<T> {
     /// copy and the per-image pass.
     pub(crate) fn new(plan: &Plan, row: impl Iterator<Item = f64>, ws: &mut Workspace<T>) -> Self {
         let (hw, c) = (plan.in_geo.positions(), plan.channels);
-        let mut x = vec![T::ZERO; hw * c];
+        let mut x = AVec::zeros(hw * c);
         for (k, v) in row.enumerate() {
             x[(k % c) * hw + k / c] = T::of(v);
         }
@@ -176,17 +176,17 @@ impl<T: Passes> ImageCache<T> {
 /// Scratch of one thread: the maps, the tape, the cotangents.
 #[derive(Debug, Default)]
 pub(crate) struct Workspace<T> {
-    q: Vec<T>,
-    t: Vec<T>,
-    s: Vec<T>,
+    q: AVec<T>,
+    t: AVec<T>,
+    s: AVec<T>,
     blur: BlurScratch<T>,
     /// The self pass's tape: each activation's input.
-    tape_q: Vec<Vec<T>>,
+    tape_q: Vec<AVec<T>>,
     /// The pair's tape: per activation, per entry, `Ḟ`, `Θ∂Ḟ/∂q`,
     /// `∂F/∂vₐ`, `Θ∂Ḟ/∂vₐ` ([`act::forward_coefs`]).
-    coefs: Vec<[Vec<T>; 4]>,
-    sa: Vec<T>,
-    sb: Vec<T>,
+    coefs: Vec<[AVec<T>; 4]>,
+    sa: AVec<T>,
+    sb: AVec<T>,
 }
 
 impl<T: Real> Workspace<T> {
@@ -198,7 +198,7 @@ impl<T: Real> Workspace<T> {
             }
         }
         let acts = plan.act_positions.len();
-        self.tape_q.resize_with(acts, Vec::new);
+        self.tape_q.resize_with(acts, AVec::new);
         self.coefs.resize_with(acts, Default::default);
     }
 }
@@ -214,7 +214,7 @@ fn forward_impl<T: Real>(
     a: &ImageCache<T>,
     b: &ImageCache<T>,
     ws: &mut Workspace<T>,
-    mut cot: Option<(f64, &mut [Vec<T>])>,
+    mut cot: Option<(f64, &mut [AVec<T>])>,
 ) -> f64 {
     ws.fit(plan);
     maps::input(plan.in_geo, plan.channels, &a.x, &b.x, &mut ws.q);
@@ -297,8 +297,8 @@ fn act_out<'w, T: Real>(
     j: usize,
     idx: usize,
     n: usize,
-    coefs: &'w mut [[Vec<T>; 4]],
-    cot: &'w mut Option<(f64, &mut [Vec<T>])>,
+    coefs: &'w mut [[AVec<T>; 4]],
+    cot: &'w mut Option<(f64, &mut [AVec<T>])>,
     sums: &'w mut [f64; 2],
 ) -> ActOut<'w, T> {
     match cot {
@@ -319,17 +319,11 @@ fn act_out<'w, T: Real>(
 
 /// The tape's four coefficient maps of one activation, `n` entries each.
 #[inline(always)]
-fn sized<T: Real>(coefs: &mut [Vec<T>; 4], n: usize) -> &mut [Vec<T>; 4] {
+fn sized<T: Real>(coefs: &mut [AVec<T>; 4], n: usize) -> &mut [AVec<T>; 4] {
     for v in coefs.iter_mut() {
         v.resize(n, T::ZERO);
     }
     coefs
-}
-
-#[inline(always)]
-fn copy_into<T: Real>(dst: &mut Vec<T>, src: &[T]) {
-    dst.clear();
-    dst.extend_from_slice(src);
 }
 
 /// The value of the pair `(a, b)` and its backward pass to the row image
@@ -345,10 +339,13 @@ fn value_grad_impl<T: Real>(
     ws: &mut Workspace<T>,
     g: f64,
     dxa: &mut [T],
-    acc: &mut [Vec<T>],
+    acc: &mut [AVec<T>],
 ) -> f64 {
     let value = forward_impl(plan, a, b, ws, Some((g, acc)));
-    let ntk = plan.ntk;
+    let mut ntk = plan.ntk;
+    // Θ is zero up to the first Conv, so below it only gq carries a
+    // cotangent (every coefficient that multiplies gΘ there is 0).
+    let first_conv = plan.steps.iter().position(|s| matches!(s, Step::Conv(_)));
     let steps = if plan.fuse_last {
         // The last activation's backward ran in the forward, which left
         // its input cotangents in ws.q, ws.t.
@@ -361,7 +358,7 @@ fn value_grad_impl<T: Real>(
         }
         &plan.steps[..]
     };
-    for step in steps.iter().rev() {
+    for (i, step) in steps.iter().enumerate().rev() {
         match *step {
             Step::Pool(sg, dg) => {
                 maps::pool_adjoint(sg, dg, &ws.q, &mut ws.s);
@@ -371,7 +368,16 @@ fn value_grad_impl<T: Real>(
                     std::mem::swap(&mut ws.t, &mut ws.s);
                 }
             }
-            Step::Conv(geo) => conv_back(plan, geo, ws, plan.ntk),
+            Step::Conv(geo) if ntk && Some(i) == first_conv => {
+                // gq ← α·B(gq + gΘ); gΘ is not needed below.
+                let n = geo.len();
+                for (q, t) in ws.q[..n].iter_mut().zip(&ws.t[..n]) {
+                    *q += *t;
+                }
+                conv_back(plan, geo, ws, false);
+                ntk = false;
+            }
+            Step::Conv(geo) => conv_back(plan, geo, ws, ntk),
             Step::Act(geo, _, idx) => {
                 let n = geo.len();
                 let gt = if ntk { &mut ws.t[..n] } else { &mut ws.t[..0] };
@@ -400,8 +406,8 @@ fn conv_back<T: Real>(plan: &Plan, geo: Geo, ws: &mut Workspace<T>, ntk: bool) {
 
 /// The caches of an image's pass: filled by it, or read.
 pub(crate) enum Caches<'a, T> {
-    Fill(&'a mut [Vec<T>], &'a mut [Vec<T>]),
-    Read(&'a [Vec<T>], &'a [Vec<T>]),
+    Fill(&'a mut [AVec<T>], &'a mut [AVec<T>]),
+    Read(&'a [AVec<T>], &'a [AVec<T>]),
 }
 
 /// The per-image pass: the self-covariance (NNGP) of the planar image `x`
@@ -425,7 +431,7 @@ fn self_forward_impl<T: Real>(plan: &Plan, x: &[T], mut caches: Caches<'_, T>, w
                     }
                 }
                 if tape {
-                    copy_into(&mut ws.tape_q[idx], &ws.q[..geo.len()]);
+                    ws.tape_q[idx].assign(&ws.q[..geo.len()]);
                 }
                 let c = match &caches {
                     Caches::Fill(c0, c1) => (&c0[idx][..], &c1[idx][..]),
@@ -444,7 +450,7 @@ fn self_forward_impl<T: Real>(plan: &Plan, x: &[T], mut caches: Caches<'_, T>, w
 /// Carry the variances' cotangents `acc` (one map per activation) back
 /// through the image's own pass to its pixels, added into `dx` (planar).
 #[inline(always)]
-fn self_backward_impl<T: Real>(plan: &Plan, img: &ImageCache<T>, ws: &mut Workspace<T>, acc: &[Vec<T>], dx: &mut [T]) {
+fn self_backward_impl<T: Real>(plan: &Plan, img: &ImageCache<T>, ws: &mut Workspace<T>, acc: &[AVec<T>], dx: &mut [T]) {
     if acc.iter().all(|m| m.iter().all(|&v| v == T::ZERO)) {
         return;
     }
@@ -493,13 +499,19 @@ pub(crate) trait Passes: Real {
         ws: &mut Workspace<Self>,
         g: f64,
         dxa: &mut [Self],
-        acc: &mut [Vec<Self>],
+        acc: &mut [AVec<Self>],
     ) -> f64;
     /// The per-image pass (see `self_forward_impl`).
     fn self_forward(plan: &Plan, x: &[Self], caches: Caches<'_, Self>, ws: &mut Workspace<Self>, tape: bool);
     /// Carry the variances' cotangents to the pixels (see
     /// `self_backward_impl`).
-    fn self_backward(plan: &Plan, img: &ImageCache<Self>, ws: &mut Workspace<Self>, acc: &[Vec<Self>], dx: &mut [Self]);
+    fn self_backward(
+        plan: &Plan,
+        img: &ImageCache<Self>,
+        ws: &mut Workspace<Self>,
+        acc: &[AVec<Self>],
+        dx: &mut [Self],
+    );
 }
 
 /// The value alone (the Gram's pass).
@@ -515,13 +527,13 @@ macro_rules! passes {
                 fn forward(plan: &Plan, a: &ImageCache<$t>, b: &ImageCache<$t>, ws: &mut Workspace<$t>) -> f64 => value_impl
             }
             multiversion! {
-                fn value_grad(plan: &Plan, a: &ImageCache<$t>, b: &ImageCache<$t>, ws: &mut Workspace<$t>, g: f64, dxa: &mut [$t], acc: &mut [Vec<$t>]) -> f64 => value_grad_impl
+                fn value_grad(plan: &Plan, a: &ImageCache<$t>, b: &ImageCache<$t>, ws: &mut Workspace<$t>, g: f64, dxa: &mut [$t], acc: &mut [AVec<$t>]) -> f64 => value_grad_impl
             }
             multiversion! {
                 fn self_forward(plan: &Plan, x: &[$t], caches: Caches<'_, $t>, ws: &mut Workspace<$t>, tape: bool) => self_forward_impl
             }
             multiversion! {
-                fn self_backward(plan: &Plan, img: &ImageCache<$t>, ws: &mut Workspace<$t>, acc: &[Vec<$t>], dx: &mut [$t]) => self_backward_impl
+                fn self_backward(plan: &Plan, img: &ImageCache<$t>, ws: &mut Workspace<$t>, acc: &[AVec<$t>], dx: &mut [$t]) => self_backward_impl
             }
         }
     };
