@@ -39,6 +39,7 @@
 
 mod aligned;
 mod gemm;
+mod im2col;
 mod mat;
 mod real;
 mod reduce;
@@ -49,6 +50,7 @@ mod zeroed;
 
 pub use aligned::AVec;
 pub use gemm::{gemm, gemm_seq, gemm_seq_raw};
+pub use im2col::{conv3x3_forward, conv3x3_input_grad, conv3x3_weight_grad, pool_backward, pool_forward};
 pub use mat::{MatMut, MatRef, Scalar, ViewError};
 pub use real::Real;
 pub use reduce::{argmax, dot, sum};

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use kip_core::{gemm, ImageShape, MatMut, MatRef};
 use nalgebra::DMatrix;
 
-pub use net::{ConvNet, NetLayer, NetReadout, CHUNK_IMAGES, TILE_ROWS};
+pub use net::{ConvNet, NetLayer, NetReadout, CHUNK_IMAGES};
 
 use crate::conv::ConvArch;
 use crate::error::{KernelError, Result};

@@ -11,12 +11,12 @@
 //! tends to the network's NNGP ([`crate::ConvKernel`] with the same layers).
 //!
 //! Images are rows of `h·w·c` values, channels fastest (as every kip
-//! dataset). Convolutions run as im2col tiles of [`TILE_ROWS`] positions
-//! times the weight matrix on the `gemm` crate, one rayon task per chunk
+//! dataset). Convolutions run as im2col tiles times the weight matrix on
+//! the `gemm` crate ([`kip_core::conv3x3_forward`]), one rayon task per chunk
 //! of [`CHUNK_IMAGES`] images: the chunking is fixed, so the result does
 //! not depend on the thread count.
 
-use kip_core::{gemm_seq, ImageShape, MatMut, MatRef};
+use kip_core::{conv3x3_forward, conv3x3_input_grad, conv3x3_weight_grad, pool_backward, pool_forward, ImageShape};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
@@ -27,11 +27,6 @@ use crate::error::{KernelError, Result};
 
 /// Images per rayon task.
 pub const CHUNK_IMAGES: usize = 8;
-/// Positions per im2col tile (the tile of patches stays in L2).
-pub const TILE_ROWS: usize = 256;
-/// Input channels below which a Conv's input cotangent is scattered from
-/// the patch cotangents rather than computed as a transposed convolution.
-const SCATTER_BELOW: usize = 16;
 
 /// One layer of a finite body.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -412,6 +407,7 @@ impl ConvNet {
         self.w_std / ((9 * slot.ci) as f32).sqrt()
     }
 
+    /// A Conv's output: `alpha·conv(x, W) + b_std·b`.
     fn conv_forward(
         &self,
         slot: ConvSlot,
@@ -421,96 +417,20 @@ impl ConvNet {
         out: &mut [f32],
         patches: &mut Vec<f32>,
     ) {
-        let (k, co) = (9 * slot.ci, slot.co);
-        let rows = b * si.h * si.w;
-        let w = MatRef::row_major(&self.params[slot.w..slot.b], k, co);
+        let co = slot.co;
         let bias = &self.params[slot.b..slot.b + co];
-        let alpha = self.alpha(slot);
-        for r0 in (0..rows).step_by(TILE_ROWS) {
-            let m = TILE_ROWS.min(rows - r0);
-            patches.resize(m * k, 0.0);
-            im2col(si, x, r0, m, patches);
-            let tile = &mut out[r0 * co..(r0 + m) * co];
-            gemm_seq(
-                alpha,
-                MatRef::row_major(patches, m, k),
-                w,
-                0.0,
-                MatMut::row_major(tile, m, co),
-            );
-            for row in tile.chunks_exact_mut(co) {
-                for (v, &bv) in row.iter_mut().zip(bias) {
-                    *v += self.b_std * bv;
-                }
+        conv3x3_forward(si, x, b, &self.params[slot.w..slot.b], self.alpha(slot), out, patches);
+        for row in out.chunks_exact_mut(co) {
+            for (v, &bv) in row.iter_mut().zip(bias) {
+                *v += self.b_std * bv;
             }
         }
     }
 
-    /// The cotangent of a Conv's input from its output's (`g`): the
-    /// transposed convolution, as the forward's im2col GEMM on `g` with the
-    /// taps flipped and the channel roles swapped (`dx[q] = Σ_tap
-    /// g[q − off(tap)]·W[tap]ᵀ`, zero outside the image), so that no
-    /// scatter is needed.
-    ///
-    /// With few input channels (the pixels: `c_in` = 3) that GEMM would be
-    /// 3 columns wide; then the patch cotangents `g·Wᵀ` (`9·c_in` columns)
-    /// are formed and scattered back instead ([`col2im`]).
+    /// The cotangent of a Conv's input from its output's (`g`)
+    /// ([`conv3x3_input_grad`]).
     fn conv_input_grad(&self, slot: ConvSlot, si: ImageShape, g: &[f32], b: usize, patches: &mut Vec<f32>) -> Vec<f32> {
-        let (ci, co) = (slot.ci, slot.co);
-        if ci < SCATTER_BELOW {
-            return self.conv_input_grad_scatter(slot, si, g, b, patches);
-        }
-        let k = 9 * co;
-        let w = &self.params[slot.w..slot.b];
-        let mut flipped = vec![0.0; k * ci];
-        for tap in 0..9 {
-            for o in 0..co {
-                for i in 0..ci {
-                    flipped[(tap * co + o) * ci + i] = w[((8 - tap) * ci + i) * co + o];
-                }
-            }
-        }
-        let gs = ImageShape::new(si.h, si.w, co);
-        let rows = b * si.h * si.w;
-        let mut dx = vec![0.0; b * si.dim()];
-        for r0 in (0..rows).step_by(TILE_ROWS) {
-            let m = TILE_ROWS.min(rows - r0);
-            patches.resize(m * k, 0.0);
-            im2col(gs, g, r0, m, patches);
-            let tile = MatMut::row_major(&mut dx[r0 * ci..(r0 + m) * ci], m, ci);
-            gemm_seq(
-                self.alpha(slot),
-                MatRef::row_major(patches, m, k),
-                MatRef::row_major(&flipped, k, ci),
-                0.0,
-                tile,
-            );
-        }
-        dx
-    }
-
-    /// [`ConvNet::conv_input_grad`] for few input channels: `dP = g·Wᵀ`
-    /// per tile, scattered into the input's cotangent.
-    fn conv_input_grad_scatter(
-        &self,
-        slot: ConvSlot,
-        si: ImageShape,
-        g: &[f32],
-        b: usize,
-        dp: &mut Vec<f32>,
-    ) -> Vec<f32> {
-        let (k, co) = (9 * slot.ci, slot.co);
-        let rows = b * si.h * si.w;
-        let w = MatRef::row_major(&self.params[slot.w..slot.b], k, co);
-        let mut dx = vec![0.0; b * si.dim()];
-        for r0 in (0..rows).step_by(TILE_ROWS) {
-            let m = TILE_ROWS.min(rows - r0);
-            dp.resize(m * k, 0.0);
-            let gt = MatRef::row_major(&g[r0 * co..(r0 + m) * co], m, co);
-            gemm_seq(self.alpha(slot), gt, w.t(), 0.0, MatMut::row_major(dp, m, k));
-            col2im(si, dp, r0, m, &mut dx);
-        }
-        dx
+        conv3x3_input_grad(si, &self.params[slot.w..slot.b], self.alpha(slot), g, b, patches)
     }
 
     /// Accumulate a Conv's weight and bias gradients from its input `x`
@@ -526,27 +446,12 @@ impl ConvNet {
         dparams: &mut [f32],
         patches: &mut Vec<f32>,
     ) {
-        let (k, co) = (9 * slot.ci, slot.co);
-        let rows = b * si.h * si.w;
-        let alpha = self.alpha(slot);
-        for r0 in (0..rows).step_by(TILE_ROWS) {
-            let m = TILE_ROWS.min(rows - r0);
-            patches.resize(m * k, 0.0);
-            im2col(si, x, r0, m, patches);
-            let gt = &g[r0 * co..(r0 + m) * co];
-            let dw = MatMut::row_major(&mut dparams[slot.w..slot.b], k, co);
-            gemm_seq(
-                alpha,
-                MatRef::row_major(patches, m, k).t(),
-                MatRef::row_major(gt, m, co),
-                1.0,
-                dw,
-            );
-            let db = &mut dparams[slot.b..slot.b + co];
-            for row in gt.chunks_exact(co) {
-                for (d, &v) in db.iter_mut().zip(row) {
-                    *d += self.b_std * v;
-                }
+        let co = slot.co;
+        conv3x3_weight_grad(si, x, g, b, self.alpha(slot), &mut dparams[slot.w..slot.b], patches);
+        let db = &mut dparams[slot.b..slot.b + co];
+        for row in g[..b * si.h * si.w * co].chunks_exact(co) {
+            for (d, &v) in db.iter_mut().zip(row) {
+                *d += self.b_std * v;
             }
         }
     }
@@ -572,95 +477,4 @@ impl ConvNet {
             }
         }
     }
-}
-
-/// For each position `r0 .. r0 + m` (counted over the chunk's images, the
-/// `k`-th of the tile) and each tap `t` of its 3×3 SAME window: `f(k, t,
-/// q)` with `q` the offset of the tapped pixel's channels in the image
-/// buffer, or `None` outside the image.
-fn for_each_tap(s: ImageShape, r0: usize, m: usize, mut f: impl FnMut(usize, usize, Option<usize>)) {
-    let (h, w, c) = (s.h, s.w, s.c);
-    let hw = h * w;
-    for (k, p) in (r0..r0 + m).enumerate() {
-        let (img, pos) = (p / hw, p % hw);
-        let (y, xx) = (pos / w, pos % w);
-        for ky in 0..3 {
-            for kx in 0..3 {
-                let (sy, sx) = ((y + ky).wrapping_sub(1), (xx + kx).wrapping_sub(1));
-                let q = (sy < h && sx < w).then(|| (img * hw + sy * w + sx) * c);
-                f(k, ky * 3 + kx, q);
-            }
-        }
-    }
-}
-
-/// The 3×3 SAME patches of positions `r0 .. r0 + m` into `patches` (`m ×
-/// 9·c`, taps then channels; zeros outside the image).
-fn im2col(s: ImageShape, x: &[f32], r0: usize, m: usize, patches: &mut [f32]) {
-    let c = s.c;
-    for_each_tap(s, r0, m, |k, t, q| {
-        let dst = &mut patches[(k * 9 + t) * c..(k * 9 + t + 1) * c];
-        match q {
-            Some(q) => dst.copy_from_slice(&x[q..q + c]),
-            None => dst.fill(0.0),
-        }
-    });
-}
-
-/// The adjoint of [`im2col`]: add the patch cotangents of positions
-/// `r0 .. r0 + m` into the input's cotangent `dx`.
-fn col2im(s: ImageShape, dp: &[f32], r0: usize, m: usize, dx: &mut [f32]) {
-    let c = s.c;
-    for_each_tap(s, r0, m, |k, t, q| {
-        if let Some(q) = q {
-            let src = &dp[(k * 9 + t) * c..(k * 9 + t + 1) * c];
-            for (d, &v) in dx[q..q + c].iter_mut().zip(src) {
-                *d += v;
-            }
-        }
-    });
-}
-
-/// AvgPool 2×2 stride 2 VALID of `b` images of shape `s`.
-fn pool_forward(s: ImageShape, x: &[f32], b: usize) -> Vec<f32> {
-    let (h2, w2, c) = (s.h / 2, s.w / 2, s.c);
-    let mut out = vec![0.0; b * h2 * w2 * c];
-    for img in 0..b {
-        let xi = &x[img * s.dim()..(img + 1) * s.dim()];
-        for y in 0..h2 {
-            for xx in 0..w2 {
-                let o = &mut out[((img * h2 + y) * w2 + xx) * c..][..c];
-                for (dy, dx) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
-                    let q = ((2 * y + dy) * s.w + 2 * xx + dx) * c;
-                    for (v, &a) in o.iter_mut().zip(&xi[q..q + c]) {
-                        *v += a;
-                    }
-                }
-                o.iter_mut().for_each(|v| *v *= 0.25);
-            }
-        }
-    }
-    out
-}
-
-/// The adjoint of [`pool_forward`]: each input position gets a quarter of
-/// its window's cotangent (dropped rows and columns get zero).
-fn pool_backward(s: ImageShape, g: &[f32], b: usize) -> Vec<f32> {
-    let (h2, w2, c) = (s.h / 2, s.w / 2, s.c);
-    let mut dx = vec![0.0; b * s.dim()];
-    for img in 0..b {
-        let di = &mut dx[img * s.dim()..(img + 1) * s.dim()];
-        for y in 0..h2 {
-            for xx in 0..w2 {
-                let gi = &g[((img * h2 + y) * w2 + xx) * c..][..c];
-                for (dy, dxx) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
-                    let q = ((2 * y + dy) * s.w + 2 * xx + dxx) * c;
-                    for (d, &v) in di[q..q + c].iter_mut().zip(gi) {
-                        *d = 0.25 * v;
-                    }
-                }
-            }
-        }
-    }
-    dx
 }
