@@ -53,6 +53,7 @@ mod cifar;
 mod corrupt;
 mod dataset;
 mod digits;
+mod dsa;
 mod error;
 mod export;
 mod idx;
@@ -71,6 +72,7 @@ pub use cifar::{cifar10_expected_files, load_cifar10_dir, load_cifar_batch, CIFA
 pub use corrupt::{gaussian_images, PixelMask};
 pub use dataset::{Dataset, ImageShape, Split};
 pub use digits::{digits, digits_all, load_digits_csv};
+pub use dsa::{Dsa, DsaFamily};
 pub use error::{DataError, Result};
 pub use export::SupportSet;
 pub use idx::{
