@@ -29,6 +29,8 @@ pub enum Command {
     Eval(EvalArgs),
     /// Train finite-width networks on a support set and on natural images.
     Transfer(TransferArgs),
+    /// Write a run's support set for other tools (--format dc-bench: DC-BENCH / DD-Ranking).
+    Export(ExportArgs),
     /// Summarise a dataset or a run directory.
     Inspect(InspectArgs),
     /// Compute a kernel matrix of points in .npy/.npz files (any kernel spec).
@@ -256,55 +258,107 @@ pub struct TransferArgs {
     /// Folder with the dataset's files, or its parent [default: the run's, then $KIP_DATA_DIR].
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
-    /// Architecture: mlp (fully connected: --depth hidden layers of --width
-    /// ReLU units) or convnet (the follow-up paper's ConvNet: Conv 3x3, ReLU,
-    /// --depth x [Conv, ReLU, AvgPool 2x2], Flatten, Dense, with --width
-    /// channels; NTK parameterisation; needs image data).
-    #[arg(long, default_value = "mlp")]
-    pub arch: String,
+    /// Evaluation protocol. kip: the networks of --arch trained on the
+    /// support labels (learned ones included; MSE, centred by default).
+    /// dc: the dataset-distillation field's standard protocol
+    /// (DatasetCondensation's evaluate_synset, as DC-BENCH runs it):
+    /// ConvNet-3 of width 128 with instance norm, hard labels, SGD, DSA
+    /// augmentation, --epochs 1000, mean over --runs 5 (docs/transfer.md).
+    #[arg(long, default_value = "kip")]
+    pub protocol: String,
+    /// kip: architecture, mlp (fully connected: --depth hidden layers of
+    /// --width ReLU units) or convnet (the follow-up paper's ConvNet: Conv
+    /// 3x3, ReLU, --depth x [Conv, ReLU, AvgPool 2x2], Flatten, Dense, with
+    /// --width channels; NTK parameterisation; needs image data).
+    #[arg(long)]
+    pub arch: Option<String>,
     /// mlp: hidden layers [default: 1]. convnet: [Conv, ReLU, AvgPool]
     /// blocks [default: 3]; each halves the image, so at most log2 of its
-    /// smaller side (3 for 8x8 digits, 5 for 32x32).
+    /// smaller side (3 for 8x8 digits, 5 for 32x32). dc: [Conv, Norm, ReLU,
+    /// AvgPool] blocks [default: 3].
     #[arg(long)]
     pub depth: Option<usize>,
-    /// mlp: hidden units [default: 1024]. convnet: channels per Conv
+    /// mlp: hidden units [default: 1024]. convnet and dc: channels per Conv
     /// [default: 128].
     #[arg(long)]
     pub width: Option<usize>,
-    /// Parameterisation: ntk or standard (mlp only; the convnet is ntk).
-    #[arg(long, default_value = "ntk")]
-    pub param: String,
-    /// Loss: mse (against the support labels) or xent.
-    #[arg(long, default_value = "mse")]
-    pub loss: String,
-    /// Optimiser: sgd (momentum 0.9) or adam.
-    #[arg(long, default_value = "sgd")]
-    pub optimizer: String,
-    /// Learning rate [default: the trainer's documented default].
+    /// kip: parameterisation, ntk or standard (mlp only; the convnet is
+    /// ntk) [default: ntk].
+    #[arg(long)]
+    pub param: Option<String>,
+    /// kip: loss, mse (against the support labels) or xent [default: mse].
+    #[arg(long)]
+    pub loss: Option<String>,
+    /// kip: optimiser, sgd (momentum 0.9) or adam [default: sgd].
+    #[arg(long)]
+    pub optimizer: Option<String>,
+    /// Learning rate [default: kip: the trainer's documented default; dc: 0.01].
     #[arg(long, allow_negative_numbers = true)]
     pub lr: Option<f64>,
-    /// Learning-rate schedule over --steps: constant, cosine (decay to 0 at
-    /// the last step) or cosine:M (decay to M·lr), as `kip distill`'s.
-    #[arg(long, default_value = "cosine")]
-    pub lr_schedule: String,
-    /// Training steps.
-    #[arg(long, default_value_t = 1000)]
-    pub steps: usize,
-    /// Mini-batch size (capped at the support size).
-    #[arg(long, default_value_t = 100)]
-    pub batch: usize,
-    /// Train the centred network f(x; θ) − f(x; θ₀) (true or false): its
-    /// output is zero at initialisation, so MSE training converges to the NTK
-    /// regression that KIP optimises instead of that plus the random initial
-    /// function, which swamps small training sets (see kip_nn::MlpParams).
-    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
-    pub center: bool,
-    /// Seeds to average over.
-    #[arg(long, default_value_t = 3)]
-    pub seeds: usize,
+    /// kip: learning-rate schedule over --steps: constant, cosine (decay to
+    /// 0 at the last step) or cosine:M (decay to M·lr), as `kip distill`'s
+    /// [default: cosine].
+    #[arg(long)]
+    pub lr_schedule: Option<String>,
+    /// kip: training steps [default: 1000].
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// dc: training epochs (the protocol trains epochs 0..=E, the rate ×0.1
+    /// after epoch E/2+1) [default: 1000].
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Mini-batch size [default: kip: 100, capped at the support size; dc: 256].
+    #[arg(long)]
+    pub batch: Option<usize>,
+    /// kip: train the centred network f(x; θ) − f(x; θ₀) (true or false):
+    /// its output is zero at initialisation, so MSE training converges to
+    /// the NTK regression that KIP optimises instead of that plus the random
+    /// initial function, which swamps small training sets (see
+    /// kip_nn::MlpParams) [default: true].
+    #[arg(long, action = clap::ArgAction::Set)]
+    pub center: Option<bool>,
+    /// kip: seeds to average over [default: 3].
+    #[arg(long)]
+    pub seeds: Option<usize>,
+    /// dc: networks to average over [default: 5, as DC-BENCH].
+    #[arg(long)]
+    pub runs: Option<usize>,
+    /// dc: DSA augmentation of every training batch (true or false)
+    /// [default: true].
+    #[arg(long, action = clap::ArgAction::Set)]
+    pub dsa: Option<bool>,
+    /// dc: base seed of the networks and of the natural sample [default: 0].
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// dc: also score a natural class-balanced sample of the same size
+    /// (true or false) [default: true].
+    #[arg(long, action = clap::ArgAction::Set)]
+    pub natural: Option<bool>,
+    /// dc: score on the test split (test) or on the run's validation split
+    /// (val: for choosing recipes; the run must have been made with --val).
+    #[arg(long, default_value = "test")]
+    pub eval_on: String,
     /// Print JSON on stdout.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `kip export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Run directory (holds support.npz and config.json).
+    pub run: PathBuf,
+    /// Output format: dc-bench (an .npz with `images` NHWC float32 in model
+    /// space, one-hot `labels`, `class_ids`, and the preprocessing).
+    #[arg(long)]
+    pub format: String,
+    /// Output file.
+    pub out: PathBuf,
+    /// Folder with the dataset's files, or its parent (standard
+    /// preprocessing refits its channel statistics) [default: the run's,
+    /// then $KIP_DATA_DIR].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
 }
 
 /// `kip inspect`.

@@ -145,7 +145,7 @@ pub fn conv3x3_forward(
 /// (`dx[q] = Σ_tap g[q − off(tap)]·W[tap]ᵀ`, zero outside the image), so
 /// that no scatter is needed. With few input channels (the pixels: `c_in`
 /// = 3) that GEMM would be 3 columns wide; then the patch cotangents `g·Wᵀ`
-/// (`9·c_in` columns) are formed and scattered back instead ([`col2im`]).
+/// (`9·c_in` columns) are formed and scattered back instead (`col2im`).
 ///
 /// # Panics
 /// If the buffers do not have those lengths.

@@ -189,6 +189,70 @@ impl SupportSet {
         })
     }
 
+    /// Writes `path` as an `.npz` for the dataset-distillation field's
+    /// evaluation tools (DC-BENCH, DD-Ranking), with arrays
+    ///
+    /// | array | dtype | shape |
+    /// |---|---|---|
+    /// | `images` | float32 | `[n, h, w, c]`, model space (what the networks train on) |
+    /// | `labels` | float32 | `[n, C]`: one-hot of the argmax of each label vector |
+    /// | `class_ids` | int64 | `[n]`: that argmax |
+    /// | `preprocess_utf8` | uint8 | `[bytes]`: the preprocessing of model space |
+    /// | `channel_mean`, `channel_std` | float64 | `[c]`: with `standard` preprocessing |
+    ///
+    /// `preprocess` names the transform (`standard`, `zca:S`, `none`) and
+    /// `transform` supplies its statistics. Atomic, like
+    /// [`SupportSet::write_npz`].
+    ///
+    /// # Errors
+    /// As [`SupportSet::write_npz`].
+    pub fn write_dc_bench(&self, path: &Path, preprocess: &str, transform: Option<&Transform>) -> Result<()> {
+        self.check()?;
+        let n = self.labels.len();
+        let c = self.y.ncols();
+        let s = self.shape;
+        let ids: Vec<usize> = (0..n)
+            .map(|i| kip_core::argmax(self.y.row(i).iter().copied()))
+            .collect();
+        let mut one_hot = vec![0.0f32; n * c];
+        for (i, &k) in ids.iter().enumerate() {
+            one_hot[i * c + k] = 1.0;
+        }
+        let stats = transform.and_then(|t| t.channel_stats());
+        write_atomic(path, |w| {
+            let io = |e: std::io::Error| DataError::io(path, e);
+            let mut npz = NpzWriter::new(w);
+            let opts = || npyz::zip::write::FileOptions::default().last_modified_time(npyz::zip::DateTime::default());
+            macro_rules! array {
+                ($t:ty, $name:expr, $shape:expr, $values:expr) => {{
+                    let mut a = npz
+                        .array::<$t>($name, opts())
+                        .map_err(io)?
+                        .default_dtype()
+                        .shape($shape)
+                        .begin_nd()
+                        .map_err(io)?;
+                    a.extend($values).map_err(io)?;
+                    a.finish().map_err(io)?;
+                }};
+            }
+            let dims = [n as u64, s.h as u64, s.w as u64, s.c as u64];
+            array!(f32, "images", &dims, row_major(&self.x_model).map(|v| v as f32));
+            array!(f32, "labels", &[n as u64, c as u64], one_hot.iter().copied());
+            array!(i64, "class_ids", &[n as u64], ids.iter().map(|&k| k as i64));
+            let pre = preprocess.as_bytes();
+            array!(u8, "preprocess_utf8", &[pre.len() as u64], pre.iter().copied());
+            if let Some((mean, std)) = stats {
+                array!(f64, "channel_mean", &[mean.len() as u64], mean.iter().copied());
+                array!(f64, "channel_std", &[std.len() as u64], std.iter().copied());
+            }
+            npz.zip_writer()
+                .finish()
+                .map_err(|e| DataError::io(path, std::io::Error::other(e.to_string())))?;
+            Ok(())
+        })
+    }
+
     /// Reads a file written by [`SupportSet::write_npz`]. `x_model`, `y` and
     /// `labels` round-trip exactly; `x_pixels` comes from the float32 `x`.
     /// Without `class_names_utf8`, names are `"0".."C-1"`.

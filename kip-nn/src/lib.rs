@@ -13,6 +13,10 @@
 //!   Conv 3×3, ReLU, `depth` × [Conv, ReLU, AvgPool 2×2], Flatten, Dense,
 //!   `width` channels, NTK parameterisation, `f32`; its body is
 //!   `kip_kernels::rf::ConvNet`, the layers of the random-feature kernel.
+//! - The field's standard evaluation ([`dc`], `kip transfer --protocol
+//!   dc`): DatasetCondensation's ConvNet-3 (width 128, instance norm,
+//!   average pooling, PyTorch initialisation) trained on hard labels with
+//!   SGD and DSA augmentation, mean over several networks.
 //! - Losses: `½·mean` squared error over all `n × C` entries (like the KRR
 //!   loss) or softmax cross-entropy ([`Loss`]).
 //! - Optimisers: SGD with momentum 0.9 or Adam, with a learning-rate
@@ -64,6 +68,7 @@ mod arch;
 mod backprop;
 mod convnet;
 mod convnet_train;
+pub mod dc;
 mod error;
 mod eval;
 mod mlp;

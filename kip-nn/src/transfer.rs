@@ -26,7 +26,7 @@ pub struct SeedAccuracies {
 }
 
 impl SeedAccuracies {
-    fn new(test_acc: Vec<f64>) -> Self {
+    pub(crate) fn new(test_acc: Vec<f64>) -> Self {
         let n = test_acc.len() as f64;
         let mean = test_acc.iter().sum::<f64>() / n;
         let var = test_acc.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / (n - 1.0).max(1.0);

@@ -2,6 +2,7 @@
 
 mod distill;
 mod eval;
+mod export;
 mod gram;
 mod inspect;
 mod label_solve;
@@ -41,6 +42,7 @@ fn dispatch(command: Command, ranks: &Ranks) -> Result<i32> {
         Command::LabelSolve(a) => label_solve::run(a, ranks),
         Command::Eval(a) => eval::run(a, ranks),
         Command::Transfer(a) => transfer::run(a),
+        Command::Export(a) => export::run(a),
         Command::Inspect(a) => inspect::run(a),
         Command::Gram(a) => gram::run(a),
     }
