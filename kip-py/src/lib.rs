@@ -9,6 +9,7 @@ mod errors;
 mod kernel;
 mod krr;
 mod run;
+mod transfer;
 
 use std::path::PathBuf;
 
@@ -140,5 +141,6 @@ fn _kip(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(distill, m)?)?;
     m.add_function(wrap_pyfunction!(run::load_run, m)?)?;
     m.add_function(wrap_pyfunction!(run::load_dataset, m)?)?;
+    m.add_function(wrap_pyfunction!(transfer::evaluate_dc, m)?)?;
     Ok(())
 }

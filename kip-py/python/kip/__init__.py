@@ -17,6 +17,7 @@ from ._kip import (
     Run,
     __version__,
     distill,
+    evaluate_dc,
     krr_fit,
     krr_predict,
     label_solve,
@@ -25,6 +26,7 @@ from ._kip import (
 )
 
 __all__ = [
+    "evaluate_dc",
     "Kernel",
     "KernelRidge",
     "KrrModel",

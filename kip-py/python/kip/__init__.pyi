@@ -183,6 +183,31 @@ def load_dataset(
     """``((x_train, y_train), (x_test, y_test))``: raw float32 images
     ``(n, h, w, c)`` and int64 class ids."""
 
+def evaluate_dc(
+    x: Points,
+    y: Labels,
+    x_test: Points,
+    y_test: Labels,
+    *,
+    epochs: int = 1000,
+    runs: int = 5,
+    width: int = 128,
+    depth: int = 3,
+    lr: float = 0.01,
+    batch: int = 256,
+    dsa: bool = True,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """The dataset-distillation field's standard evaluation
+    (``kip transfer --protocol dc``): ``runs`` fresh ConvNets (width 128,
+    depth 3, instance norm, average pooling, PyTorch initialisation)
+    trained on the images ``x`` ``(n, h, w[, c])`` with hard labels (class
+    ids, or the argmax of a label matrix) by SGD (momentum 0.9, weight
+    decay 5e-4, ``lr`` ×0.1 after epoch ``epochs//2+1``), batch 256, DSA
+    augmentation, epochs ``0..=epochs``; each scored on ``(x_test,
+    y_test)``. Returns ``{"test_acc": [...], "mean", "std", "seconds"}``.
+    Ctrl-C is honoured between networks."""
+
 class KernelRidge:
     """Kernel ridge regression classifier (scikit-learn idiom)."""
 
