@@ -44,7 +44,8 @@ pub enum Command {
 pub struct ReproduceArgs {
     /// The row (e.g. mnist-fc-100); see --list.
     pub row: Option<String>,
-    /// List the rows: the paper's figure, ours, the time and the command.
+    /// List the rows (only ROW when given): the paper's figure, ours, the
+    /// time and the command.
     #[arg(long)]
     pub list: bool,
     /// With --list: as the README's markdown table.

@@ -75,6 +75,14 @@ impl From<DataError> for CliError {
 impl From<kip_krr::KrrError> for CliError {
     fn from(e: kip_krr::KrrError) -> Self {
         match e {
+            // The ridge is not a flag: it comes from --reg and the data.
+            kip_krr::KrrError::InvalidParam {
+                name: "ridge",
+                value,
+                expected,
+            } => CliError::Usage(format!(
+                "--reg: the ridge reg · tr(K_ss)/n_s is {value:?}: expected {expected}; choose a smaller --reg"
+            )),
             kip_krr::KrrError::InvalidParam { name, value, expected } => flag_error(name, &value.to_string(), expected),
             kip_krr::KrrError::Kernel(k) => k.into(),
             e => CliError::Krr(e),
@@ -147,5 +155,12 @@ mod tests {
             (e.to_string().as_str(), e.exit_code()),
             ("--target-batch 0: expected >= 1", 2)
         );
+        // The ridge is no flag: its error names --reg.
+        let e = CliError::from(kip_krr::KrrError::InvalidParam {
+            name: "ridge",
+            value: f64::INFINITY,
+            expected: "a finite number >= 0",
+        });
+        assert!(e.to_string().starts_with("--reg: the ridge"), "{e}");
     }
 }

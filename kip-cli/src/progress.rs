@@ -1,11 +1,12 @@
 //! What `kip distill` shows while it runs: notes, a progress bar (hidden
-//! with --quiet or when stderr is not a terminal), and Ctrl-C, which stops
-//! the run after a checkpoint; and a pair counter for long kernel
-//! evaluations (`kip eval`, `kip label-solve` with convolutional kernels).
+//! with --quiet or when stderr is not a terminal), and Ctrl-C (SIGINT) or
+//! SIGTERM, which stop the run after a checkpoint; and a pair counter for
+//! long kernel evaluations (`kip eval`, `kip label-solve` with
+//! convolutional kernels).
 
 use std::ops::ControlFlow;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -24,20 +25,28 @@ pub struct Progress {
     dataset: String,
     detail: String,
     last_acc: f64,
-    interrupted: Arc<AtomicBool>,
+    /// The stopping signal's number once one arrived (0 before).
+    interrupted: Arc<AtomicUsize>,
 }
 
 impl Progress {
     /// An observer for the run in `dir` on `dataset`; `detail` (support
     /// size, batch, kernel) goes into the start message. Installs the
-    /// SIGINT handler.
+    /// SIGINT and SIGTERM handlers (schedulers stop jobs with SIGTERM: it
+    /// is treated as Ctrl-C).
     ///
     /// # Errors
-    /// If the handler cannot be installed.
+    /// If a handler cannot be installed.
     pub fn new(dir: PathBuf, dataset: String, detail: String, quiet: bool) -> Result<Self> {
-        let interrupted = Arc::new(AtomicBool::new(false));
-        signal_hook::flag::register(signal_hook::consts::SIGINT, Arc::clone(&interrupted))
-            .map_err(|e| CliError::Usage(format!("cannot install the SIGINT handler: {e}")))?;
+        let interrupted = Arc::new(AtomicUsize::new(0));
+        for (sig, name) in [
+            (signal_hook::consts::SIGINT, "SIGINT"),
+            (signal_hook::consts::SIGTERM, "SIGTERM"),
+        ] {
+            let number = usize::try_from(sig).expect("signal numbers are positive");
+            signal_hook::flag::register_usize(sig, Arc::clone(&interrupted), number)
+                .map_err(|e| CliError::Usage(format!("cannot install the {name} handler: {e}")))?;
+        }
         Ok(Self {
             bar: ProgressBar::hidden(),
             quiet,
@@ -66,8 +75,17 @@ impl Progress {
         self.bar.finish_and_clear();
     }
 
+    /// The signal (SIGINT or SIGTERM) that asked the run to stop, if one
+    /// arrived.
+    pub fn signal(&self) -> Option<i32> {
+        match self.interrupted.load(Ordering::SeqCst) {
+            0 => None,
+            n => i32::try_from(n).ok(),
+        }
+    }
+
     fn stop_requested(&self) -> ControlFlow<()> {
-        if self.interrupted.load(Ordering::SeqCst) {
+        if self.signal().is_some() {
             ControlFlow::Break(())
         } else {
             ControlFlow::Continue(())

@@ -111,6 +111,42 @@ fn reg_negative() {
     distill_fails(&["--reg", "-1"], 2, &["reg", "-1"]);
 }
 
+/// As [`distill_fails`], and the --out folder does not exist afterwards
+/// (the check comes before the run directory is created).
+fn distill_fails_before_the_run_dir(args: &[&str], needles: &[&str]) {
+    let t = tempdir();
+    let out = join(t.path(), "out");
+    let mut all = vec!["distill", "--out", &out, "--quiet", "--steps", "2"];
+    all.extend_from_slice(args);
+    let r = kip(t.path(), &all);
+    expect_error(&r, 2, needles);
+    assert!(!Path::new(&out).exists(), "{out} was created");
+}
+
+#[test]
+fn reg_whose_ridge_overflows() {
+    // A finite reg, but reg · tr(K_ss)/n_s is not: named as the user's flag
+    // (there is no --ridge), before anything is written.
+    distill_fails_before_the_run_dir(&["--reg", "1e308"], &["--reg 1e308", "ridge"]);
+    let t = tempdir();
+    let out = join(t.path(), "ls");
+    let r = kip(t.path(), &["label-solve", "--reg", "1e308", "--out", &out]);
+    expect_error(&r, 2, &["--reg"]);
+    assert!(!r.first_line().contains("--ridge"), "{}", r.first_line());
+    assert!(!Path::new(&out).exists());
+}
+
+#[test]
+fn val_that_leaves_no_targets() {
+    // digits has 1438 training images: --val 1437 leaves one, so most
+    // classes have none to draw targets from.
+    distill_fails_before_the_run_dir(&["--val", "1437"], &["--val 1437", "no training images left"]);
+    distill_fails_before_the_run_dir(
+        &["--val", "1437", "--target-batch", "10"],
+        &["--val 1437", "no training images left"],
+    );
+}
+
 #[test]
 fn corrupt_one() {
     distill_fails(&["--corrupt", "1"], 2, &["corrupt", "1"]);
@@ -183,6 +219,31 @@ fn threads_zero() {
     );
     expect_error(&r, 2, &["--threads", "0"]);
     assert!(files_in(Path::new(&out)).is_empty());
+}
+
+#[test]
+fn threads_above_the_cap() {
+    // Thousands of threads hung the pool's start: refused, naming the cap
+    // (max(256, 8 per core)) and the cores.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cap = (8 * cores).max(256);
+    let n = (cap + 1).max(5000).to_string();
+    let t = tempdir();
+    let out = join(t.path(), "out");
+    let r = kip(
+        t.path(),
+        &["--threads", &n, "distill", "--out", &out, "--quiet", "--steps", "2"],
+    );
+    expect_error(
+        &r,
+        2,
+        &[
+            &format!("--threads {n}"),
+            &format!("at most {cap}"),
+            &format!("{cores} core"),
+        ],
+    );
+    assert!(!Path::new(&out).exists());
 }
 
 // ---- datasets ------------------------------------------------------------
@@ -605,4 +666,58 @@ fn inspect_bad_inputs() {
         2,
         &["cifar10", "data_batch_1", &e],
     );
+}
+
+#[test]
+fn gram_image_shape_that_overflows() {
+    // h·w·c wrapped to the points' 16 values, passed the size check and
+    // then panicked with a capacity overflow.
+    let t = tempdir();
+    let x: Vec<f64> = (0..48).map(|i| f64::from(i) / 48.0).collect();
+    kip_data::write_npy_f64(&p(t.path(), "ok.npy"), 3, 16, &x).unwrap();
+    let out = join(t.path(), "k.npy");
+    for kernel in ["convvec1-ntk", "convnet1-ntk", "rf-convnet1"] {
+        for shape in ["8589934603x1219619441754028592x1", "4294967296x4294967296x1"] {
+            let r = kip(
+                t.path(),
+                &[
+                    "gram",
+                    "--kernel",
+                    kernel,
+                    "ok.npy",
+                    "--image-shape",
+                    shape,
+                    "--out",
+                    &out,
+                ],
+            );
+            expect_error(&r, 2, &[&format!("--image-shape {shape}"), "overflow"]);
+            assert!(!Path::new(&out).exists());
+        }
+    }
+}
+
+/// `KIP_SIMD` caps kip's own loops (avx512, avx2, scalar); any other value
+/// is a usage error naming it, and a capped run distills like any other.
+#[test]
+fn simd_cap_is_checked_and_honoured() {
+    let t = tempdir();
+    let out = join(t.path(), "out");
+    let r: Run = command(t.path(), &["distill", "--out", &out, "--quiet", "--steps", "2"])
+        .env("KIP_SIMD", "avx3")
+        .output()
+        .expect("kip runs")
+        .into();
+    expect_error(&r, 2, &["KIP_SIMD=avx3", "avx512, avx2 or scalar"]);
+    assert!(!Path::new(&out).exists());
+    for level in ["avx2", "scalar"] {
+        let out = join(t.path(), level);
+        let r: Run = command(t.path(), &["distill", "--out", &out, "--quiet", "--steps", "3"])
+            .env("KIP_SIMD", level)
+            .output()
+            .expect("kip runs")
+            .into();
+        assert_eq!(r.code, Some(0), "KIP_SIMD={level}: {}", r.stderr);
+        assert!(Path::new(&out).join("support.npz").exists());
+    }
 }

@@ -1,7 +1,7 @@
 //! Interruptions and numerical trouble never lose work: SIGKILL at random
 //! points plus `--resume` reproduces an uninterrupted run bit for bit; SIGINT
-//! writes a final checkpoint and exits 130 with a resume hint; a non-finite
-//! step keeps the last good state on disk.
+//! (SIGTERM) writes a final checkpoint and exits 130 (143) with a resume
+//! hint; a non-finite step keeps the last good state on disk.
 
 mod common;
 
@@ -159,6 +159,19 @@ fn resume_after_the_final_checkpoint_logs_each_step_once() {
 
 #[test]
 fn sigint_writes_a_checkpoint_and_exits_130() {
+    stop_writes_a_checkpoint("-INT", 130);
+}
+
+/// Schedulers (Slurm, Kubernetes, `mpirun` teardown) stop jobs with
+/// SIGTERM: the same checkpoint as Ctrl-C, exit 128 + 15.
+#[test]
+fn sigterm_writes_a_checkpoint_and_exits_143() {
+    stop_writes_a_checkpoint("-TERM", 143);
+}
+
+/// `sig` (a `kill` option) to a long run once it has checkpointed: a final
+/// checkpoint, exit `code`, a resume hint, and the resume continues.
+fn stop_writes_a_checkpoint(sig: &str, code: i32) {
     let t = tempdir();
     let run = join(t.path(), "run");
     let mut child = command(
@@ -188,11 +201,11 @@ fn sigint_writes_a_checkpoint_and_exits_130() {
         assert!(t0.elapsed() < Duration::from_secs(30), "no checkpoint after 30 s");
         std::thread::sleep(Duration::from_millis(10));
     }
-    signal(&child, "-INT");
+    signal(&child, sig);
     let st = wait_with_timeout(&mut child, Duration::from_secs(30));
     let mut err = String::new();
     std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
-    assert_eq!(st.code(), Some(130), "stderr: {err}");
+    assert_eq!(st.code(), Some(code), "kill {sig}: {st:?}, stderr: {err}");
     assert!(err.contains("resume"), "stderr: {err}");
     assert!(
         err.contains(&format!("kip distill --resume {run} --steps 100000")),

@@ -51,3 +51,23 @@ fn unknown_or_missing_rows_are_usage_errors() {
     assert_eq!(r.code, Some(2), "{}", r.stderr);
     assert!(files_in(&p(t.path(), "o")).is_empty());
 }
+
+#[test]
+fn the_list_of_one_row_shows_that_row_only() {
+    let t = tempdir();
+    let out = kip_ok(t.path(), &["reproduce", "--list", "mnist-fc-100"]);
+    assert!(out.contains("mnist-fc-100") && out.contains("--support 100"), "{out}");
+    for other in ["mnist-fc-10 ", "mnist-fc-500", "cifar10-fc-100"] {
+        assert!(!out.contains(other), "{other} listed:\n{out}");
+    }
+    let md = kip_ok(t.path(), &["reproduce", "--list", "--markdown", "mnist-fc-100"]);
+    assert_eq!(md.lines().count(), 3, "{md}");
+    // An unknown row is a usage error that lists the known ones.
+    let r = kip(t.path(), &["reproduce", "--list", "mnist-fc-7"]);
+    assert_eq!(r.code, Some(2), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("mnist-fc-7") && r.stderr.contains("mnist-fc-100"),
+        "{}",
+        r.stderr
+    );
+}

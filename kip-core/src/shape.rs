@@ -33,8 +33,25 @@ impl ImageShape {
     }
 
     /// Number of features per image, `d = h · w · c`.
+    ///
+    /// # Panics
+    /// In debug builds, when the product overflows `usize` (it wraps in
+    /// release builds): a shape taken from user input goes through
+    /// [`ImageShape::checked_dim`] first.
     pub fn dim(&self) -> usize {
         self.h * self.w * self.c
+    }
+
+    /// `d = h · w · c`, or `None` when the product overflows `usize`.
+    ///
+    /// # Examples
+    /// ```
+    /// use kip_core::ImageShape;
+    /// assert_eq!(ImageShape::new(32, 32, 3).checked_dim(), Some(3072));
+    /// assert_eq!(ImageShape::new(1 << 32, 1 << 32, 1).checked_dim(), None);
+    /// ```
+    pub fn checked_dim(&self) -> Option<usize> {
+        self.h.checked_mul(self.w)?.checked_mul(self.c)
     }
 }
 

@@ -118,7 +118,8 @@ impl Kip {
     /// Start a run: draws the initial support set from `train` (model space).
     ///
     /// # Errors
-    /// Support or target sizes the training set cannot serve class-balanced.
+    /// Support or target sizes the training set cannot serve class-balanced;
+    /// a `reg` whose ridge overflows ([`Kip::check_ridge`]).
     pub fn new(params: ValidKipParams, train: Dataset) -> Result<Self> {
         let p = params.params().clone();
         let by_class = train.indices_by_class();
@@ -152,7 +153,44 @@ impl Kip {
             log_temp: 0.0,
             adam_t: AdamState::new(1),
         };
-        Self::from_state(params, train, state)
+        let kip = Self::from_state(params, train, state)?;
+        kip.check_ridge()?;
+        Ok(kip)
+    }
+
+    /// Check that the ridge `λ = reg · tr(K_ss)/n_s` of the current support
+    /// set is finite with every training kernel of the run (a finite `reg`
+    /// can still overflow it). Costs one kernel diagonal of the support set
+    /// per kernel, before a run writes anything.
+    ///
+    /// # Errors
+    /// [`MetaError::Param`] naming `reg` and the largest value that fits;
+    /// kernel failures.
+    pub fn check_ridge(&self) -> Result<()> {
+        let reg = self.params.params().reg;
+        let x_s = &self.state.x_s;
+        let n_s = x_s.nrows();
+        if reg == 0.0 || n_s == 0 {
+            return Ok(());
+        }
+        // The training kernels only: an expensive evaluation kernel's
+        // diagonal would cost more than the check is worth.
+        for k in &self.kernels {
+            let trace: f64 = k.gram_diag(points(x_s))?.iter().sum();
+            // As `Ridge::value`; a non-finite trace is the data's problem.
+            if trace.is_finite() && !(reg * trace / n_s as f64).is_finite() {
+                return Err(MetaError::param(
+                    "reg",
+                    format!("{reg:?}"),
+                    format!(
+                        "at most about {:.3e} here: the ridge reg · tr(K_ss)/n_s overflows (tr(K_ss) = {trace:.3e} with {})",
+                        f64::MAX / trace,
+                        k.spec()
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Continue from a saved state (see [`crate::checkpoint`]).

@@ -1,6 +1,7 @@
 //! `kip distill`: flags into a [`RunConfig`], then the library's [`Runner`]
 //! with a progress bar.
 
+use kip_data::{DataSpec, Prepared};
 use kip_meta::{
     default_target_batch, AdamParams, Init, KipParams, Ranks, Resume, RunConfig, RunDir, RunOutcome, Runner,
 };
@@ -10,8 +11,11 @@ use crate::commands::{data_spec, default_out, load};
 use crate::error::{CliError, Result};
 use crate::progress::Progress;
 
-/// Exit code after Ctrl-C wrote a checkpoint.
-const EXIT_INTERRUPTED: i32 = 130;
+/// Exit code after a signal stopped the run with a checkpoint: the shell's
+/// 128 + signal number (130 after Ctrl-C, 143 after SIGTERM).
+fn exit_interrupted(signal: Option<i32>) -> i32 {
+    128 + signal.unwrap_or(signal_hook::consts::SIGINT)
+}
 
 /// Steps of a new run when --steps is not given.
 const DEFAULT_STEPS: usize = 300;
@@ -70,6 +74,7 @@ fn create(a: &DistillArgs, ranks: &Ranks) -> Result<Runner> {
         ))
     })?;
     let prepared = load(&data)?;
+    check_classes_left(&data, &prepared)?;
     if a.target_batch.is_none() {
         kip.n_target = default_target_batch(&prepared.train);
     }
@@ -82,6 +87,42 @@ fn create(a: &DistillArgs, ranks: &Ranks) -> Result<Runner> {
         ..RunConfig::default()
     };
     Ok(Runner::create_on(ranks.clone(), &out, config, prepared)?)
+}
+
+/// Targets (and the support set) are drawn class-balanced: a --val (or
+/// --holdout) that takes a class's last training images is named, rather
+/// than the target batch it shrinks to nothing.
+fn check_classes_left(data: &DataSpec, prepared: &Prepared) -> Result<()> {
+    let flag = match (data.val, data.holdout) {
+        (0, 0) => return Ok(()),
+        (0, h) => format!("--holdout {h}"),
+        (v, _) => format!("--val {v}"),
+    };
+    let train = &prepared.train;
+    let empty: Vec<&str> = train
+        .class_counts()
+        .iter()
+        .zip(train.class_names())
+        .filter(|(&n, _)| n == 0)
+        .map(|(_, name)| name.as_str())
+        .collect();
+    if empty.is_empty() {
+        return Ok(());
+    }
+    let shown = empty.iter().take(5).copied().collect::<Vec<_>>().join(", ");
+    let more = if empty.len() > 5 { ", …" } else { "" };
+    let n = train.len();
+    Err(CliError::flag(
+        &flag,
+        format!(
+            "no training images left for targets in {} of the {} classes ({shown}{more}): {n} training image{} remain{}; choose a smaller {}",
+            empty.len(),
+            train.n_classes(),
+            if n == 1 { "" } else { "s" },
+            if n == 1 { "s" } else { "" },
+            flag.split(' ').next().unwrap_or_default()
+        ),
+    ))
 }
 
 pub fn run(a: DistillArgs, ranks: &Ranks) -> Result<i32> {
@@ -135,7 +176,7 @@ pub fn run(a: DistillArgs, ranks: &Ranks) -> Result<i32> {
                     c.kip.steps
                 );
             }
-            Ok(EXIT_INTERRUPTED)
+            Ok(exit_interrupted(progress.signal()))
         }
         Err(e) => {
             progress.abandon();

@@ -25,7 +25,16 @@ fn parse_shape(s: &str) -> Result<ImageShape> {
             )
         })?;
     match dims[..] {
-        [h, w, c] if h > 0 && w > 0 && c > 0 => Ok(ImageShape::new(h, w, c)),
+        [h, w, c] if h > 0 && w > 0 && c > 0 => {
+            let shape = ImageShape::new(h, w, c);
+            // A product that wraps could match the points' length.
+            shape.checked_dim().map(|_| shape).ok_or_else(|| {
+                CliError::flag(
+                    &format!("--image-shape {s}"),
+                    format!("h·w·c overflows (more than {} values per image)", usize::MAX),
+                )
+            })
+        }
         _ => Err(CliError::flag(
             &format!("--image-shape {s}"),
             "expected HxWxC with positive integers, e.g. 32x32x3",

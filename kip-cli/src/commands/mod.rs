@@ -17,13 +17,31 @@ use kip_meta::Ranks;
 use crate::cli::{Cli, Command, DataArgs};
 use crate::error::{CliError, Result};
 
+/// The most `--threads` accepted: 8 per core, at least [`MIN_THREAD_CAP`]
+/// (thousands of threads hung the pool's start).
+const THREADS_PER_CORE: usize = 8;
+/// The thread cap of small machines.
+const MIN_THREAD_CAP: usize = 256;
+
 /// Size the thread pool, run a subcommand; returns the process exit code.
 pub fn run(cli: Cli, ranks: &Ranks) -> Result<i32> {
+    kip_core::simd_cap().map_err(CliError::Usage)?;
     if let Some(n) = cli.threads {
         if n == 0 {
             return Err(CliError::flag(
                 "--threads 0",
                 "expected >= 1 (omit --threads to use all cores)",
+            ));
+        }
+        let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+        let cap = cores.saturating_mul(THREADS_PER_CORE).max(MIN_THREAD_CAP);
+        if n > cap {
+            let s = if cores == 1 { "" } else { "s" };
+            return Err(CliError::flag(
+                &format!("--threads {n}"),
+                format!(
+                    "expected at most {cap} (this machine has {cores} core{s}; the cap is {THREADS_PER_CORE} per core, at least {MIN_THREAD_CAP})"
+                ),
             ));
         }
         rayon::ThreadPoolBuilder::new()

@@ -8,18 +8,23 @@ use kip_meta::Ranks;
 use crate::cli::{Cli, ReproduceArgs};
 use crate::commands::{default_out, dispatch};
 use crate::error::{CliError, Result};
-use crate::recipes::{self, percent, Kind, RECIPES};
+use crate::recipes::{self, percent, Kind, Recipe, RECIPES};
 
 fn names() -> String {
     RECIPES.iter().map(|r| r.name).collect::<Vec<_>>().join(", ")
 }
 
-fn list(markdown: bool) {
+/// The rows, or only `row` (an unknown name is a usage error).
+fn list(markdown: bool, row: Option<&str>) -> Result<()> {
+    let rows: Vec<&Recipe> = match row {
+        None => RECIPES.iter().collect(),
+        Some(name) => vec![recipes::find(name).ok_or_else(|| unknown_row(name))?],
+    };
     if markdown {
-        print!("{}", recipes::markdown());
-        return;
+        print!("{}", recipes::markdown(&rows));
+        return Ok(());
     }
-    for r in RECIPES {
+    for r in rows {
         println!(
             "{:<15} paper {} ({}), measured {}, about {} min\n                {} --seed 0",
             r.name,
@@ -30,6 +35,11 @@ fn list(markdown: bool) {
             r.command()
         );
     }
+    Ok(())
+}
+
+fn unknown_row(name: &str) -> CliError {
+    CliError::Usage(format!("unknown row `{name}`: expected one of {}", names()))
 }
 
 /// The run's final test accuracy from its `summary.json`.
@@ -45,14 +55,13 @@ fn final_accuracy(out: &Path, kind: Kind) -> Result<f64> {
 
 pub fn run(a: ReproduceArgs, ranks: &Ranks) -> Result<i32> {
     if a.list {
-        list(a.markdown);
+        list(a.markdown, a.row.as_deref())?;
         return Ok(0);
     }
     let name = a
         .row
         .ok_or_else(|| CliError::Usage(format!("give a row (or --list): {}", names())))?;
-    let r = recipes::find(&name)
-        .ok_or_else(|| CliError::Usage(format!("unknown row `{name}`: expected one of {}", names())))?;
+    let r = recipes::find(&name).ok_or_else(|| unknown_row(&name))?;
     let out = a.out.unwrap_or_else(|| default_out(&format!("reproduce-{name}")));
     let seed = a.seed.to_string();
     let mut argv: Vec<String> = ["kip", r.kind.command()].iter().map(|s| s.to_string()).collect();

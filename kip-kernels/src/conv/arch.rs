@@ -246,10 +246,13 @@ pub(crate) fn check_fit(arch: &ConvArch, shape: Option<ImageShape>, d: usize) ->
     if shape.h == 0 || shape.w == 0 || shape.c == 0 {
         return Err(image_err(arch, format!("image shape {shape} has an empty dimension")));
     }
-    if shape.dim() != d {
+    let Some(dim) = shape.checked_dim() else {
+        return Err(image_err(arch, format!("image shape {shape}: h·w·c overflows")));
+    };
+    if dim != d {
         return Err(image_err(
             arch,
-            format!("image shape {shape} has {} values but the points have {d}", shape.dim()),
+            format!("image shape {shape} has {dim} values but the points have {d}"),
         ));
     }
     arch.check_size(shape.h, shape.w).map_err(|r| image_err(arch, r))?;

@@ -154,10 +154,16 @@ impl RfKernel {
                 format!("needs the image shape (h x w x c) of its {d}-dimensional points; this data has none (a flat dataset?)"),
             )
         })?;
-        if shape.dim() != d {
+        let Some(dim) = shape.checked_dim() else {
             return Err(image_err_rf(
                 &self.spec,
-                format!("image shape {shape} has {} values but the points have {d}", shape.dim()),
+                format!("image shape {shape}: h·w·c overflows"),
+            ));
+        };
+        if dim != d {
+            return Err(image_err_rf(
+                &self.spec,
+                format!("image shape {shape} has {dim} values but the points have {d}"),
             ));
         }
         if let Err(reason) = &*self.nets {

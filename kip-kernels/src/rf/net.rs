@@ -100,6 +100,9 @@ fn plan(body: &[NetLayer], input: ImageShape, channels: usize) -> Result<Vec<Ima
                 ImageShape::new(s.h / 2, s.w / 2, s.c)
             }
         };
+        if s.checked_dim().is_none() {
+            return Err(net_err(format!("layer {} makes a {s} map: h·w·c overflows", i + 1)));
+        }
         shapes.push(s);
     }
     Ok(shapes)
@@ -177,8 +180,10 @@ impl ConvNet {
                 expected: "at least 1",
             });
         }
-        if input.dim() == 0 {
-            return Err(net_err(format!("an empty image shape {input}")));
+        match input.checked_dim() {
+            None => return Err(net_err(format!("image shape {input}: h·w·c overflows"))),
+            Some(0) => return Err(net_err(format!("an empty image shape {input}"))),
+            Some(_) => {}
         }
         crate::spec::check_stds(w_std, b_std)?;
         let shapes = plan(body, input, channels)?;
