@@ -284,3 +284,43 @@ fn gram_bad_inputs_name_the_file_and_the_problem() {
         assert!(!p(d, "k.npy").exists(), "{args:?} left an output file");
     }
 }
+
+/// `--out` never replaces what is not a file of ours: a FIFO is refused
+/// (and stays a FIFO), a symbolic link has its target written and stays a
+/// link.
+#[test]
+fn gram_out_refuses_special_files_and_follows_links() {
+    use std::os::unix::fs::FileTypeExt;
+    let t = tempdir();
+    let x = t.path().join("x.npy");
+    write_npy(&x, "<f8", &[3, 4], &values(12, 3));
+    let x = x.to_string_lossy().into_owned();
+    let fifo = t.path().join("pipe.npy");
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let r = kip(
+        t.path(),
+        &["gram", "--kernel", "fc1-ntk", &x, "--out", &fifo.to_string_lossy()],
+    );
+    assert_ne!(r.code, Some(0), "a FIFO as --out: {}", r.stderr);
+    assert!(
+        r.first_line().contains("pipe.npy") && r.first_line().contains("not a regular file"),
+        "{}",
+        r.stderr
+    );
+    assert!(std::fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
+    let real = t.path().join("real.npy");
+    std::fs::write(&real, b"old").unwrap();
+    let link = t.path().join("link.npy");
+    std::os::unix::fs::symlink("real.npy", &link).unwrap();
+    kip_ok(
+        t.path(),
+        &["gram", "--kernel", "fc1-ntk", &x, "--out", &link.to_string_lossy()],
+    );
+    assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+    let (n, m, _) = read_matrix(&real);
+    assert_eq!((n, m), (3, 3));
+}

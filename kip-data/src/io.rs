@@ -73,10 +73,16 @@ pub(crate) fn bytes_to_f32(bytes: &[u8]) -> Vec<f32> {
 /// This is the one atomic writer of the workspace: support sets, pictures,
 /// checkpoints, run configurations and summaries all go through it.
 ///
+/// It never replaces what is not a file of ours: `path` must be a new name
+/// or a regular file. A symbolic link is followed: its target (a regular
+/// file, or a new name in an existing folder) is written atomically in the
+/// target's folder and the link stays. A folder, FIFO, device or socket is
+/// refused before anything is written.
+///
 /// # Errors
 /// [`DataError::Invalid`] for a path without a file name; [`DataError::Io`]
-/// naming the file when it cannot be created, written, synced or renamed;
-/// whatever `write` returns.
+/// naming the file when it is not a regular file or cannot be created,
+/// written, synced or renamed; whatever `write` returns.
 ///
 /// # Examples
 /// ```
@@ -92,6 +98,8 @@ where
     F: FnOnce(&mut BufWriter<File>) -> Result<()>,
 {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let target = destination(path)?;
+    let path = target.as_path();
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -123,6 +131,70 @@ where
         let _ = d.sync_all();
     }
     Ok(())
+}
+
+/// Where [`write_atomic`] writes for `path`: `path` itself when it is new
+/// or a regular file; a symbolic link's final target (resolved against the
+/// link's folder) when that is; an error otherwise.
+fn destination(path: &Path) -> Result<PathBuf> {
+    use std::io::{Error, ErrorKind};
+    let refuse = |what: &str| {
+        DataError::io(
+            path,
+            Error::new(
+                ErrorKind::InvalidInput,
+                format!("{what}: kip writes only regular files and new names, and never replaces anything else"),
+            ),
+        )
+    };
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(path.to_path_buf()),
+        Err(e) => return Err(DataError::io(path, e)),
+    };
+    let kind = meta.file_type();
+    if kind.is_file() {
+        return Ok(path.to_path_buf());
+    }
+    if kind.is_dir() {
+        return Err(refuse("is a folder"));
+    }
+    if !kind.is_symlink() {
+        return Err(refuse("is not a regular file (a FIFO, device or socket)"));
+    }
+    // A link: follow the chain to the last name (which may not exist yet).
+    let mut target = path.to_path_buf();
+    for _ in 0..40 {
+        match std::fs::symlink_metadata(&target) {
+            Ok(m) if m.file_type().is_symlink() => {
+                let next = std::fs::read_link(&target).map_err(|e| DataError::io(path, e))?;
+                target = match target.parent() {
+                    Some(parent) if next.is_relative() => parent.join(next),
+                    _ => next,
+                };
+            }
+            Ok(m) if m.file_type().is_file() => return Ok(target),
+            Ok(_) => {
+                return Err(refuse(&format!(
+                    "links to {}, which is not a regular file",
+                    target.display()
+                )))
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                let folder_exists = target.parent().is_none_or(|p| p.as_os_str().is_empty() || p.is_dir());
+                return if folder_exists {
+                    Ok(target)
+                } else {
+                    Err(refuse(&format!(
+                        "links to {}, whose folder does not exist",
+                        target.display()
+                    )))
+                };
+            }
+            Err(e) => return Err(DataError::io(path, e)),
+        }
+    }
+    Err(refuse("is a chain of more than 40 symbolic links"))
 }
 
 /// [`write_atomic`] of a byte buffer.
@@ -177,5 +249,66 @@ mod atomic_tests {
             write_file_atomic(Path::new("/"), b"x"),
             Err(DataError::Invalid { .. })
         ));
+    }
+}
+
+#[cfg(all(test, unix))]
+mod destination_tests {
+    use super::*;
+
+    #[test]
+    fn a_fifo_or_folder_is_refused_and_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("pipe");
+        let ok = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
+        assert!(ok.success());
+        let e = write_file_atomic(&fifo, b"data").unwrap_err().to_string();
+        assert!(e.contains("pipe") && e.contains("not a regular file"), "{e}");
+        assert!(std::fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo_like());
+        let e = write_file_atomic(dir.path(), b"data").unwrap_err().to_string();
+        assert!(e.contains("is a folder"), "{e}");
+        // Nothing else appeared (no temporary file).
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_symlink_has_its_target_replaced_and_stays_a_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let sub = dir.path().join("sub");
+        std::fs::create_dir(&sub).unwrap();
+        let target = sub.join("real.bin");
+        std::fs::write(&target, b"old").unwrap();
+        let link = dir.path().join("link.bin");
+        std::os::unix::fs::symlink("sub/real.bin", &link).unwrap();
+        write_file_atomic(&link, b"new").unwrap();
+        assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+        assert_eq!(std::fs::read(&target).unwrap(), b"new");
+        // A dangling link to a new name in an existing folder is created there.
+        let dangling = dir.path().join("new.bin");
+        std::os::unix::fs::symlink(sub.join("fresh.bin"), &dangling).unwrap();
+        write_file_atomic(&dangling, b"x").unwrap();
+        assert_eq!(std::fs::read(sub.join("fresh.bin")).unwrap(), b"x");
+        // A link to a FIFO is refused.
+        let fifo = sub.join("pipe");
+        assert!(std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success());
+        let to_fifo = dir.path().join("to_fifo");
+        std::os::unix::fs::symlink(&fifo, &to_fifo).unwrap();
+        let e = write_file_atomic(&to_fifo, b"x").unwrap_err().to_string();
+        assert!(e.contains("not a regular file"), "{e}");
+    }
+
+    /// `FileType::is_fifo` without importing the Unix extension trait at
+    /// every use.
+    trait FifoLike {
+        fn is_fifo_like(&self) -> bool;
+    }
+    impl FifoLike for std::fs::FileType {
+        fn is_fifo_like(&self) -> bool {
+            std::os::unix::fs::FileTypeExt::is_fifo(self)
+        }
     }
 }
