@@ -324,3 +324,29 @@ fn gram_out_refuses_special_files_and_follows_links() {
     let (n, m, _) = read_matrix(&real);
     assert_eq!((n, m), (3, 3));
 }
+
+/// An unwritable `--out` is found before the inputs are read (so before
+/// any kernel is computed), not after.
+#[test]
+fn gram_checks_out_before_any_work() {
+    let t = tempdir();
+    let out = t.path().join("no-such-folder").join("k.npy");
+    let r = kip(
+        t.path(),
+        &[
+            "gram",
+            "--kernel",
+            "fc1-ntk",
+            "absent.npy",
+            "--out",
+            &out.to_string_lossy(),
+        ],
+    );
+    assert_ne!(r.code, Some(0));
+    assert!(
+        r.first_line().contains("k.npy"),
+        "the error is about --out: {}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
+}

@@ -133,6 +133,24 @@ where
     Ok(())
 }
 
+/// Checks, before any work, that [`write_atomic`] could write `path`: the
+/// destination is a new name or a regular file (or a link to one), and a
+/// file can be created in its folder (a probe file is created and removed).
+///
+/// # Errors
+/// As [`write_atomic`] would fail: [`DataError::Io`] naming the file.
+pub fn check_writable(path: &Path) -> Result<()> {
+    let target = destination(path)?;
+    let dir = match target.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let probe = dir.join(format!(".kip-probe.{}", std::process::id()));
+    File::create(&probe).map_err(|e| DataError::io(path, e))?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
+
 /// Where [`write_atomic`] writes for `path`: `path` itself when it is new
 /// or a regular file; a symbolic link's final target (resolved against the
 /// link's folder) when that is; an error otherwise.
@@ -269,6 +287,18 @@ mod destination_tests {
         assert!(e.contains("is a folder"), "{e}");
         // Nothing else appeared (no temporary file).
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn check_writable_refuses_what_write_atomic_would() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(check_writable(&dir.path().join("new.npy")).is_ok());
+        assert!(check_writable(dir.path()).is_err());
+        let e = check_writable(&dir.path().join("missing").join("x.npy"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("x.npy"), "{e}");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "no probe left");
     }
 
     #[test]

@@ -79,7 +79,7 @@ pub use export::SupportSet;
 pub use idx::{
     load_idx, load_idx_dir, load_idx_with_classes, load_mnist_dir, FASHION_MNIST_CLASSES, IDX_FILES, MNIST_CLASSES,
 };
-pub use io::{read_maybe_gz, write_atomic, write_file_atomic};
+pub use io::{check_writable, read_maybe_gz, write_atomic, write_file_atomic};
 pub use npz::{load_npz, load_npz_split, NpzLayout};
 pub use png_grid::{write_png_grid, MIN_DISPLAY_SIDE};
 pub use prepared::{DataSpec, Prepared};

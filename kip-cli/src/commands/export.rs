@@ -14,6 +14,7 @@ pub fn run(a: ExportArgs) -> Result<i32> {
             format!("unknown format: expected {FORMATS}"),
         ));
     }
+    kip_data::check_writable(&a.out)?;
     let (dir, record) = open_run(&a.run, a.data_dir.clone())?;
     let support = dir.read_support()?;
     let spec = record.data();

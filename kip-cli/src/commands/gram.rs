@@ -52,6 +52,8 @@ pub fn run(a: GramArgs) -> Result<i32> {
         .parse::<KernelSpec>()
         .map_err(|e| CliError::flag(&format!("--kernel {}", a.kernel), e))?;
     let shape_flag = a.image_shape.as_deref().map(parse_shape).transpose()?;
+    // An unwritable --out is found now, not after the kernel is computed.
+    kip_data::check_writable(&a.out)?;
     let read = |p: &std::path::Path| read_points(p, a.key.as_deref());
     let xa = read(&a.a)?;
     let xb = a.b.as_deref().map(read).transpose()?;

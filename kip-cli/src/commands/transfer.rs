@@ -108,6 +108,8 @@ fn run_dc(a: TransferArgs) -> Result<i32> {
             ),
         ));
     }
+    // Hours of training are not thrown away on an unwritable run folder.
+    kip_data::check_writable(&dir.file(&format!("transfer_dc_{}.json", if on_val { "val" } else { "test" })))?;
     let prep = load(record.data())?;
     let eval_set = match (&prep.val, on_val) {
         (Some(v), true) => v,
