@@ -255,22 +255,29 @@ fn non_finite_case(lr: &str) {
     assert!(first.starts_with("error: "), "{first}");
     assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
     assert!(first.contains("non-finite"), "--lr {lr}: {first}");
-    let step: usize = first
-        .split("at step ")
-        .nth(1)
-        .and_then(|s| s.split(|c: char| !c.is_ascii_digit()).next())
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("--lr {lr}: no `at step N` in {first:?}"));
+    let number_after = |pat: &str| -> usize {
+        first
+            .split(pat)
+            .nth(1)
+            .and_then(|s| s.split(|c: char| !c.is_ascii_digit()).next())
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("--lr {lr}: no `{pat}N` in {first:?}"))
+    };
+    let failed = number_after("at step ");
+    let step = number_after("last good support set (step ");
     assert!(first.contains(&run), "names the run folder: {first}");
-    // The last good state is on disk, finite, at that step.
+    // The last good state is on disk, usable, at a step before the failure.
     let (state, _) = kip_meta::checkpoint::load(&Path::new(&run).join("checkpoint.bin")).expect("checkpoint loads");
-    assert_eq!(
-        state.step, step,
-        "the checkpoint holds the state before the failed step"
-    );
+    assert_eq!(state.step, step, "the checkpoint holds the last good state");
+    assert!(step <= failed, "{first}");
     assert!(state.x_s.iter().all(|v| v.is_finite()));
     let s = kip_data::SupportSet::read_npz(&Path::new(&run).join("support.npz")).expect("support.npz reads");
     assert!(s.x_model.iter().all(|v| v.is_finite()));
+    // The pixel-scale images too (the garbage of issue 36: x = inf).
+    assert!(
+        s.x_pixels.iter().all(|v| v.is_finite()),
+        "--lr {lr}: x holds non-finite pixels"
+    );
     assert!(s.y.iter().all(|v| v.is_finite()));
     assert_eq!(s.x_model, state.x_s);
     // No summary: the run did not finish.

@@ -16,7 +16,7 @@ use crate::collective::{agree_on_failure, single_process, Collective, Ranks};
 use crate::config::{RunConfig, RunRecord};
 use crate::error::{MetaError, Result};
 use crate::run_dir::{MetricsLine, RunDir, CHECKPOINT, CONFIG, SUMMARY};
-use crate::step::Kip;
+use crate::step::{Kip, KipState};
 
 /// How a [`Runner`] came to its first step.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -375,7 +375,10 @@ impl Runner {
     /// [`MetaError::Data`] if its shapes do not fit the data (they always
     /// do for a state the runner made).
     pub fn support_set(&self) -> Result<SupportSet> {
-        let st = self.kip.state();
+        self.support_set_of(self.kip.state())
+    }
+
+    fn support_set_of(&self, st: &KipState) -> Result<SupportSet> {
         Ok(SupportSet::from_model(
             &st.x_s,
             &st.y_s,
@@ -391,9 +394,15 @@ impl Runner {
     /// # Errors
     /// Write failures.
     pub fn save(&self) -> Result<()> {
+        self.save_state(self.kip.state())
+    }
+
+    /// Writes the checkpoint, `support.npz` and `support.png` of `state`.
+    fn save_state(&self, state: &KipState) -> Result<()> {
         on_root(&**self.kip.ranks(), || {
-            checkpoint::save(&self.dir.file(CHECKPOINT), self.kip.state(), &self.config.kip.kernels)?;
-            self.dir.write_support(&self.support_set()?, self.data.pixel_max)
+            checkpoint::save(&self.dir.file(CHECKPOINT), state, &self.config.kip.kernels)?;
+            self.dir
+                .write_support(&self.support_set_of(state)?, self.data.pixel_max)
         })
         .map(|_| ())
     }
@@ -432,14 +441,33 @@ impl Runner {
         }
         let (mut last_eval, mut last_val) = (first_eval, first_val);
         let mut stepped = false;
+        // The states before the last two steps: when a step's forward pass
+        // fails, the state it started from is not usable (finite values
+        // whose kernel overflows), but the one before it was (its step
+        // succeeded from it). Buffers are reused: a copy per step.
+        let (mut older, mut newer): (Option<KipState>, Option<KipState>) = (None, None);
         while self.kip.state().step < steps {
+            std::mem::swap(&mut older, &mut newer);
+            match &mut newer {
+                Some(s) => s.clone_from(self.kip.state()),
+                None => newer = Some(self.kip.state().clone()),
+            }
             let info = match self.kip.step() {
                 Ok(info) => info,
                 Err(e) => {
-                    // A failed step leaves the state as it was: keep it on disk.
-                    self.save()?;
+                    // A rejected update leaves a usable state as it was;
+                    // any other failure condemns the state the step
+                    // started from: keep the one before it (on the first
+                    // step of this process there is none: the state it
+                    // started from was loaded or drawn, keep it).
+                    let rejected_update = matches!(&e, MetaError::NonFinite { what, .. } if what.ends_with(" update"));
+                    let good = match &older {
+                        Some(prev) if !rejected_update => prev,
+                        _ => self.kip.state(),
+                    };
+                    self.save_state(good)?;
                     return Err(MetaError::StepFailed {
-                        step: self.kip.state().step,
+                        step: good.step,
                         dir: self.dir.path().to_path_buf(),
                         source: Box::new(e),
                     });

@@ -212,8 +212,42 @@ fn a_diverging_step_keeps_the_last_good_state() {
     assert_eq!(state.step, step);
     assert!(state.x_s.iter().all(|v| v.is_finite()));
     let text = e.to_string();
+    // The step that failed is named, and the state before it is kept: the
+    // failing step started from a state its forward pass could not use.
     assert!(
-        text.contains(&format!("at step {step}")) && text.contains("last good support set"),
+        text.contains(&format!("at step {}", step + 1))
+            && text.contains(&format!("last good support set (step {step})")),
         "{text}"
+    );
+}
+
+/// A run whose rate blows the support set up (finite values whose kernel
+/// overflows) keeps the last state a step succeeded from as "last good":
+/// finite images and a checkpoint that evaluates, not the garbage.
+#[test]
+fn a_diverged_run_keeps_a_usable_last_good_state() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("blown");
+    let mut cfg = config(5);
+    cfg.kip.adam.lr = 1e300;
+    cfg.kip.corrupt = 0.0;
+    let err = Runner::create(&dir, cfg).unwrap().run(&mut ()).unwrap_err();
+    let MetaError::StepFailed { step, .. } = &err else {
+        panic!("a step failure: {err}")
+    };
+    let (state, _) = checkpoint::load(&dir.join(CHECKPOINT)).unwrap();
+    assert_eq!(state.step, *step, "{err}");
+    assert!(state.x_s.iter().all(|v| v.is_finite() && v.abs() < 1e3), "{err}");
+    let support = RunDir::open(&dir).unwrap().read_support().unwrap();
+    assert!(support.x_pixels.iter().all(|v| v.is_finite()), "{err}");
+    // The saved state is usable: resuming re-runs its step (and fails the
+    // same way), instead of failing on a kernel of overflowing values.
+    let again = Runner::resume(&dir, Resume::default())
+        .unwrap()
+        .run(&mut ())
+        .unwrap_err();
+    assert!(
+        matches!(again, MetaError::StepFailed { step: s, .. } if s == *step),
+        "{again}"
     );
 }
