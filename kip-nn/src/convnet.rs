@@ -408,19 +408,7 @@ pub(crate) fn rows_f32(x: DMatrixView<'_, f64>, out: &mut Vec<f32>) {
 mod tests {
     use super::*;
     use crate::params::MlpParams;
-
-    /// Deterministic values in [-1, 1] (xorshift).
-    fn values(len: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        (0..len)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                ((s >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0) as f32
-            })
-            .collect()
-    }
+    use crate::test_values as values;
 
     fn model(loss: Loss, center: bool, shape: ImageShape, depth: usize) -> ConvClassifier {
         let p = MlpParams {

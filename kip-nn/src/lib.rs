@@ -89,3 +89,17 @@ pub use crate::params::{default_lr, Loss, MlpParams, Optimizer, Parameterization
 pub use crate::train::{train, train_in, TrainReport, Trainer};
 pub use crate::transfer::{transfer, transfer_arch, SeedAccuracies, TransferReport};
 pub use kip_core::Real;
+
+/// Deterministic values in [-1, 1] (xorshift): the unit tests' inputs.
+#[cfg(test)]
+pub(crate) fn test_values(len: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            ((s >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0) as f32
+        })
+        .collect()
+}

@@ -375,20 +375,9 @@ impl DcConvNet {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_values as values;
     use rand::SeedableRng;
     use rand_chacha::ChaCha8Rng;
-
-    fn values(len: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        (0..len)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                ((s >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0) as f32
-            })
-            .collect()
-    }
 
     fn net(shape: ImageShape, width: usize, depth: usize) -> DcConvNet {
         DcConvNet::new(shape, 3, width, depth, &mut ChaCha8Rng::seed_from_u64(7)).unwrap()

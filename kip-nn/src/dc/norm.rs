@@ -102,18 +102,7 @@ pub(crate) fn backward(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn values(len: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        (0..len)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                ((s >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0) as f32
-            })
-            .collect()
-    }
+    use crate::test_values as values;
 
     /// `Σ w·y` for the norm of `z`, in f64 through f32 maps.
     fn objective(z: &[f32], p: usize, gamma: &[f32], beta: &[f32], w: &[f32]) -> f64 {
