@@ -98,6 +98,9 @@ where
     F: FnOnce(&mut BufWriter<File>) -> Result<()>,
 {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
+    if path.file_name().is_none() {
+        return Err(DataError::invalid(format!("output path {} has no file name", path.display())));
+    }
     let target = destination(path)?;
     let path = target.as_path();
     let dir = match path.parent() {
