@@ -99,7 +99,10 @@ where
 {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     if path.file_name().is_none() {
-        return Err(DataError::invalid(format!("output path {} has no file name", path.display())));
+        return Err(DataError::invalid(format!(
+            "output path {} has no file name",
+            path.display()
+        )));
     }
     let target = destination(path)?;
     let path = target.as_path();
