@@ -401,6 +401,13 @@ pub struct GramArgs {
     /// need one; image-shaped arrays carry theirs).
     #[arg(long)]
     pub image_shape: Option<String>,
+    /// Compute and write the matrix this many rows at a time, so that a
+    /// matrix larger than memory goes to the file in blocks (a symmetric
+    /// Gram is then computed as row blocks K(a[rows], a): equal to the
+    /// one-piece result to rounding, not bit for bit) [default: all rows
+    /// at once].
+    #[arg(long, value_name = "ROWS")]
+    pub block: Option<usize>,
     /// No summary line.
     #[arg(long)]
     pub quiet: bool,

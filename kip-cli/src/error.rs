@@ -26,6 +26,9 @@ pub enum CliError {
     /// Kernel errors on the data (shapes, non-finite values).
     #[error(transparent)]
     Kernel(kip_kernels::KernelError),
+    /// A request refused under the memory rule (exit 3).
+    #[error("{0}")]
+    Memory(String),
 }
 
 /// Result alias of the binary.
@@ -122,7 +125,9 @@ impl CliError {
     pub fn exit_code(&self) -> i32 {
         match self {
             CliError::Usage(_) => 2,
-            CliError::Data(DataError::Missing { .. } | DataError::UnknownDataset { .. }) => 2,
+            CliError::Memory(_) => 3,
+            CliError::Kernel(kip_kernels::KernelError::Memory(_)) | CliError::Nn(kip_nn::NnError::Memory(_)) => 3,
+            CliError::Data(d) if d.is_usage() => 2,
             _ => 1,
         }
     }

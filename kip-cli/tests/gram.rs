@@ -350,3 +350,29 @@ fn gram_checks_out_before_any_work() {
     );
     assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
 }
+
+/// Exit codes as docs/cli.md states them: 2 when the input as given cannot
+/// be used (a missing file, an array of the wrong dtype or shape), 1 for
+/// a damaged file; a huge spec is echoed shortened, once.
+#[test]
+fn gram_exit_codes_follow_the_documented_rule() {
+    let t = tempdir();
+    let d = t.path();
+    write_npy(&d.join("int.npy"), "<i8", &[3, 2], &[1.0; 6]);
+    write_npy(&d.join("ok.npy"), "<f8", &[3, 2], &values(6, 3));
+    std::fs::write(d.join("broken.npy"), b"\x93NUMPY\x01\x00garbage").unwrap();
+    for (input, code) in [("absent.npy", 2), ("int.npy", 2), ("broken.npy", 1)] {
+        let r = kip(d, &["gram", "--kernel", "fc1-ntk", input, "--out", "k.npy"]);
+        assert_eq!(r.code, Some(code), "{input}: {}", r.stderr);
+        assert!(r.first_line().contains(input), "{}", r.stderr);
+    }
+    let spec = format!("fc1-ntk:{}", "w_std=1,".repeat(15_000));
+    let r = kip(d, &["gram", "--kernel", &spec, "ok.npy", "--out", "k.npy"]);
+    assert_eq!(r.code, Some(2), "{}", r.stderr);
+    assert!(
+        r.stderr.len() < 2_000,
+        "the spec is shortened: {} bytes of stderr",
+        r.stderr.len()
+    );
+    assert!(r.first_line().contains("(120008 characters)"), "{}", r.first_line());
+}

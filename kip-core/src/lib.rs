@@ -20,6 +20,9 @@
 //! * [`zeroed_huge`] / [`zeroed_matrix`]: large zeroed buffers on huge pages.
 //! * [`ImageShape`]: what the loaders produce and the conv kernels read.
 //! * [`AVec`]: buffers on cache-line boundaries, for AVX-512 loops.
+//! * [`check_memory`]: the memory rule — compute a large request's bytes
+//!   (overflow-checked) and refuse it, by name, beyond what the process can
+//!   get.
 //!
 //! Users of kip never need this crate directly: the public types of the
 //! other crates are nalgebra matrices.
@@ -41,6 +44,7 @@ mod aligned;
 mod gemm;
 mod im2col;
 mod mat;
+mod memory;
 mod real;
 mod reduce;
 mod schedule;
@@ -52,6 +56,10 @@ pub use aligned::AVec;
 pub use gemm::{gemm, gemm_seq, gemm_seq_raw};
 pub use im2col::{conv3x3_forward, conv3x3_input_grad, conv3x3_weight_grad, pool_backward, pool_forward};
 pub use mat::{MatMut, MatRef, Scalar, ViewError};
+pub use memory::{
+    available_memory, bytes_of, check_memory, ellipsize, format_bytes, parse_limit, sum_bytes, MemoryRefusal,
+    MEMORY_ENV,
+};
 pub use real::Real;
 pub use reduce::{argmax, dot, sum};
 pub use schedule::{LrSchedule, ParseLrScheduleError};

@@ -49,6 +49,17 @@ pub enum DataError {
         /// What is wrong.
         what: String,
     },
+    /// A readable array that is not what the command reads (a dtype,
+    /// shape or values it cannot use) — the file is intact.
+    #[error("{}: npz array `{array}`: {what}", path.display())]
+    Unusable {
+        /// The file.
+        path: PathBuf,
+        /// The array.
+        array: String,
+        /// What does not fit.
+        what: String,
+    },
     /// A CSV field could not be parsed (1-based row and column).
     #[error("{}: row {row}, column {column}: {what}", path.display())]
     Csv {
@@ -113,6 +124,25 @@ pub enum DataError {
         /// What is wrong.
         what: String,
     },
+}
+
+impl DataError {
+    /// Whether the input as given cannot be used (a missing file or data
+    /// folder, an unknown dataset, an array or argument of the wrong kind)
+    /// rather than a failure while reading it (a damaged file, an I/O error
+    /// other than "not found"): the CLI's exit code 2 versus 1.
+    pub fn is_usage(&self) -> bool {
+        match self {
+            DataError::Io { source, .. } => source.kind() == std::io::ErrorKind::NotFound,
+            DataError::Missing { .. }
+            | DataError::UnknownDataset { .. }
+            | DataError::Holdout { .. }
+            | DataError::TooFewInClass { .. }
+            | DataError::Unusable { .. }
+            | DataError::Invalid { .. } => true,
+            _ => false,
+        }
+    }
 }
 
 fn offset_suffix(offset: Option<u64>) -> String {

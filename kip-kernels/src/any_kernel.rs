@@ -121,6 +121,44 @@ impl AnyKernel {
         matches!(self.inner, Inner::Conv(_) | Inner::Rf(_))
     }
 
+    /// The bytes a call on `n1 × n2` points of `d` values each allocates
+    /// beyond its inputs: the `n1 × n2` float64 matrix; with `grads`, the
+    /// `n1 × d` and `n2 × d` gradients and one more `n1 × n2` matrix; and
+    /// the kernel's working set (inner-product kernels: an `n1 × n2`
+    /// matrix of partials; random features: both sets' feature rows).
+    /// `None` when the count overflows.
+    pub fn memory_need(&self, n1: usize, n2: usize, d: usize, grads: bool) -> Option<u64> {
+        use kip_core::{bytes_of, sum_bytes};
+        let pair = bytes_of(&[n1, n2], 8);
+        let work = match &self.inner {
+            Inner::Dot(_) => pair,
+            Inner::Conv(_) => Some(0),
+            Inner::Rf(k) => bytes_of(&[n1.checked_add(n2)?, k.n_features()], 8),
+        };
+        let grad = if grads {
+            sum_bytes(&[bytes_of(&[n1.checked_add(n2)?, d], 8), pair])
+        } else {
+            Some(0)
+        };
+        sum_bytes(&[pair, work, grad])
+    }
+
+    /// Refuses a call whose [`AnyKernel::memory_need`] exceeds the memory
+    /// this process can get (kip's memory rule, [`kip_core::check_memory`]).
+    ///
+    /// # Errors
+    /// [`crate::KernelError::Memory`] naming the kernel and the sizes.
+    pub fn check_memory(&self, n1: usize, n2: usize, d: usize, grads: bool) -> Result<()> {
+        kip_core::check_memory(self.memory_need(n1, n2, d, grads), || {
+            format!(
+                "kernel {} on {n1} x {n2} points of {d} values{}",
+                self.spec(),
+                if grads { " (values and gradients)" } else { "" }
+            )
+        })?;
+        Ok(())
+    }
+
     fn kernel(&self) -> &dyn Kernel {
         match &self.inner {
             Inner::Dot(k) => k,
@@ -136,10 +174,16 @@ impl Kernel for AnyKernel {
     }
 
     fn gram_into(&self, a: PointsView<'_>, b: PointsView<'_>, out: &mut DMatrix<f64>) -> Result<()> {
+        if out.shape() != (a.nrows(), b.nrows()) {
+            self.check_memory(a.nrows(), b.nrows(), a.ncols(), false)?;
+        }
         self.kernel().gram_into(a, b, out)
     }
 
     fn gram_sym_into(&self, a: PointsView<'_>, out: &mut DMatrix<f64>) -> Result<()> {
+        if out.shape() != (a.nrows(), a.nrows()) {
+            self.check_memory(a.nrows(), a.nrows(), a.ncols(), false)?;
+        }
         self.kernel().gram_sym_into(a, out)
     }
 
@@ -155,10 +199,17 @@ impl Kernel for AnyKernel {
         da: Option<&mut DMatrix<f64>>,
         db: Option<&mut DMatrix<f64>>,
     ) -> Result<()> {
+        let fresh = |m: &Option<&mut DMatrix<f64>>, n: usize| m.as_ref().is_some_and(|m| m.shape() != (n, a.ncols()));
+        if fresh(&da, a.nrows()) || fresh(&db, b.nrows()) {
+            self.check_memory(a.nrows(), b.nrows(), a.ncols(), true)?;
+        }
         self.kernel().vjp_into(a, b, g, da, db)
     }
 
     fn vjp_sym_into(&self, a: PointsView<'_>, g: &DMatrix<f64>, da: &mut DMatrix<f64>) -> Result<()> {
+        if da.shape() != (a.nrows(), a.ncols()) {
+            self.check_memory(a.nrows(), a.nrows(), a.ncols(), true)?;
+        }
         self.kernel().vjp_sym_into(a, g, da)
     }
 
@@ -170,6 +221,9 @@ impl Kernel for AnyKernel {
         out: &mut DMatrix<f64>,
         da: &mut DMatrix<f64>,
     ) -> Result<()> {
+        if out.shape() != (a.nrows(), b.nrows()) || da.shape() != (a.nrows(), a.ncols()) {
+            self.check_memory(a.nrows(), b.nrows(), a.ncols(), true)?;
+        }
         self.kernel().gram_vjp_into(a, b, g, out, da)
     }
 

@@ -73,6 +73,11 @@ pub enum KernelError {
         /// What does not fit, with the shapes.
         reason: String,
     },
+    /// A request larger than the memory this process can get (kip's
+    /// memory rule, [`kip_core::check_memory`]): the sizes, what asked for
+    /// them and the memory available.
+    #[error("{0}")]
+    Memory(#[from] kip_core::MemoryRefusal),
     /// An operation that exists for inner-product kernels only was given
     /// another kernel.
     #[error("{what} needs an inner-product kernel (fc, rbf, linear); {kernel} is not one")]

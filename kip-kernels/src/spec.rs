@@ -173,8 +173,8 @@ pub(crate) fn check_stds(w_std: f64, b_std: f64) -> Result<()> {
 
 fn spec_err(input: &str, reason: String) -> KernelError {
     KernelError::Spec {
-        input: input.to_string(),
-        reason,
+        input: kip_core::ellipsize(input, 80),
+        reason: kip_core::ellipsize(&reason, 240),
         accepted: ACCEPTED,
     }
 }

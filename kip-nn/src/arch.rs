@@ -116,7 +116,7 @@ impl Arch {
     /// `param`, `weight_decay` or `val_fraction`.
     pub fn check(self, shape: ImageShape, params: &ValidParams) -> Result<()> {
         let Arch::ConvNet { depth } = self else {
-            return Ok(());
+            return self.check_memory(shape, params);
         };
         if shape.h < 2 || shape.w < 2 {
             return Err(NnError::InvalidParam {
@@ -157,8 +157,51 @@ impl Arch {
                 expected: "0 with a ConvNet (early stopping is not implemented for it)",
             });
         }
+        self.check_memory(shape, params)
+    }
+
+    /// kip's memory rule for training this architecture on `shape` with
+    /// `params`: the weights with their gradients and two optimiser moments
+    /// (4 × 4 bytes per parameter) and one batch's activations (float32),
+    /// refused beyond the memory available, naming `width`.
+    fn check_memory(self, shape: ImageShape, params: &ValidParams) -> Result<()> {
+        use kip_core::{bytes_of, sum_bytes};
+        let (w, batch) = (params.width, params.batch);
+        let (n_params, acts) = match self {
+            Arch::Mlp => {
+                let d = shape.checked_dim().unwrap_or(usize::MAX) as u64;
+                let (w64, depth) = (w as u64, params.depth as u64);
+                let hidden = w64
+                    .checked_mul(w64)
+                    .and_then(|ww| ww.checked_mul(depth.saturating_sub(1)));
+                let first = d.checked_mul(w64).filter(|_| depth > 0);
+                (
+                    sum_bytes(&[first.or(Some(0)), hidden]),
+                    bytes_of(&[batch, w, params.depth.max(1)], 4),
+                )
+            }
+            Arch::ConvNet { depth } => {
+                let body = crate::convnet::convnet_body(depth);
+                let (n, f) = convnet_size(&body, shape, w);
+                let map = bytes_of(&[batch.min(256), shape.h, shape.w, w, 3 * depth], 4);
+                (sum_bytes(&[n, f]), map)
+            }
+        };
+        let need = sum_bytes(&[n_params.and_then(|n| n.checked_mul(16)), acts]);
+        kip_core::check_memory(need, || {
+            format!(
+                "training a {self} of width {w} on {shape} images (--width {w}: {} parameters)",
+                n_params.map_or("more than 2^64".into(), |n| n.to_string())
+            )
+        })?;
         Ok(())
     }
+}
+
+/// Parameters and features of the ConvNet body (`None` on overflow or a
+/// body that does not fit; [`Arch::check`] reports the latter first).
+fn convnet_size(body: &[kip_kernels::rf::NetLayer], shape: ImageShape, width: usize) -> (Option<u64>, Option<u64>) {
+    kip_kernels::rf::ConvNet::size_of(body, kip_kernels::rf::NetReadout::Flatten, shape, width).unwrap_or((None, None))
 }
 
 impl FromStr for Arch {

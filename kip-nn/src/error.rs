@@ -7,6 +7,10 @@ use thiserror::Error;
 #[derive(Debug, Clone, PartialEq, Error)]
 #[non_exhaustive]
 pub enum NnError {
+    /// A network larger than the memory this process can get (kip's
+    /// memory rule, [`kip_core::check_memory`]).
+    #[error("{0}")]
+    Memory(#[from] kip_core::MemoryRefusal),
     /// A hyperparameter (or a string naming one) is out of its range.
     #[error("invalid parameter `{name}` = {value}: expected {expected}")]
     InvalidParam {

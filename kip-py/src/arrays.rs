@@ -249,8 +249,10 @@ pub fn diagnose(args: &[(&str, &PointsArg<'_>)]) -> Option<PyErr> {
 
 /// A kip error from a call on `args`: the argument's own diagnosis when
 /// one applies, else kip's message.
-pub fn explain(e: impl std::fmt::Display, args: &[(&str, &PointsArg<'_>)]) -> PyErr {
-    diagnose(args).unwrap_or_else(|| PyValueError::new_err(e.to_string()))
+pub fn explain<E: std::fmt::Display + 'static>(e: E, args: &[(&str, &PointsArg<'_>)]) -> PyErr {
+    crate::errors::memory_err(&e)
+        .or_else(|| diagnose(args))
+        .unwrap_or_else(|| PyValueError::new_err(e.to_string()))
 }
 
 /// Class ids `(n,)`, integers in `0..` (bool and float arrays are refused).

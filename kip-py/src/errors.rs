@@ -1,5 +1,6 @@
 //! kip's errors as Python exceptions: a missing file is `FileNotFoundError`,
-//! other I/O failures `OSError`, everything else (bad values, shapes,
+//! other I/O failures `OSError`, a request larger than the memory available
+//! (kip's memory rule) `MemoryError`, everything else (bad values, shapes,
 //! specs, data that does not fit) `ValueError`, each with kip's message.
 
 use std::io::ErrorKind;
@@ -7,7 +8,10 @@ use std::path::Path;
 
 use kip_data::DataError;
 use kip_meta::MetaError;
-use pyo3::exceptions::{PyFileNotFoundError, PyNotADirectoryError, PyOSError, PyValueError};
+use std::any::Any;
+
+use kip_kernels::KernelError;
+use pyo3::exceptions::{PyFileNotFoundError, PyMemoryError, PyNotADirectoryError, PyOSError, PyValueError};
 use pyo3::PyErr;
 
 fn io_err(kind: ErrorKind, msg: String) -> PyErr {
@@ -28,8 +32,33 @@ pub fn data_err(e: DataError) -> PyErr {
     }
 }
 
+/// `MemoryError` for a refusal under kip's memory rule, from whichever
+/// crate's error carries it; `None` for any other error.
+pub fn memory_err(e: &dyn Any) -> Option<PyErr> {
+    let kernel = |k: &KernelError| match k {
+        KernelError::Memory(m) => Some(PyMemoryError::new_err(m.to_string())),
+        _ => None,
+    };
+    if let Some(k) = e.downcast_ref::<KernelError>() {
+        return kernel(k);
+    }
+    if let Some(kip_krr::KrrError::Kernel(k)) = e.downcast_ref::<kip_krr::KrrError>() {
+        return kernel(k);
+    }
+    if let Some(MetaError::Kernel(k) | MetaError::Krr(kip_krr::KrrError::Kernel(k))) = e.downcast_ref::<MetaError>() {
+        return kernel(k);
+    }
+    if let Some(kip_nn::NnError::Memory(m)) = e.downcast_ref::<kip_nn::NnError>() {
+        return Some(PyMemoryError::new_err(m.to_string()));
+    }
+    None
+}
+
 /// A library error as the Python exception that fits it.
 pub fn meta_err(e: MetaError) -> PyErr {
+    if let Some(m) = memory_err(&e) {
+        return m;
+    }
     match e {
         MetaError::Data(d) => data_err(d),
         MetaError::Io { ref source, .. } => io_err(source.kind(), e.to_string()),
@@ -37,9 +66,10 @@ pub fn meta_err(e: MetaError) -> PyErr {
     }
 }
 
-/// Any other kip error (kernels, KRR): `ValueError`.
-pub fn value_err(e: impl std::fmt::Display) -> PyErr {
-    PyValueError::new_err(e.to_string())
+/// Any other kip error (kernels, KRR, networks): `ValueError`, or
+/// `MemoryError` for a memory refusal.
+pub fn value_err<E: std::fmt::Display + 'static>(e: E) -> PyErr {
+    memory_err(&e).unwrap_or_else(|| PyValueError::new_err(e.to_string()))
 }
 
 /// `FileNotFoundError` (nothing there) or `NotADirectoryError` (a file)

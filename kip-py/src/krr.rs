@@ -104,10 +104,10 @@ pub fn krr_fit(
     let k = kernel.bind(&s, "x")?;
     let ridge = Ridge::Relative(reg).check().map_err(value_err)?;
     let vs = s.view();
-    let model = py.detach(|| -> Result<_, String> {
+    let model = py.detach(|| -> Result<_, kip_krr::KrrError> {
         let mut k_ss = DMatrix::zeros(0, 0);
-        k.gram_sym_into(vs, &mut k_ss).map_err(|e| e.to_string())?;
-        fit(&k_ss, &y, ridge).map_err(|e| e.to_string())
+        k.gram_sym_into(vs, &mut k_ss)?;
+        fit(&k_ss, &y, ridge)
     });
     let model = model.map_err(|e| explain(e, &[("x", &s)]))?;
     Ok(PyKrrModel {

@@ -53,6 +53,10 @@ KERNEL_CASES = [
     ("inf in points", lambda: FC.gram_sym(X * np.inf), ValueError, r"non-finite value"),
     ("NaN in conv images", lambda: CONV.gram_sym(np.full((2, 4, 4, 1), np.nan)), ValueError, r"non-finite|NaN"),
     ("empty points", lambda: FC.gram(np.ones((0, 5)), X), ValueError, r"x1: no points \(shape \[0, 5\]\)"),
+    # kip's memory rule: refused before allocating, not an abort of the interpreter.
+    ("Gram larger than memory", lambda: FC.gram_sym(np.zeros((2_000_000, 1))), MemoryError, r"2000000 x 2000000 points.*needs .* TB of memory, but .* is available"),
+    ("KRR fit larger than memory", lambda: kip.krr_fit("fc1-ntk", np.zeros((2_000_000, 1)), np.zeros(2_000_000, dtype=int)), MemoryError, r"needs .* TB of memory"),
+    ("random features larger than memory", lambda: kip.Kernel("rf-convnet3:channels=4096,models=4096").gram_sym(np.zeros((2, 8, 8, 1))), MemoryError, r"4096 networks of .* parameters .* needs .* of memory"),
 ]
 
 

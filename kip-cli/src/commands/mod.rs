@@ -26,6 +26,15 @@ const MIN_THREAD_CAP: usize = 256;
 /// Size the thread pool, run a subcommand; returns the process exit code.
 pub fn run(cli: Cli, ranks: &Ranks) -> Result<i32> {
     kip_core::simd_cap().map_err(CliError::Usage)?;
+    if let Ok(v) = std::env::var(kip_core::MEMORY_ENV) {
+        if kip_core::parse_limit(&v).is_none() {
+            return Err(CliError::Usage(format!(
+                "{}={}: expected bytes, or a number with a K, M, G or T suffix (e.g. 8G)",
+                kip_core::MEMORY_ENV,
+                kip_core::ellipsize(&v, 40)
+            )));
+        }
+    }
     if let Some(n) = cli.threads {
         if n == 0 {
             return Err(CliError::flag(

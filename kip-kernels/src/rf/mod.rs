@@ -62,8 +62,9 @@ pub fn mix_seed(x: u64) -> u64 {
 pub struct RfKernel {
     spec: RfSpec,
     shape: Option<ImageShape>,
-    /// The networks, or why the stack does not fit the shape.
-    nets: Arc<std::result::Result<Vec<ConvNet>, String>>,
+    /// The networks, or why they cannot be built (a stack that does not
+    /// fit the shape, or networks larger than the memory available).
+    nets: Arc<Result<Vec<ConvNet>>>,
 }
 
 impl PartialEq for RfKernel {
@@ -81,6 +82,16 @@ impl RfKernel {
     pub fn new(spec: RfSpec, shape: Option<ImageShape>) -> Self {
         let nets = shape.map(|shape| {
             let (body, readout) = ConvNet::layers_of(spec.arch.layers())?;
+            let (params, _) = ConvNet::size_of(&body, readout, shape, spec.channels)?;
+            let bytes = params.and_then(|p| p.checked_mul(4)?.checked_mul(spec.models as u64));
+            kip_core::check_memory(bytes, || {
+                format!(
+                    "kernel {}: {} networks of {} parameters (float32) on {shape} images",
+                    KernelSpec::Rf(spec),
+                    spec.models,
+                    params.map_or("more than 2^64".into(), |p| p.to_string())
+                )
+            })?;
             (0..spec.models)
                 .map(|m| {
                     let seed = mix_seed(spec.seed ^ mix_seed(m as u64));
@@ -92,8 +103,8 @@ impl RfKernel {
         let nets = match nets {
             None => Ok(Vec::new()),
             Some(Ok(n)) => Ok(n),
-            Some(Err(KernelError::Image { reason, .. })) => Err(reason),
-            Some(Err(e)) => Err(e.to_string()),
+            Some(Err(KernelError::Image { reason, .. })) => Err(image_err_rf(&spec, reason)),
+            Some(Err(e)) => Err(e),
         };
         Self {
             spec,
@@ -166,8 +177,8 @@ impl RfKernel {
                 format!("image shape {shape} has {dim} values but the points have {d}"),
             ));
         }
-        if let Err(reason) = &*self.nets {
-            return Err(image_err_rf(&self.spec, reason.clone()));
+        if let Err(e) = &*self.nets {
+            return Err(e.clone());
         }
         Ok(shape)
     }

@@ -187,18 +187,25 @@ impl ConvNet {
         }
         crate::spec::check_stds(w_std, b_std)?;
         let shapes = plan(body, input, channels)?;
+        let len = Self::param_count_of(body, &shapes, channels)
+            .and_then(|n| usize::try_from(n).ok())
+            .ok_or_else(|| {
+                net_err(format!(
+                    "{channels} channels on {input} images: the parameter count overflows"
+                ))
+            })?;
         let mut slots = Vec::with_capacity(body.len());
-        let mut len = 0;
+        let mut off = 0;
         for (i, l) in body.iter().enumerate() {
             slots.push(if *l == NetLayer::Conv {
                 let (ci, co) = (shapes[i].c, channels);
                 let slot = ConvSlot {
                     ci,
                     co,
-                    w: len,
-                    b: len + 9 * ci * co,
+                    w: off,
+                    b: off + 9 * ci * co,
                 };
-                len += 9 * ci * co + co;
+                off += 9 * ci * co + co;
                 Some(slot)
             } else {
                 None
@@ -212,6 +219,39 @@ impl ConvNet {
             w_std: w_std as f32,
             b_std: b_std as f32,
             params: vec![0.0; len],
+        })
+    }
+
+    /// How many parameters (weights and biases) a network of `body` with
+    /// `channels` per Conv has on `input` images, and how many features it
+    /// gives each image, without building it; `None` when a count
+    /// overflows. What [`crate::RfKernel`] checks against the memory
+    /// available before drawing its networks.
+    ///
+    /// # Errors
+    /// As [`ConvNet::random`] for a stack that does not fit `input`.
+    pub fn size_of(
+        body: &[NetLayer],
+        readout: NetReadout,
+        input: ImageShape,
+        channels: usize,
+    ) -> Result<(Option<u64>, Option<u64>)> {
+        let shapes = plan(body, input, channels)?;
+        let out = shapes[shapes.len() - 1];
+        let features = match readout {
+            NetReadout::Flatten => out.checked_dim().map(|d| d as u64),
+            NetReadout::GlobalAvgPool => Some(out.c as u64),
+        };
+        Ok((Self::param_count_of(body, &shapes, channels), features))
+    }
+
+    fn param_count_of(body: &[NetLayer], shapes: &[ImageShape], channels: usize) -> Option<u64> {
+        body.iter().enumerate().try_fold(0u64, |acc, (i, l)| {
+            if *l != NetLayer::Conv {
+                return Some(acc);
+            }
+            let (ci, co) = (shapes[i].c as u64, channels as u64);
+            acc.checked_add(ci.checked_mul(co)?.checked_mul(9)?.checked_add(co)?)
         })
     }
 

@@ -119,6 +119,25 @@ impl DcParams {
     }
 }
 
+/// kip's memory rule for one network: weights, gradients and momentum
+/// (float32), and the maps one batch keeps for the backward pass (about
+/// seven `h × w × width` maps per image over the blocks).
+fn check_memory(params: &DcParams, shape: ImageShape, n: usize) -> Result<()> {
+    use kip_core::{bytes_of, sum_bytes};
+    let w = params.width;
+    let first = bytes_of(&[9 * shape.c + 3, w], 4);
+    let rest = bytes_of(&[9 * w + 3, w, params.depth.saturating_sub(1)], 4);
+    let weights = sum_bytes(&[first, rest]).and_then(|b| b.checked_mul(3));
+    let maps = bytes_of(&[params.batch.min(n.max(1)), shape.h, shape.w, w, 7], 4);
+    kip_core::check_memory(sum_bytes(&[weights, maps]), || {
+        format!(
+            "the standard protocol's ConvNet of width {w} (--width {w}) on {shape} images, batch {}",
+            params.batch
+        )
+    })?;
+    Ok(())
+}
+
 /// One trained network's figures.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct DcRun {
@@ -327,6 +346,7 @@ pub fn protocol_dc(
     }
     let classes = train_set.n_classes();
     let n = support.labels.len();
+    check_memory(params, shape, n)?;
     let hard: Vec<usize> = (0..n)
         .map(|i| kip_core::argmax(support.y.row(i).iter().copied()))
         .collect();
