@@ -181,8 +181,13 @@ pub struct DistillArgs {
     pub out: Option<PathBuf>,
     /// Continue the run in this directory from its checkpoint (its
     /// config.json supplies every setting but --steps, --data-dir and the
-    /// output flags).
-    #[arg(long)]
+    /// output flags; a flag that would set anything else is refused).
+    #[arg(long, conflicts_with_all = [
+        "dataset", "preprocess", "holdout", "val", "kernel", "support", "target_batch", "lr",
+        "lr_schedule", "precision", "adam_first_step", "learn_labels", "reg", "seed", "init",
+        "init_std", "corrupt", "augment", "target_shards", "loss", "eval_kernel", "eval_every",
+        "checkpoint_every", "eval_block", "out",
+    ])]
     pub resume: Option<PathBuf>,
     /// No progress bar or messages, only errors.
     #[arg(long)]

@@ -8,18 +8,6 @@ use std::path::Path;
 
 use common::*;
 
-/// Assert the exit code and that the first stderr line starts with `error:`
-/// and contains every needle (case-sensitive).
-fn expect_error(r: &Run, code: i32, needles: &[&str]) {
-    assert_eq!(r.code, Some(code), "exit code; stderr:\n{}", r.stderr);
-    let first = r.first_line();
-    assert!(first.starts_with("error: "), "first stderr line: {first:?}");
-    for n in needles {
-        assert!(first.contains(n), "first stderr line {first:?} lacks {n:?}");
-    }
-    assert!(!r.stderr.contains("panicked"), "panic: {}", r.stderr);
-}
-
 /// `kip distill ARGS --out OUT --quiet` in a fresh folder must fail with
 /// `code` and the needles, leaving no file in OUT.
 fn distill_fails(args: &[&str], code: i32, needles: &[&str]) {
@@ -470,111 +458,6 @@ fn idx_corrupt_gzip() {
 #[test]
 fn idx_empty_file() {
     mnist_case(Some(Vec::new()), None, 1, &["train-images-idx3-ubyte"]);
-}
-
-// ---- run directories -----------------------------------------------------
-
-/// A finished 2-step digits run in `dir/run`.
-fn small_run(dir: &Path) -> String {
-    let out = join(dir, "run");
-    kip_ok(
-        dir,
-        &[
-            "distill",
-            "--out",
-            &out,
-            "--quiet",
-            "--steps",
-            "2",
-            "--target-batch",
-            "100",
-            "--eval-every",
-            "0",
-        ],
-    );
-    out
-}
-
-#[test]
-fn resume_without_config() {
-    let t = tempdir();
-    let d = t.path().to_string_lossy().into_owned();
-    let r = kip(t.path(), &["distill", "--resume", &d, "--steps", "4", "--quiet"]);
-    expect_error(&r, 2, &[&d, "config.json"]);
-    assert!(files_in(t.path()).is_empty());
-}
-
-#[test]
-fn resume_missing_dir() {
-    let t = tempdir();
-    let d = join(t.path(), "nope");
-    let r = kip(t.path(), &["distill", "--resume", &d, "--steps", "4", "--quiet"]);
-    expect_error(&r, 2, &[&d]);
-    assert!(!Path::new(&d).exists());
-}
-
-fn damaged_checkpoint_case(damage: impl Fn(&mut Vec<u8>), needles: &[&str]) {
-    let t = tempdir();
-    let run = small_run(t.path());
-    let ck = Path::new(&run).join("checkpoint.bin");
-    let mut bytes = std::fs::read(&ck).unwrap();
-    damage(&mut bytes);
-    std::fs::write(&ck, &bytes).unwrap();
-    let support = std::fs::read(Path::new(&run).join("support.npz")).unwrap();
-    let r = kip(t.path(), &["distill", "--resume", &run, "--steps", "4", "--quiet"]);
-    let mut all = vec!["checkpoint.bin"];
-    all.extend_from_slice(needles);
-    expect_error(&r, 1, &all);
-    // Nothing was overwritten.
-    assert_eq!(std::fs::read(&ck).unwrap(), bytes);
-    assert_eq!(std::fs::read(Path::new(&run).join("support.npz")).unwrap(), support);
-}
-
-#[test]
-fn resume_flipped_checkpoint_byte() {
-    damaged_checkpoint_case(
-        |b| {
-            let mid = b.len() / 2;
-            b[mid] ^= 0xff;
-        },
-        &["checksum"],
-    );
-}
-
-#[test]
-fn resume_truncated_checkpoint() {
-    damaged_checkpoint_case(|b| b.truncate(b.len() - 100), &["checksum"]);
-}
-
-#[test]
-fn resume_checkpoint_not_a_checkpoint() {
-    damaged_checkpoint_case(|b| b[0] ^= 0xff, &["not a kip checkpoint"]);
-}
-
-#[test]
-fn resume_bad_config() {
-    let t = tempdir();
-    let run = small_run(t.path());
-    std::fs::write(Path::new(&run).join("config.json"), "{ not json").unwrap();
-    let r = kip(t.path(), &["distill", "--resume", &run, "--steps", "4", "--quiet"]);
-    expect_error(&r, 1, &["config.json", "JSON"]);
-}
-
-#[test]
-fn out_is_an_existing_run() {
-    let t = tempdir();
-    let run = small_run(t.path());
-    let before: Vec<Vec<u8>> = ["checkpoint.bin", "support.npz", "config.json", "metrics.jsonl"]
-        .iter()
-        .map(|f| std::fs::read(Path::new(&run).join(f)).unwrap())
-        .collect();
-    let r = kip(t.path(), &["distill", "--out", &run, "--quiet", "--steps", "2"]);
-    expect_error(&r, 2, &[&run, "already holds a run", "--resume"]);
-    let after: Vec<Vec<u8>> = ["checkpoint.bin", "support.npz", "config.json", "metrics.jsonl"]
-        .iter()
-        .map(|f| std::fs::read(Path::new(&run).join(f)).unwrap())
-        .collect();
-    assert!(before == after, "the existing run was modified");
 }
 
 #[test]

@@ -48,6 +48,23 @@ pub struct CheckpointMeta {
     /// MSE runs and older checkpoints: zeros).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     temperature: Option<[f64; 3]>,
+    /// The identity of the run that wrote it ([`run_identity`]): a resume
+    /// refuses a checkpoint copied from another run (absent in older
+    /// checkpoints: not checked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
+}
+
+/// A run's identity: a hash of everything that defines its trajectory —
+/// the data spec but its folder, the KIP parameters but the step count
+/// (both may change on resume) — as 16 hex digits.
+pub fn run_identity(config: &crate::RunConfig) -> String {
+    let mut kip = config.kip.clone();
+    kip.steps = 0;
+    let mut data = config.data.clone();
+    data.data_dir = None;
+    let bytes = serde_json::to_vec(&(data, kip)).expect("the configuration serialises");
+    format!("{:016x}", fnv1a(&bytes))
 }
 
 fn fnv1a(bytes: &[u8]) -> u64 {
@@ -74,7 +91,7 @@ fn bad(path: &Path, reason: impl Into<String>) -> MetaError {
 }
 
 /// Serialise a state (see the module docs for the layout).
-pub fn to_bytes(state: &KipState, kernels: &[String]) -> Vec<u8> {
+pub fn to_bytes(state: &KipState, kernels: &[String], run_id: Option<&str>) -> Vec<u8> {
     let (n_s, d) = state.x_s.shape();
     let meta = CheckpointMeta {
         step: state.step,
@@ -91,6 +108,7 @@ pub fn to_bytes(state: &KipState, kernels: &[String]) -> Vec<u8> {
             let t = [state.log_temp, state.adam_t.m[0], state.adam_t.v[0]];
             (t != [0.0; 3]).then_some(t)
         },
+        run_id: run_id.map(String::from),
     };
     let header = serde_json::to_vec(&meta).expect("header serialises");
     let mut out = Vec::with_capacity(16 + header.len() + 8 * 3 * (state.x_s.len() + state.y_s.len()));
@@ -118,13 +136,13 @@ pub fn to_bytes(state: &KipState, kernels: &[String]) -> Vec<u8> {
     out
 }
 
-/// Save a state to `path` atomically.
+/// Save a state to `path` atomically, with the identity of its run.
 ///
 /// # Errors
 /// [`MetaError::Data`] when the file cannot be written (no partial file is
 /// left).
-pub fn save(path: &Path, state: &KipState, kernels: &[String]) -> Result<()> {
-    Ok(kip_data::write_file_atomic(path, &to_bytes(state, kernels))?)
+pub fn save(path: &Path, state: &KipState, kernels: &[String], run_id: Option<&str>) -> Result<()> {
+    Ok(kip_data::write_file_atomic(path, &to_bytes(state, kernels, run_id))?)
 }
 
 /// Read a state back.
@@ -250,7 +268,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("ckpt.bin");
         let s = state();
-        save(&p, &s, &["fc1-ntk".into()]).unwrap();
+        save(&p, &s, &["fc1-ntk".into()], None).unwrap();
         let (back, meta) = load(&p).unwrap();
         assert_eq!(back, s);
         assert_eq!(meta.kernels, vec!["fc1-ntk".to_string()]);
@@ -267,7 +285,7 @@ mod tests {
     fn truncated_or_corrupted_files_are_rejected() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("ckpt.bin");
-        let bytes = to_bytes(&state(), &[]);
+        let bytes = to_bytes(&state(), &[], None);
         for (name, b) in [
             ("truncated", bytes[..bytes.len() - 20].to_vec()),
             ("flipped", {

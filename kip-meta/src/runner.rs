@@ -298,10 +298,31 @@ impl Runner {
                     ),
                 });
             }
+            let id = checkpoint::run_identity(&config);
+            if meta.run_id.as_ref().is_some_and(|m| *m != id) {
+                return Err(MetaError::Checkpoint {
+                    path: ckpt,
+                    reason: format!(
+                        "written by another run (identity {}; this run's config.json gives {id}): a checkpoint copied from another run does not resume this one",
+                        meta.run_id.unwrap_or_default()
+                    ),
+                });
+            }
             let step = state.step;
             // The state fits the data before anything on disk changes.
             let kip = Kip::from_state(valid, train, state)?;
             (kip, Start::Resumed { step }, Some(step))
+        } else if dir.file(SUMMARY).is_file() {
+            // A finished run whose checkpoint is gone: restarting would
+            // recompute it all (hours, perhaps) and rewrite its files.
+            return Err(MetaError::run_dir(
+                dir.file(CHECKPOINT),
+                format!(
+                    "missing, and the run finished ({} is there): resuming would recompute it from step 0; to do that, delete {} first",
+                    SUMMARY,
+                    dir.file(SUMMARY).display()
+                ),
+            ));
         } else {
             (Kip::new(valid, train)?, Start::Restarted, None)
         };
@@ -400,7 +421,8 @@ impl Runner {
     /// Writes the checkpoint, `support.npz` and `support.png` of `state`.
     fn save_state(&self, state: &KipState) -> Result<()> {
         on_root(&**self.kip.ranks(), || {
-            checkpoint::save(&self.dir.file(CHECKPOINT), state, &self.config.kip.kernels)?;
+            let id = checkpoint::run_identity(&self.config);
+            checkpoint::save(&self.dir.file(CHECKPOINT), state, &self.config.kip.kernels, Some(&id))?;
             self.dir
                 .write_support(&self.support_set_of(state)?, self.data.pixel_max)
         })

@@ -47,7 +47,7 @@ fn twenty_straight_equals_ten_plus_resumed_ten_bitwise() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("checkpoint.bin");
     let half = run(10, None);
-    checkpoint::save(&path, &half, &["fc1-ntk".into(), "fc2-ntk".into()]).unwrap();
+    checkpoint::save(&path, &half, &["fc1-ntk".into(), "fc2-ntk".into()], None).unwrap();
     let (loaded, meta) = checkpoint::load(&path).unwrap();
     assert_eq!(meta.step, 10);
     let resumed = run(20, Some(loaded));

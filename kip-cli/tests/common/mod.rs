@@ -120,3 +120,36 @@ pub fn assert_same_support(a: &Path, b: &Path) {
     );
     assert_eq!(sa.labels, sb.labels);
 }
+
+/// Assert the exit code and that the first stderr line starts with `error:`
+/// and contains every needle (case-sensitive).
+pub fn expect_error(r: &Run, code: i32, needles: &[&str]) {
+    assert_eq!(r.code, Some(code), "exit code; stderr:\n{}", r.stderr);
+    let first = r.first_line();
+    assert!(first.starts_with("error: "), "first stderr line: {first:?}");
+    for n in needles {
+        assert!(first.contains(n), "first stderr line {first:?} lacks {n:?}");
+    }
+    assert!(!r.stderr.contains("panicked"), "panic: {}", r.stderr);
+}
+
+/// A finished 2-step digits run in `dir/run`.
+pub fn small_run(dir: &Path) -> String {
+    let out = join(dir, "run");
+    kip_ok(
+        dir,
+        &[
+            "distill",
+            "--out",
+            &out,
+            "--quiet",
+            "--steps",
+            "2",
+            "--target-batch",
+            "100",
+            "--eval-every",
+            "0",
+        ],
+    );
+    out
+}
