@@ -287,3 +287,42 @@ fn conv_kernel_distill_is_deterministic_resumes_and_evaluates() {
     assert_eq!(r.code, Some(2), "{}", r.stderr);
     assert!(r.first_line().contains("--holdout 100000"), "{}", r.stderr);
 }
+
+/// `support.png` of a ZCA run shows the images (each on its own scale, as
+/// the field shows ZCA-space images); it used to be a black grid.
+#[test]
+fn the_support_picture_of_a_zca_run_is_not_blank() {
+    let t = tempdir();
+    let run = join(t.path(), "zca");
+    kip_ok(
+        t.path(),
+        &[
+            "distill",
+            "--preprocess",
+            "zca",
+            "--steps",
+            "2",
+            "--quiet",
+            "--eval-every",
+            "0",
+            "--out",
+            &run,
+        ],
+    );
+    let file = std::fs::File::open(Path::new(&run).join("support.png")).unwrap();
+    let mut reader = png::Decoder::new(std::io::BufReader::new(file)).read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    buf.truncate(info.buffer_size());
+    // Cells (not the grey frame): a spread of grey levels.
+    let cells: Vec<u8> = buf.iter().copied().filter(|&v| v != 128).collect();
+    let (bright, dark) = (
+        cells.iter().filter(|&&v| v > 180).count(),
+        cells.iter().filter(|&&v| v < 75).count(),
+    );
+    assert!(
+        bright > cells.len() / 20 && dark > cells.len() / 20,
+        "{bright} bright, {dark} dark of {}",
+        cells.len()
+    );
+}

@@ -63,6 +63,6 @@ pub use memory::{
 pub use real::Real;
 pub use reduce::{argmax, dot, sum};
 pub use schedule::{LrSchedule, ParseLrScheduleError};
-pub use shape::ImageShape;
+pub use shape::{ImageShape, ParseShapeError};
 pub use simd::{detected_simd_level, simd_cap, simd_level, SimdLevel, SIMD_ENV};
 pub use zeroed::{zeroed_huge, zeroed_matrix};

@@ -61,6 +61,58 @@ impl fmt::Display for ImageShape {
     }
 }
 
+/// Why a string is not an image shape ([`ImageShape`]'s `FromStr`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ParseShapeError {
+    /// Not three positive integers joined by `x`.
+    Syntax,
+    /// `h · w · c` does not fit in `usize`.
+    Overflow,
+}
+
+impl fmt::Display for ParseShapeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ParseShapeError::Syntax => f.write_str("expected HxWxC with positive integers, e.g. 32x32x3"),
+            ParseShapeError::Overflow => {
+                write!(f, "h·w·c overflows (more than {} values per image)", usize::MAX)
+            }
+        }
+    }
+}
+
+impl std::error::Error for ParseShapeError {}
+
+/// `HxWxC` (e.g. `32x32x3`; spaces around the numbers allowed): three
+/// positive integers whose product fits in `usize` (a product that wraps
+/// could match a wrong point length).
+///
+/// ```
+/// use kip_core::ImageShape;
+/// assert_eq!("32x32x3".parse::<ImageShape>(), Ok(ImageShape::new(32, 32, 3)));
+/// assert!("8589934603x1219619441754028592x1".parse::<ImageShape>().is_err());
+/// ```
+impl std::str::FromStr for ImageShape {
+    type Err = ParseShapeError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut dims = [0usize; 3];
+        let mut parts = s.split('x');
+        for d in &mut dims {
+            let p = parts.next().ok_or(ParseShapeError::Syntax)?.trim();
+            *d = p.parse().map_err(|_| ParseShapeError::Syntax)?;
+            if *d == 0 {
+                return Err(ParseShapeError::Syntax);
+            }
+        }
+        if parts.next().is_some() {
+            return Err(ParseShapeError::Syntax);
+        }
+        let shape = Self::from(dims);
+        shape.checked_dim().map(|_| shape).ok_or(ParseShapeError::Overflow)
+    }
+}
+
 impl From<[usize; 3]> for ImageShape {
     fn from(s: [usize; 3]) -> Self {
         Self::new(s[0], s[1], s[2])

@@ -81,7 +81,7 @@ pub use idx::{
 };
 pub use io::{check_writable, read_maybe_gz, write_atomic, write_file_atomic};
 pub use npz::{load_npz, load_npz_split, NpzLayout};
-pub use png_grid::{write_png_grid, MIN_DISPLAY_SIDE};
+pub use png_grid::{write_png_grid, PngScale, MIN_DISPLAY_SIDE};
 pub use prepared::{DataSpec, Prepared};
 pub use preprocess::{layer_norm_rows, Preprocess, Transform, ZCA_DEFAULT_STRENGTH, ZCA_EIGEN_CUTOFF};
 pub use resolve::{check_available, resolve, DATASET_NAMES, DATA_DIR_ENV, IN_MEMORY_DATASET};

@@ -167,6 +167,18 @@ impl DataSpec {
 }
 
 impl Prepared {
+    /// How support pictures show this data: ZCA-space images per image
+    /// ([`crate::PngScale::PerImage`], the field's convention: the layer
+    /// norm that ZCA applies first cannot be undone), others on the pixel
+    /// scale with white point [`Prepared::pixel_max`].
+    pub fn display(&self) -> crate::PngScale {
+        if self.transform.zca_ridge().is_some() {
+            crate::PngScale::PerImage
+        } else {
+            crate::PngScale::Pixels { max: self.pixel_max }
+        }
+    }
+
     /// A support set for export: the model-space images `x_model` (`n × d`),
     /// their labels `y` and class ids, and the images mapped back to the
     /// original pixel scale.

@@ -235,21 +235,29 @@ impl RunDir {
         Ok(last)
     }
 
-    /// Writes `support.npz` and `support.png` (white point `pixel_max`).
+    /// Writes `support.npz` and `support.png`: the pixel-scale images
+    /// (`x`) with [`PngScale::Pixels`](kip_data::PngScale), the model-space
+    /// ones (`x_model`) each on its own scale with
+    /// [`PngScale::PerImage`](kip_data::PngScale) (ZCA runs:
+    /// [`kip_data::Prepared::display`]).
     ///
     /// # Errors
     /// [`MetaError::Data`].
-    pub fn write_support(&self, s: &SupportSet, pixel_max: f64) -> Result<()> {
+    pub fn write_support(&self, s: &SupportSet, display: kip_data::PngScale) -> Result<()> {
         s.write_npz(&self.file(SUPPORT))?;
-        let (n, d) = s.x_pixels.shape();
-        let rows: Vec<f64> = (0..n * d).map(|k| s.x_pixels[(k / d, k % d)]).collect();
+        let x = match display {
+            kip_data::PngScale::Pixels { .. } => &s.x_pixels,
+            kip_data::PngScale::PerImage => &s.x_model,
+        };
+        let (n, d) = x.shape();
+        let rows: Vec<f64> = (0..n * d).map(|k| x[(k / d, k % d)]).collect();
         kip_data::write_png_grid(
             &self.file(SUPPORT_PNG),
             &rows,
             s.shape,
             &s.labels,
             s.class_names.len(),
-            pixel_max,
+            display,
         )?;
         Ok(())
     }

@@ -152,13 +152,14 @@ struct RunData {
     /// The validation images and their matrix, if the run sets some aside.
     val: Option<(Dataset, DMatrix<f64>)>,
     transform: Transform,
-    pixel_max: f64,
+    display: kip_data::PngScale,
     notes: Vec<String>,
 }
 
 impl RunData {
     /// The training set and the rest.
     fn split(p: Prepared) -> (Dataset, RunData) {
+        let display = p.display();
         let rest = RunData {
             x_test: p.test.to_matrix(),
             test: p.test,
@@ -166,8 +167,8 @@ impl RunData {
                 let m = v.to_matrix();
                 (v, m)
             }),
+            display,
             transform: p.transform,
-            pixel_max: p.pixel_max,
             notes: p.notes,
         };
         (p.train, rest)
@@ -423,8 +424,7 @@ impl Runner {
         on_root(&**self.kip.ranks(), || {
             let id = checkpoint::run_identity(&self.config);
             checkpoint::save(&self.dir.file(CHECKPOINT), state, &self.config.kip.kernels, Some(&id))?;
-            self.dir
-                .write_support(&self.support_set_of(state)?, self.data.pixel_max)
+            self.dir.write_support(&self.support_set_of(state)?, self.data.display)
         })
         .map(|_| ())
     }

@@ -12,34 +12,10 @@ use serde_json::json;
 use crate::cli::GramArgs;
 use crate::error::{CliError, Result};
 
-/// `HxWxC` (e.g. `32x32x3`).
+/// `HxWxC` (e.g. `32x32x3`), naming the flag on error.
 fn parse_shape(s: &str) -> Result<ImageShape> {
-    let dims: Vec<usize> = s
-        .split('x')
-        .map(|p| p.trim().parse::<usize>())
-        .collect::<std::result::Result<_, _>>()
-        .map_err(|_| {
-            CliError::flag(
-                &format!("--image-shape {s}"),
-                "expected HxWxC with positive integers, e.g. 32x32x3",
-            )
-        })?;
-    match dims[..] {
-        [h, w, c] if h > 0 && w > 0 && c > 0 => {
-            let shape = ImageShape::new(h, w, c);
-            // A product that wraps could match the points' length.
-            shape.checked_dim().map(|_| shape).ok_or_else(|| {
-                CliError::flag(
-                    &format!("--image-shape {s}"),
-                    format!("h·w·c overflows (more than {} values per image)", usize::MAX),
-                )
-            })
-        }
-        _ => Err(CliError::flag(
-            &format!("--image-shape {s}"),
-            "expected HxWxC with positive integers, e.g. 32x32x3",
-        )),
-    }
+    s.parse()
+        .map_err(|e| CliError::flag(&format!("--image-shape {}", kip_core::ellipsize(s, 80)), e))
 }
 
 fn view(x: &PointArray) -> kip_kernels::PointsView<'_> {

@@ -82,7 +82,7 @@ pub fn run(a: LabelSolveArgs, ranks: &Ranks) -> Result<i32> {
         from_run: a.run.clone(),
     };
     dir.write_json(CONFIG, &RunRecord::LabelSolve(config))?;
-    dir.write_support(&prep.support_set(&x_s, &y, &labels)?, prep.pixel_max)?;
+    dir.write_support(&prep.support_set(&x_s, &y, &labels)?, prep.display())?;
     let summary = json!({
         "run": dir.path(), "support": labels.len(), "targets": prep.train.len(), "test_size": prep.test.len(),
         "test_acc_before": before.accuracy, "test_acc_after": after.accuracy,
