@@ -140,22 +140,53 @@ const MAX_DEFLATE_RATIO: u64 = 1100;
 /// bytes by default; version 2/3 headers declare their length in 4 bytes).
 const MAX_NPY_HEADER: u64 = 1 << 20;
 
-/// The header length an npy stream declares, from its first 12 bytes
-/// (`\x93NUMPY`, major, minor, then u16 (version 1) or u32 length);
-/// `None` when the stream is too short or not npy (the npy reader then
-/// reports that).
-fn declared_header_len(r: &mut impl std::io::Read) -> std::io::Result<Option<u64>> {
+/// Deepest nesting of brackets a valid npy header of an array kip reads
+/// needs (`{'shape': (3, 4), ...}`: 2); deeper headers are refused before
+/// the npy parser sees them (the parser backtracks: a header of 44 nested
+/// `[` kept it busy for over four minutes before the fuzzer was stopped;
+/// found by the `npy_points` fuzz target).
+const MAX_NPY_HEADER_NESTING: usize = 4;
+
+/// Why an npy stream's header must not reach the parser, if it must not:
+/// a declared header length over `MAX_NPY_HEADER` or the stream's `size`
+/// (the parser allocates it first), or brackets nested deeper than
+/// [`MAX_NPY_HEADER_NESTING`]. `None` also when the stream is too short or
+/// not npy (the npy reader then reports that). Reads the magic
+/// (`\x93NUMPY`, major, minor, then u16 (version 1) or u32 length) and the
+/// header text.
+fn npy_header_problem(r: &mut impl std::io::Read, size: u64, what: &str) -> std::io::Result<Option<String>> {
     use std::io::Read as _;
     let mut head = Vec::with_capacity(12);
     r.take(12).read_to_end(&mut head)?;
     if head.len() < 10 || !head.starts_with(b"\x93NUMPY") {
         return Ok(None);
     }
-    Ok(match head[6] {
-        1 => Some(u16::from_le_bytes([head[8], head[9]]) as u64),
-        _ if head.len() == 12 => Some(u32::from_le_bytes([head[8], head[9], head[10], head[11]]) as u64),
-        _ => None,
-    })
+    let (len, start) = match head[6] {
+        1 => (u16::from_le_bytes([head[8], head[9]]) as u64, 10),
+        _ if head.len() == 12 => (u32::from_le_bytes([head[8], head[9], head[10], head[11]]) as u64, 12),
+        _ => return Ok(None),
+    };
+    if len > MAX_NPY_HEADER.min(size) {
+        return Ok(Some(format!(
+            "npy header claims {len} bytes ({what} holds {size}, limit {MAX_NPY_HEADER})"
+        )));
+    }
+    let mut text = head[start..].to_vec();
+    r.take(len.saturating_sub(text.len() as u64)).read_to_end(&mut text)?;
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    for b in text {
+        match b {
+            b'[' | b'(' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b']' | b')' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok((deepest > MAX_NPY_HEADER_NESTING).then(|| {
+        format!("npy header nests brackets {deepest} deep (limit {MAX_NPY_HEADER_NESTING}): not an array kip reads")
+    }))
 }
 
 /// Reads array `name`; `Ok(None)` when absent.
@@ -170,14 +201,10 @@ pub(crate) fn read_array<R: std::io::Read + std::io::Seek>(
             // The npy reader allocates the header length it reads before
             // checking anything: refuse an absurd one here.
             let size = f.size();
-            let header = declared_header_len(&mut f)
+            let problem = npy_header_problem(&mut f, size, "entry")
                 .map_err(|e| npz_err(path, Some(name), format!("cannot read entry {entry}: {e}")))?;
-            if let Some(h) = header.filter(|&h| h > MAX_NPY_HEADER.min(size)) {
-                return Err(npz_err(
-                    path,
-                    Some(name),
-                    format!("npy header claims {h} bytes (entry holds {size}, limit {MAX_NPY_HEADER})"),
-                ));
+            if let Some(reason) = problem {
+                return Err(npz_err(path, Some(name), reason));
             }
             size
         }
@@ -274,13 +301,8 @@ fn decode<R: std::io::Read>(file: NpyFile<R>, path: &Path, name: &str, max_bytes
 pub(crate) fn read_npy(path: &Path, name: &str) -> Result<Array> {
     let mut f = File::open(path).map_err(|e| DataError::io(path, e))?;
     let size = f.metadata().map_err(|e| DataError::io(path, e))?.len();
-    let header = declared_header_len(&mut f).map_err(|e| DataError::io(path, e))?;
-    if let Some(h) = header.filter(|&h| h > MAX_NPY_HEADER.min(size)) {
-        return Err(npz_err(
-            path,
-            Some(name),
-            format!("npy header claims {h} bytes (file holds {size}, limit {MAX_NPY_HEADER})"),
-        ));
+    if let Some(reason) = npy_header_problem(&mut f, size, "file").map_err(|e| DataError::io(path, e))? {
+        return Err(npz_err(path, Some(name), reason));
     }
     use std::io::Seek;
     f.rewind().map_err(|e| DataError::io(path, e))?;
@@ -538,5 +560,29 @@ mod tests {
         assert_eq!(v, vec![1, 3, 2, 4]);
         let f = to_c_order(vec![1, 4, 2, 5, 3, 6], &[2, 3], Order::Fortran);
         assert_eq!(f, vec![1, 2, 3, 4, 5, 6]);
+    }
+
+    /// The fuzzer's finding, as a file and as an npz entry: a header with
+    /// 44 nested `[` is refused at once instead of hanging the parser.
+    #[test]
+    fn deeply_nested_npy_headers_are_refused_before_parsing() {
+        let mut header = format!("{{'descr':{}8', 'fortran_order': False, 'shape': (2, 2), }}", "[".repeat(44));
+        let total = (10 + header.len() + 1).next_multiple_of(64);
+        header.push_str(&" ".repeat(total - 11 - header.len()));
+        header.push('\n');
+        let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+        bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+        bytes.extend_from_slice(header.as_bytes());
+        bytes.extend_from_slice(&[0; 32]);
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("deep.npy");
+        std::fs::write(&p, &bytes).unwrap();
+        let Err(e) = read_npy(&p, "npy") else { panic!("a 44-deep header was accepted") };
+        let e = e.to_string();
+        assert!(e.contains("nests brackets 46 deep"), "{e}");
+        // A valid header passes the check.
+        let ok = b"\x93NUMPY\x01\x00\x76\x00{'descr': '<f8', 'fortran_order': False, 'shape': (2, 2), }";
+        let mut r = &ok[..];
+        assert_eq!(npy_header_problem(&mut r, 1000, "file").unwrap(), None);
     }
 }

@@ -102,6 +102,17 @@ pub fn run(a: GramArgs) -> Result<i32> {
                 .flat_map(|i| (0..n2).map(move |j| (i, j)))
                 .map(|(i, j)| k[(i, j)]),
         );
+        if block < n1 && !a.quiet && !a.json {
+            // Progress of long blocked work: rows done, time so far.
+            eprint!(
+                "\r{}: rows {r1}/{n1} ({:.0} s)",
+                a.out.display(),
+                t0.elapsed().as_secs_f64()
+            );
+            if r1 == n1 {
+                eprintln!();
+            }
+        }
         Ok(())
     });
     if let Some(e) = failed {

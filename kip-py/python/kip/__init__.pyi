@@ -167,7 +167,10 @@ def distill(
     ``callback(metrics)`` runs after each step; returning ``True`` stops
     the run (checkpoint written, ``Run.stopped``). Ctrl-C stops it after
     the current step and raises ``KeyboardInterrupt`` (the checkpoint in
-    ``out`` is kept); an exception in the callback does the same and
+    ``out`` is kept; Python raises it only where SIGINT is not ignored — a
+    process started in the background by a non-interactive shell inherits it
+    ignored: ``signal.signal(signal.SIGINT, signal.default_int_handler)``
+    restores it); an exception in the callback does the same and
     propagates. ``out``: the run directory (``None``: a temporary one,
     removed on return). ``resume=True`` continues the run in ``out`` to
     ``steps`` total steps with its recorded settings (arrays runs need
