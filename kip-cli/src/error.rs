@@ -70,6 +70,7 @@ impl From<DataError> for CliError {
     fn from(e: DataError) -> Self {
         match e {
             DataError::Holdout { holdout, .. } => CliError::Usage(format!("--holdout {holdout}: {e}")),
+            DataError::ValSplit { val, .. } => CliError::Usage(format!("--val {val}: {e}")),
             e => CliError::Data(e),
         }
     }

@@ -133,6 +133,9 @@ fn val_that_leaves_no_targets() {
         &["--val", "1437", "--target-batch", "10"],
         &["--val 1437", "no training images left"],
     );
+    // More than the training images: exit 2 and the flag, as --holdout.
+    distill_fails_before_the_run_dir(&["--val", "5000"], &["--val 5000", "need 0 < val < 1438"]);
+    distill_fails_before_the_run_dir(&["--holdout", "5000"], &["--holdout 5000", "need 0 < holdout < 1438"]);
 }
 
 #[test]

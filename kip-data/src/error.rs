@@ -103,6 +103,15 @@ pub enum DataError {
         /// Training images available.
         len: usize,
     },
+    /// A validation split larger than the training images left (after
+    /// any holdout).
+    #[error("a validation set of {val} images from the {len} training images left: need 0 < val < {len}")]
+    ValSplit {
+        /// Images asked for.
+        val: usize,
+        /// Training images left.
+        len: usize,
+    },
     /// A class-balanced draw asks a class for more images than it has.
     #[error("{n} class-balanced images over {classes} classes need {needed} of class {class}, which has {available}")]
     TooFewInClass {
@@ -137,6 +146,7 @@ impl DataError {
             DataError::Missing { .. }
             | DataError::UnknownDataset { .. }
             | DataError::Holdout { .. }
+            | DataError::ValSplit { .. }
             | DataError::TooFewInClass { .. }
             | DataError::Unusable { .. }
             | DataError::Invalid { .. } => true,

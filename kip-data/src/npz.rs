@@ -566,7 +566,10 @@ mod tests {
     /// 44 nested `[` is refused at once instead of hanging the parser.
     #[test]
     fn deeply_nested_npy_headers_are_refused_before_parsing() {
-        let mut header = format!("{{'descr':{}8', 'fortran_order': False, 'shape': (2, 2), }}", "[".repeat(44));
+        let mut header = format!(
+            "{{'descr':{}8', 'fortran_order': False, 'shape': (2, 2), }}",
+            "[".repeat(44)
+        );
         let total = (10 + header.len() + 1).next_multiple_of(64);
         header.push_str(&" ".repeat(total - 11 - header.len()));
         header.push('\n');
@@ -577,7 +580,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("deep.npy");
         std::fs::write(&p, &bytes).unwrap();
-        let Err(e) = read_npy(&p, "npy") else { panic!("a 44-deep header was accepted") };
+        let Err(e) = read_npy(&p, "npy") else {
+            panic!("a 44-deep header was accepted")
+        };
         let e = e.to_string();
         assert!(e.contains("nests brackets 46 deep"), "{e}");
         // A valid header passes the check.

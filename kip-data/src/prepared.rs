@@ -140,9 +140,7 @@ impl DataSpec {
         };
         let (train_raw, val_raw) = if self.val > 0 {
             let (tr, va) = train_raw.holdout(self.val).map_err(|e| match e {
-                DataError::Holdout { holdout, len } => DataError::invalid(format!(
-                    "a validation set of {holdout} images from the {len} training images left: need 0 < val < {len}"
-                )),
+                DataError::Holdout { holdout, len } => DataError::ValSplit { val: holdout, len },
                 e => e,
             })?;
             notes.push(format!(

@@ -221,6 +221,18 @@ fn array_split(
         .max()
         .copied()
         .unwrap_or(0);
+    if class_names.is_none() {
+        // Classes are 0..=max: one that no training image has would leave
+        // nothing to draw its support images and targets from.
+        let mut seen = vec![false; max + 1];
+        yt.iter().for_each(|&c| seen[c] = true);
+        if let Some(gap) = seen.iter().position(|s| !s) {
+            let missing = seen.iter().filter(|s| !**s).count();
+            return Err(PyValueError::new_err(format!(
+                "y: class ids run up to {max}, but {missing} of the classes 0..={max} have no training image (the first: {gap}); number the classes 0..C-1, or give class_names to declare empty ones"
+            )));
+        }
+    }
     let names = class_names.unwrap_or_else(|| (0..=max).map(|c| c.to_string()).collect());
     let build = |p: &PointsArg<'_>, l: Vec<usize>, what: &str| {
         let pixels = p.to_vec().into_iter().map(|v| v as f32).collect();

@@ -133,6 +133,7 @@ def distill_cases(tmp_path, data):
         ("float labels", lambda: kip.distill(xt, yt.astype(float), x_test=xs, y_test=ys, **quick), TypeError, r"y: expected integer class ids"),
         ("negative labels", lambda: kip.distill(xt, -yt, x_test=xs, y_test=ys, **quick), ValueError, r"class ids must be >= 0"),
         ("label count", lambda: kip.distill(xt, yt[:-1], x_test=xs, y_test=ys, **quick), ValueError, r"y: 1437 labels for 1438 images"),
+        ("class id 99", lambda: kip.distill(xt, np.where(np.arange(len(yt)) == 3, 99, yt), x_test=xs, y_test=ys, **quick), ValueError, r"y: class ids run up to 99, but 89 of the classes 0..=99 have no training image \(the first: 10\)"),
         ("NaN pixels", lambda: kip.distill(np.where(xt > 0, xt, np.nan), yt, x_test=xs, y_test=ys, **quick), ValueError, r"not finite"),
         ("test image shape", lambda: kip.distill(xt, yt, x_test=xs[:, :4], y_test=ys, **quick), ValueError, r"x holds points of shape \[8, 8, 1\] but x_test holds \[4, 8, 1\]"),
         ("holdout too large", lambda: kip.distill(xt, yt, holdout=10_000, **quick), ValueError, r"holdout of 10000"),
