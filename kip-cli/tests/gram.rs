@@ -8,31 +8,6 @@ use std::path::Path;
 
 use common::*;
 
-/// A C-ordered `.npy` of `descr` (`<f8`, `<f4`, `<i8`) with `shape`.
-fn write_npy(path: &Path, descr: &str, shape: &[usize], values: &[f64]) {
-    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
-    let shape_s = if dims.len() == 1 {
-        format!("({},)", dims[0])
-    } else {
-        format!("({})", dims.join(", "))
-    };
-    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape_s}, }}");
-    let total = (10 + header.len() + 1).next_multiple_of(64);
-    header.push_str(&" ".repeat(total - 11 - header.len()));
-    header.push('\n');
-    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
-    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
-    bytes.extend_from_slice(header.as_bytes());
-    for &v in values {
-        match descr {
-            "<f8" => bytes.extend_from_slice(&v.to_le_bytes()),
-            "<f4" => bytes.extend_from_slice(&(v as f32).to_le_bytes()),
-            _ => bytes.extend_from_slice(&(v as i64).to_le_bytes()),
-        }
-    }
-    std::fs::write(path, bytes).unwrap();
-}
-
 fn values(n: usize, seed: u64) -> Vec<f64> {
     let mut s = seed | 1;
     (0..n)

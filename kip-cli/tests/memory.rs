@@ -9,20 +9,10 @@ use std::path::Path;
 
 use common::*;
 
-/// A float64 `.npy` of `rows × cols` zeros-and-values (`v(i)` at flat
-/// index `i`).
-fn write_npy(path: &Path, rows: usize, cols: usize, v: impl Fn(usize) -> f64) {
-    let mut header = format!("{{'descr': '<f8', 'fortran_order': False, 'shape': ({rows}, {cols}), }}");
-    let total = (10 + header.len() + 1).next_multiple_of(64);
-    header.push_str(&" ".repeat(total - 11 - header.len()));
-    header.push('\n');
-    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
-    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
-    bytes.extend_from_slice(header.as_bytes());
-    for i in 0..rows * cols {
-        bytes.extend_from_slice(&v(i).to_le_bytes());
-    }
-    std::fs::write(path, bytes).unwrap();
+/// A float64 `.npy` of `rows × cols` values `v(i)` (flat index `i`).
+fn write_f64(path: &Path, rows: usize, cols: usize, v: impl Fn(usize) -> f64) {
+    let values: Vec<f64> = (0..rows * cols).map(v).collect();
+    write_npy(path, "<f8", &[rows, cols], &values);
 }
 
 fn refused(r: &Run, needles: &[&str]) {
@@ -43,7 +33,7 @@ fn refused(r: &Run, needles: &[&str]) {
 #[test]
 fn a_gram_larger_than_memory_is_refused_before_allocating() {
     let t = tempdir();
-    write_npy(&t.path().join("many.npy"), 2_000_000, 1, |i| i as f64 * 1e-6);
+    write_f64(&t.path().join("many.npy"), 2_000_000, 1, |i| i as f64 * 1e-6);
     let r = kip(t.path(), &["gram", "--kernel", "fc1-ntk", "many.npy", "--out", "k.npy"]);
     refused(&r, &["many.npy", "2000000 x 2000000", "32.0 TB", "--block"]);
     assert!(!t.path().join("k.npy").exists());
@@ -55,7 +45,7 @@ fn a_gram_larger_than_memory_is_refused_before_allocating() {
 #[test]
 fn gram_block_streams_a_matrix_larger_than_the_memory_cap() {
     let t = tempdir();
-    write_npy(&t.path().join("x.npy"), 50, 4, |i| {
+    write_f64(&t.path().join("x.npy"), 50, 4, |i| {
         ((i * 7919) % 101) as f64 / 50.0 - 1.0
     });
     kip_ok(

@@ -123,24 +123,7 @@ fn resume_refuses_flags_that_would_change_the_run() {
 fn resume_refuses_a_checkpoint_from_another_run() {
     let t = tempdir();
     let run = small_run(t.path());
-    let other = join(t.path(), "other");
-    kip_ok(
-        t.path(),
-        &[
-            "distill",
-            "--out",
-            &other,
-            "--quiet",
-            "--steps",
-            "2",
-            "--target-batch",
-            "100",
-            "--eval-every",
-            "0",
-            "--seed",
-            "1",
-        ],
-    );
+    let other = small_run_with(t.path(), "other", &["--seed", "1"]);
     let foreign = std::fs::read(Path::new(&other).join("checkpoint.bin")).unwrap();
     std::fs::write(Path::new(&run).join("checkpoint.bin"), &foreign).unwrap();
     let support = std::fs::read(Path::new(&run).join("support.npz")).unwrap();
