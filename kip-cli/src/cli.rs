@@ -408,7 +408,7 @@ pub struct GramArgs {
     pub image_shape: Option<String>,
     /// Compute and write the matrix this many rows at a time, so that a
     /// matrix larger than memory goes to the file in blocks (a symmetric
-    /// Gram is then computed as row blocks K(a[rows], a): equal to the
+    /// Gram is then computed as row blocks `K(a[rows], a)`: equal to the
     /// one-piece result to rounding, not bit for bit) [default: all rows
     /// at once].
     #[arg(long, value_name = "ROWS")]
