@@ -154,7 +154,7 @@ DISTILL_IDS = [
     "x without y", "test arrays without x", "unknown dataset", "bad lr_schedule", "bad precision",
     "bad preprocess", "bad init", "bad kernel", "support 0", "support below classes", "support too large",
     "steps 0", "negative lr", "corrupt 1", "target_batch 0", "eval_block 0", "callback not callable",
-    "callback wrong arity", "int pixels", "float labels", "negative labels", "label count", "NaN pixels",
+    "callback wrong arity", "int pixels", "float labels", "negative labels", "label count", "class id 99", "NaN pixels",
     "test image shape", "holdout too large", "class_names too short", "out holds a run",
     "resume missing dir", "resume a non-run", "mnist in empty data_dir",
     "load_dataset mnist in empty data_dir", "load_dataset unknown", "load_run missing dir", "load_run not a run",
