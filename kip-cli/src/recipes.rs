@@ -39,6 +39,10 @@ pub struct Recipe {
     pub paper: (f64, &'static str),
     /// The flags after the subcommand.
     pub args: &'static [&'static str],
+    /// When not empty, the flags of a `kip transfer RUN …` run on the
+    /// finished run; the row's figure is then that transfer's mean test
+    /// accuracy of the distilled set (`transfer_dc_test.json`, `kip.mean`).
+    pub transfer: &'static [&'static str],
     /// Expected wall time on a 2-core machine of this class, minutes.
     pub minutes: f64,
     /// The test accuracy we measured with exactly this recipe and seed 0.
@@ -60,6 +64,7 @@ pub const RECIPES: &[Recipe] = &[
             "--steps",
             "2000",
         ],
+        transfer: &[],
         minutes: 1.0,
         measured: 0.8996,
     },
@@ -80,6 +85,7 @@ pub const RECIPES: &[Recipe] = &[
             "--eval-every",
             "500",
         ],
+        transfer: &[],
         minutes: 10.0,
         measured: 0.9733,
     },
@@ -104,6 +110,7 @@ pub const RECIPES: &[Recipe] = &[
             "--eval-every",
             "500",
         ],
+        transfer: &[],
         minutes: 39.0,
         measured: 0.9852,
     },
@@ -132,6 +139,7 @@ pub const RECIPES: &[Recipe] = &[
             "--eval-every",
             "500",
         ],
+        transfer: &[],
         minutes: 3.0,
         measured: 0.4107,
     },
@@ -160,6 +168,7 @@ pub const RECIPES: &[Recipe] = &[
             "--eval-every",
             "500",
         ],
+        transfer: &[],
         minutes: 5.5,
         measured: 0.5115,
     },
@@ -188,6 +197,7 @@ pub const RECIPES: &[Recipe] = &[
             "--eval-every",
             "500",
         ],
+        transfer: &[],
         minutes: 8.0,
         measured: 0.5330,
     },
@@ -196,6 +206,7 @@ pub const RECIPES: &[Recipe] = &[
         kind: Kind::LabelSolve,
         paper: (0.4699, "authors' notebook, official test set"),
         args: &["--dataset", "cifar10", "--holdout", "10000", "--support", "500"],
+        transfer: &[],
         minutes: 3.0,
         measured: 0.4606,
     },
@@ -230,6 +241,7 @@ pub const RECIPES: &[Recipe] = &[
             "--eval-every",
             "0",
         ],
+        transfer: &[],
         minutes: 35.0,
         measured: 0.4573,
     },
@@ -264,8 +276,73 @@ pub const RECIPES: &[Recipe] = &[
             "--eval-every",
             "0",
         ],
+        transfer: &[],
         minutes: 55.0,
         measured: 0.6258,
+    },
+    Recipe {
+        name: "cifar10-rfconv-10-dc",
+        kind: Kind::Distill,
+        paper: (0.44, "MTT on DC-BENCH, standard protocol"),
+        args: &[
+            "--dataset",
+            "cifar10",
+            "--holdout",
+            "10000",
+            "--val",
+            "2000",
+            "--preprocess",
+            "zca",
+            "--kernel",
+            "rf-conv:layers=CRPCRPCRPFD,channels=64,models=4",
+            "--support",
+            "10",
+            "--target-batch",
+            "1000",
+            "--lr",
+            "0.02",
+            "--lr-schedule",
+            "cosine",
+            "--steps",
+            "600",
+            "--eval-every",
+            "0",
+        ],
+        transfer: &["--protocol", "dc", "--runs", "5"],
+        minutes: 45.0,
+        measured: f64::NAN,
+    },
+    Recipe {
+        name: "cifar10-rfconv-100-dc",
+        kind: Kind::Distill,
+        paper: (0.637, "MTT on DC-BENCH, standard protocol"),
+        args: &[
+            "--dataset",
+            "cifar10",
+            "--holdout",
+            "10000",
+            "--val",
+            "2000",
+            "--preprocess",
+            "zca",
+            "--kernel",
+            "rf-conv:layers=CRPCRPCRPFD,channels=64,models=4",
+            "--support",
+            "100",
+            "--target-batch",
+            "1000",
+            "--lr",
+            "0.02",
+            "--lr-schedule",
+            "cosine",
+            "--steps",
+            "1200",
+            "--eval-every",
+            "0",
+        ],
+        transfer: &["--protocol", "dc", "--runs", "5"],
+        minutes: 120.0,
+        measured: f64::NAN,
     },
 ];
 
@@ -284,9 +361,16 @@ pub fn percent(v: f64) -> String {
 }
 
 impl Recipe {
-    /// The full command line.
-    pub fn command(&self) -> String {
-        format!("kip {} {}", self.kind.command(), self.args.join(" "))
+    /// The full command line, with the follow-up transfer if any, and
+    /// `--seed S` on each command when `seed` is given.
+    pub fn command_line(&self, seed: Option<u64>) -> String {
+        let seed = seed.map(|s| format!(" --seed {s}")).unwrap_or_default();
+        let main = format!("kip {} {}{seed}", self.kind.command(), self.args.join(" "));
+        if self.transfer.is_empty() {
+            main
+        } else {
+            format!("{main}; kip transfer RUN {}{seed}", self.transfer.join(" "))
+        }
     }
 }
 
@@ -302,7 +386,7 @@ pub fn markdown(rows: &[&Recipe]) -> String {
             r.paper.1,
             percent(r.measured),
             r.minutes,
-            r.command()
+            r.command_line(None)
         ));
     }
     s
@@ -328,6 +412,10 @@ mod tests {
         for r in RECIPES {
             let argv = ["kip", r.kind.command()].into_iter().chain(r.args.iter().copied());
             crate::cli::Cli::try_parse_from(argv).unwrap_or_else(|e| panic!("{}: {e}", r.name));
+            if !r.transfer.is_empty() {
+                let argv = ["kip", "transfer", "RUN"].into_iter().chain(r.transfer.iter().copied());
+                crate::cli::Cli::try_parse_from(argv).unwrap_or_else(|e| panic!("{} transfer: {e}", r.name));
+            }
             assert!(find(r.name).is_some());
         }
         let mut names: Vec<&str> = RECIPES.iter().map(|r| r.name).collect();

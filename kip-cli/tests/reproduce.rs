@@ -17,6 +17,8 @@ fn the_list_needs_no_data_and_names_every_row() {
         "cifar10-fc-100",
         "cifar10-fc-500",
         "cifar10-ls-500",
+        "cifar10-rfconv-10-dc",
+        "cifar10-rfconv-100-dc",
     ] {
         assert!(out.contains(row), "{row} missing:\n{out}");
     }
@@ -69,5 +71,17 @@ fn the_list_of_one_row_shows_that_row_only() {
         r.stderr.contains("mnist-fc-7") && r.stderr.contains("mnist-fc-100"),
         "{}",
         r.stderr
+    );
+}
+
+#[test]
+fn a_standard_protocol_row_lists_its_distillation_and_its_transfer() {
+    let t = tempdir();
+    let out = kip_ok(t.path(), &["reproduce", "--list", "cifar10-rfconv-100-dc"]);
+    let line = out.lines().nth(1).unwrap_or_default();
+    assert!(
+        line.contains("kip distill --dataset cifar10")
+            && line.contains("--seed 0; kip transfer RUN --protocol dc --runs 5 --seed 0"),
+        "{out}"
     );
 }

@@ -26,13 +26,13 @@ fn list(markdown: bool, row: Option<&str>) -> Result<()> {
     }
     for r in rows {
         println!(
-            "{:<15} paper {} ({}), measured {}, about {} min\n                {} --seed 0",
+            "{:<15} paper {} ({}), measured {}, about {} min\n                {}",
             r.name,
             percent(r.paper.0),
             r.paper.1,
             percent(r.measured),
             r.minutes,
-            r.command()
+            r.command_line(Some(0))
         );
     }
     Ok(())
@@ -42,15 +42,37 @@ fn unknown_row(name: &str) -> CliError {
     CliError::Usage(format!("unknown row `{name}`: expected one of {}", names()))
 }
 
-/// The run's final test accuracy from its `summary.json`.
-fn final_accuracy(out: &Path, kind: Kind) -> Result<f64> {
-    let path = out.join("summary.json");
+/// The row's figure: the run's final test accuracy from its
+/// `summary.json`, or, for a row with a follow-up transfer, the distilled
+/// set's mean test accuracy from `transfer_dc_test.json`.
+fn final_accuracy(out: &Path, r: &Recipe) -> Result<f64> {
+    let (file, keys) = if r.transfer.is_empty() {
+        ("summary.json", vec![r.kind.summary_key()])
+    } else {
+        ("transfer_dc_test.json", vec!["kip", "mean"])
+    };
+    let path = out.join(file);
     let text = std::fs::read_to_string(&path).map_err(|e| CliError::Usage(format!("{}: {e}", path.display())))?;
     let v: serde_json::Value =
         serde_json::from_str(&text).map_err(|e| CliError::Usage(format!("{}: {e}", path.display())))?;
-    v[kind.summary_key()]
+    keys.iter()
+        .fold(&v, |v, k| &v[*k])
         .as_f64()
-        .ok_or_else(|| CliError::Usage(format!("{}: no {}", path.display(), kind.summary_key())))
+        .ok_or_else(|| CliError::Usage(format!("{}: no {}", path.display(), keys.join("."))))
+}
+
+/// Parse and run one command line of a recipe.
+fn dispatch_line(name: &str, argv: &[String], quiet: bool, root: bool, ranks: &Ranks, r: &Recipe) -> Result<i32> {
+    let cli = Cli::try_parse_from(argv).map_err(|e| CliError::Usage(format!("recipe {name}: {e}")))?;
+    if !quiet && root {
+        eprintln!(
+            "{name}: {} (paper {}), about {} min",
+            argv.join(" "),
+            percent(r.paper.0),
+            r.minutes
+        );
+    }
+    dispatch(cli.command, ranks)
 }
 
 pub fn run(a: ReproduceArgs, ranks: &Ranks) -> Result<i32> {
@@ -73,21 +95,25 @@ pub fn run(a: ReproduceArgs, ranks: &Ranks) -> Result<i32> {
     if a.quiet && r.kind == Kind::Distill {
         argv.push("--quiet".into());
     }
-    let cli = Cli::try_parse_from(&argv).map_err(|e| CliError::Usage(format!("recipe {name}: {e}")))?;
     let root = ranks.is_root();
-    if !a.quiet && root {
-        eprintln!(
-            "{name}: {} (paper {}), about {} min",
-            argv.join(" "),
-            percent(r.paper.0),
-            r.minutes
-        );
-    }
-    let code = dispatch(cli.command, ranks)?;
+    let code = dispatch_line(&name, &argv, a.quiet, root, ranks, r)?;
     if code != 0 || !root {
         return Ok(code);
     }
-    let got = final_accuracy(&out, r.kind)?;
+    if !r.transfer.is_empty() {
+        let mut argv: Vec<String> = ["kip", "transfer"].iter().map(|s| s.to_string()).collect();
+        argv.push(out.display().to_string());
+        argv.extend(r.transfer.iter().map(|s| s.to_string()));
+        argv.extend(["--seed".into(), a.seed.to_string()]);
+        if let Some(d) = &a.data_dir {
+            argv.extend(["--data-dir".into(), d.display().to_string()]);
+        }
+        let code = dispatch_line(&name, &argv, a.quiet, root, ranks, r)?;
+        if code != 0 {
+            return Ok(code);
+        }
+    }
+    let got = final_accuracy(&out, r)?;
     println!(
         "{name}: paper {} ({}), this run {} (measured {}); run directory {}",
         percent(r.paper.0),
@@ -97,4 +123,27 @@ pub fn run(a: ReproduceArgs, ranks: &Ranks) -> Result<i32> {
         out.display()
     );
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_row_with_a_transfer_reports_the_transfer_mean_not_the_kernel_accuracy() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("summary.json"), r#"{"final_test_acc": 0.62}"#).unwrap();
+        std::fs::write(
+            dir.path().join("transfer_dc_test.json"),
+            r#"{"kip": {"mean": 0.49, "std": 0.01}, "natural": {"mean": 0.32}}"#,
+        )
+        .unwrap();
+        let dc = recipes::find("cifar10-rfconv-100-dc").unwrap();
+        let krr = recipes::find("cifar10-rfconv-100").unwrap();
+        assert_eq!(final_accuracy(dir.path(), dc).unwrap(), 0.49);
+        assert_eq!(final_accuracy(dir.path(), krr).unwrap(), 0.62);
+        std::fs::remove_file(dir.path().join("transfer_dc_test.json")).unwrap();
+        let e = final_accuracy(dir.path(), dc).unwrap_err().to_string();
+        assert!(e.contains("transfer_dc_test.json"), "{e}");
+    }
 }
