@@ -152,6 +152,12 @@ pub struct DistillArgs {
     /// pixels (zero fill), drawn from the run's seed.
     #[arg(long, default_value = "none")]
     pub augment: String,
+    /// Augment the support images inside each step, as --augment (drawn
+    /// afresh every step; the gradient flows back through the flips and
+    /// shifts): the set is learned for a learner that augments it, as the
+    /// standard protocol's networks do (docs/transfer.md).
+    #[arg(long, default_value = "none")]
+    pub augment_support: String,
     /// Row shards of each target batch, their loss terms summed in order
     /// (default: 1, or the number of MPI ranks). The shard count fixes a
     /// run's arithmetic: any number of processes reproduces it bit for bit.
@@ -185,7 +191,7 @@ pub struct DistillArgs {
     #[arg(long, conflicts_with_all = [
         "dataset", "preprocess", "holdout", "val", "kernel", "support", "target_batch", "lr",
         "lr_schedule", "precision", "adam_first_step", "learn_labels", "reg", "seed", "init",
-        "init_std", "corrupt", "augment", "target_shards", "loss", "eval_kernel", "eval_every",
+        "init_std", "corrupt", "augment", "augment_support", "target_shards", "loss", "eval_kernel", "eval_every",
         "checkpoint_every", "eval_block", "out",
     ])]
     pub resume: Option<PathBuf>,

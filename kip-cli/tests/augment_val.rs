@@ -16,55 +16,54 @@ fn lines(dir: &Path) -> Vec<Value> {
         .collect()
 }
 
-const AUG: [&str; 8] = [
-    "distill",
-    "--support",
-    "10",
-    "--seed",
-    "2",
-    "--augment",
-    "flip,shift:2",
-    "--quiet",
-];
+const AUG: [&str; 7] = ["distill", "--support", "10", "--seed", "2", "--augment", "flip,shift:2"];
 
-#[test]
-fn augmented_runs_resume_bitwise_and_differ_from_plain_ones() {
-    let t = tempdir();
-    let dir = |n: &str| join(t.path(), n);
-    kip_ok(
-        t.path(),
-        &[&AUG[..], &["--steps", "30", "--out", &dir("straight")]].concat(),
-    );
-    kip_ok(
-        t.path(),
-        &[&AUG[..], &["--steps", "15", "--out", &dir("split")]].concat(),
-    );
-    kip_ok(
-        t.path(),
-        &["distill", "--resume", &dir("split"), "--steps", "30", "--quiet"],
-    );
+/// A run with `flags` (after [`AUG`]'s first five) resumed halfway ends
+/// bitwise where the straight run does and away from the plain run; its
+/// config.json records `key`. Returns the straight run's folder.
+fn resumes_bitwise_and_differs(t: &Path, flags: &[&str], key: &str) -> std::path::PathBuf {
+    let dir = |n: &str| join(t, n);
+    let base = [&AUG[..5], flags, &["--quiet"]].concat();
+    kip_ok(t, &[&base[..], &["--steps", "20", "--out", &dir("straight")]].concat());
+    kip_ok(t, &[&base[..], &["--steps", "8", "--out", &dir("split")]].concat());
+    kip_ok(t, &["distill", "--resume", &dir("split"), "--steps", "20", "--quiet"]);
     assert_same_support(
-        &p(t.path(), "straight").join("support.npz"),
-        &p(t.path(), "split").join("support.npz"),
+        &p(t, "straight").join("support.npz"),
+        &p(t, "split").join("support.npz"),
     );
-    let plain_dir = dir("plain");
     kip_ok(
-        t.path(),
-        &[&AUG[..5], &["--quiet", "--steps", "30", "--out", &plain_dir]].concat(),
+        t,
+        &[&AUG[..5], &["--quiet", "--steps", "20", "--out", &dir("plain")]].concat(),
     );
-    let a = kip_data::SupportSet::read_npz(&p(t.path(), "straight").join("support.npz")).unwrap();
-    let b = kip_data::SupportSet::read_npz(&p(t.path(), "plain").join("support.npz")).unwrap();
+    let a = kip_data::SupportSet::read_npz(&p(t, "straight").join("support.npz")).unwrap();
+    let b = kip_data::SupportSet::read_npz(&p(t, "plain").join("support.npz")).unwrap();
     assert!(
         (&a.x_model - &b.x_model).abs().max() > 1e-6,
-        "augmentation changed nothing"
+        "{flags:?} changed nothing"
     );
-    let config = std::fs::read_to_string(p(t.path(), "straight").join("config.json")).unwrap();
-    assert!(config.contains(r#""augment""#), "{config}");
-    let plain_config = std::fs::read_to_string(p(t.path(), "plain").join("config.json")).unwrap();
+    let config = std::fs::read_to_string(p(t, "straight").join("config.json")).unwrap();
+    assert!(config.contains(&format!("\"{key}\"")), "{config}");
+    let plain_config = std::fs::read_to_string(p(t, "plain").join("config.json")).unwrap();
     assert!(
         !plain_config.contains("augment") && !plain_config.contains(r#""val""#),
         "{plain_config}"
     );
+    p(t, "straight")
+}
+
+#[test]
+fn augmented_runs_resume_bitwise_and_differ_from_plain_ones() {
+    let t = tempdir();
+    resumes_bitwise_and_differs(t.path(), &AUG[5..7], "augment");
+}
+
+#[test]
+fn support_augmented_runs_resume_bitwise_and_learn_a_different_set() {
+    let t = tempdir();
+    let dir = resumes_bitwise_and_differs(t.path(), &["--augment-support", "flip,shift:1"], "augment_support");
+    // The run learns: its test accuracy after 20 steps is above chance.
+    let last = lines(&dir).pop().unwrap();
+    assert!(last["test_acc"].as_f64().unwrap() > 0.5, "{last}");
 }
 
 #[test]
@@ -113,6 +112,7 @@ fn bad_values_name_their_flag() {
     for (flag, value, expected) in [
         ("--augment", "rotate:3", "--augment"),
         ("--augment", "shift:0", "expected none, or a comma list"),
+        ("--augment-support", "flop", "--augment-support"),
         ("--val", "1438", "validation set of 1438"),
     ] {
         let r = kip(

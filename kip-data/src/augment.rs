@@ -26,11 +26,17 @@ pub struct Augment {
 }
 
 /// What one image gets.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct Draw {
     flip: bool,
     dy: isize,
     dx: isize,
+}
+
+impl Draw {
+    fn is_identity(&self) -> bool {
+        !self.flip && self.dy == 0 && self.dx == 0
+    }
 }
 
 impl Augment {
@@ -51,24 +57,90 @@ impl Augment {
         }
         let d = shape.dim();
         assert_eq!(images.len() % d, 0, "images of {shape}");
+        let draws = self.draw(images.len() / d, rng);
+        draws.apply(shape, images);
+    }
+
+    /// Draw what each of `n` images gets (nothing is drawn when
+    /// [`Augment::is_none`]), to apply to images with [`Draws::apply`] and
+    /// to gradients with [`Draws::adjoint`].
+    pub fn draw(&self, n: usize, rng: &mut impl Rng) -> Draws {
+        if self.is_none() {
+            return Draws(vec![Draw::default(); n]);
+        }
         let s = self.shift as i64;
-        let draws: Vec<Draw> = (0..images.len() / d)
-            .map(|_| Draw {
-                flip: self.flip && rng.random_bool(0.5),
-                dy: if s > 0 { rng.random_range(-s..=s) as isize } else { 0 },
-                dx: if s > 0 { rng.random_range(-s..=s) as isize } else { 0 },
-            })
-            .collect();
+        Draws(
+            (0..n)
+                .map(|_| Draw {
+                    flip: self.flip && rng.random_bool(0.5),
+                    dy: if s > 0 { rng.random_range(-s..=s) as isize } else { 0 },
+                    dx: if s > 0 { rng.random_range(-s..=s) as isize } else { 0 },
+                })
+                .collect(),
+        )
+    }
+}
+
+/// The flips and translations drawn for a batch of images, one per image.
+/// Each is linear in the image, so a gradient with respect to the
+/// augmented images maps back to one with respect to the originals through
+/// the adjoint ([`Draws::adjoint`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Draws(Vec<Draw>);
+
+impl Draws {
+    /// Augment the row-major images of `shape` in `images` in place.
+    ///
+    /// # Panics
+    /// If `images` does not hold one image of `shape` per draw.
+    pub fn apply<T: Copy + Default + Send + Sync>(&self, shape: ImageShape, images: &mut [T]) {
+        self.each(shape, images, transform);
+    }
+
+    /// The adjoint, in place: `grads` holds the gradient of a function of
+    /// the augmented images (one row-major image of `shape` per draw) and
+    /// becomes its gradient with respect to the images before augmentation.
+    /// Pixels moved out of the frame get 0, as they did not count.
+    ///
+    /// # Panics
+    /// If `grads` does not hold one image of `shape` per draw.
+    pub fn adjoint<T: Copy + Default + Send + Sync>(&self, shape: ImageShape, grads: &mut [T]) {
+        self.each(shape, grads, transform_adjoint);
+    }
+
+    fn each<T: Copy + Default + Send + Sync>(
+        &self,
+        shape: ImageShape,
+        images: &mut [T],
+        f: fn(ImageShape, &mut [T], Draw, &mut Vec<T>),
+    ) {
+        let d = shape.dim();
+        assert_eq!(images.len(), self.0.len() * d, "{} images of {shape}", self.0.len());
         images
             .par_chunks_mut(d)
-            .zip(draws.par_iter())
-            .for_each_init(Vec::new, |scratch, (img, draw)| transform(shape, img, *draw, scratch));
+            .zip(self.0.par_iter())
+            .for_each_init(Vec::new, |scratch, (img, draw)| f(shape, img, *draw, scratch));
     }
+}
+
+/// Where output pixel `(y, x)` of `draw` reads its input: `None` when it
+/// comes from outside the frame (zero fill).
+fn source(shape: ImageShape, draw: Draw, y: usize, x: usize) -> Option<usize> {
+    let (sy, sx) = (y as isize - draw.dy, x as isize - draw.dx);
+    if sy < 0 || sy >= shape.h as isize || sx < 0 || sx >= shape.w as isize {
+        return None;
+    }
+    let sx = if draw.flip {
+        shape.w - 1 - sx as usize
+    } else {
+        sx as usize
+    };
+    Some((sy as usize * shape.w + sx) * shape.c)
 }
 
 /// Flip then translate one image in place.
 fn transform<T: Copy + Default>(shape: ImageShape, img: &mut [T], draw: Draw, scratch: &mut Vec<T>) {
-    if !draw.flip && draw.dy == 0 && draw.dx == 0 {
+    if draw.is_identity() {
         return;
     }
     let ImageShape { h, w, c } = shape;
@@ -77,15 +149,31 @@ fn transform<T: Copy + Default>(shape: ImageShape, img: &mut [T], draw: Draw, sc
     for y in 0..h {
         for x in 0..w {
             let out = &mut img[(y * w + x) * c..(y * w + x + 1) * c];
-            // Source pixel of the translated image, then of the flip.
-            let (sy, sx) = (y as isize - draw.dy, x as isize - draw.dx);
-            if sy < 0 || sy >= h as isize || sx < 0 || sx >= w as isize {
-                out.fill(T::default());
-                continue;
+            match source(shape, draw, y, x) {
+                Some(src) => out.copy_from_slice(&scratch[src..src + c]),
+                None => out.fill(T::default()),
             }
-            let sx = if draw.flip { w - 1 - sx as usize } else { sx as usize };
-            let src = (sy as usize * w + sx) * c;
-            out.copy_from_slice(&scratch[src..src + c]);
+        }
+    }
+}
+
+/// The adjoint of [`transform`] in place: each output pixel's gradient goes
+/// back to the one input pixel it was read from (the map is one-to-one, so
+/// nothing adds up); input pixels no output read get 0.
+fn transform_adjoint<T: Copy + Default>(shape: ImageShape, grad: &mut [T], draw: Draw, scratch: &mut Vec<T>) {
+    if draw.is_identity() {
+        return;
+    }
+    let ImageShape { h, w, c } = shape;
+    scratch.clear();
+    scratch.extend_from_slice(grad);
+    grad.fill(T::default());
+    for y in 0..h {
+        for x in 0..w {
+            if let Some(src) = source(shape, draw, y, x) {
+                let out = (y * w + x) * c;
+                grad[src..src + c].copy_from_slice(&scratch[out..out + c]);
+            }
         }
     }
 }
@@ -226,5 +314,37 @@ mod tests {
             let e = bad.parse::<Augment>().unwrap_err().to_string();
             assert!(e.contains("expected none"), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn the_adjoint_satisfies_the_inner_product_identity() {
+        // <A x, g> = <x, Aᵀ g> for every draw of a batch, exactly (the
+        // map only moves and zeroes values, so the sums hold the same terms).
+        use rand::Rng;
+        let shape = ImageShape::new(5, 6, 3);
+        let aug: Augment = "flip,shift:2".parse().unwrap();
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        let n = 16;
+        let x: Vec<f64> = (0..n * shape.dim()).map(|_| rng.random_range(-1.0..1.0)).collect();
+        let g: Vec<f64> = (0..n * shape.dim()).map(|_| rng.random_range(-1.0..1.0)).collect();
+        let draws = aug.draw(n, &mut rng);
+        let (mut ax, mut atg) = (x.clone(), g.clone());
+        draws.apply(shape, &mut ax);
+        draws.adjoint(shape, &mut atg);
+        let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(p, q)| p * q).sum::<f64>();
+        assert!((dot(&ax, &g) - dot(&x, &atg)).abs() < 1e-12);
+        assert_ne!(ax, x, "some images moved");
+        // Per image too.
+        let d = shape.dim();
+        for i in 0..n {
+            let r = i * d..(i + 1) * d;
+            assert!((dot(&ax[r.clone()], &g[r.clone()]) - dot(&x[r.clone()], &atg[r])).abs() < 1e-12);
+        }
+        // Applying draw() then Draws::apply is what apply() does.
+        let mut a = x.clone();
+        aug.apply(shape, &mut a, &mut ChaCha8Rng::seed_from_u64(9));
+        let mut b = x.clone();
+        aug.draw(n, &mut ChaCha8Rng::seed_from_u64(9)).apply(shape, &mut b);
+        assert_eq!(a, b);
     }
 }

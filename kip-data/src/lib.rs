@@ -68,7 +68,7 @@ mod sampling;
 mod targets;
 
 pub use arrays::{read_points, write_npy_f64, write_npy_f64_blocks, PointArray};
-pub use augment::{Augment, ParseAugmentError};
+pub use augment::{Augment, Draws, ParseAugmentError};
 pub use cifar::{cifar10_expected_files, load_cifar10_dir, load_cifar_batch, CIFAR10_CLASSES, CIFAR_RECORD};
 pub use corrupt::{gaussian_images, PixelMask};
 pub use dataset::{Dataset, ImageShape, Split};

@@ -95,6 +95,7 @@ impl std::fmt::Display for Precision {
 /// | `corrupt` | 0 | fraction of support pixels replaced by N(0,1) noise and frozen | [0, 1) |
 /// | `seed` | 0 | seeds init, target batches and kernel draws | any |
 /// | `augment` | none | random flips / translations of each target batch (`flip`, `shift:K`) | K ≥ 1 |
+/// | `augment_support` | none | the same, drawn afresh each step, applied to the support images the kernel sees (the gradient flows back through them: the set is learned for a learner that augments it) | K ≥ 1 |
 /// | `eval_kernel` | none | kernel of every evaluation (test, validation), when not the first of `kernels` (e.g. a high-fidelity random-feature kernel for a run trained with a cheap one) | a kernel spec |
 /// | `loss` | `Mse` | `Mse` (the paper's) or `Platt` (RFAD's cross-entropy with a learned temperature, class targets only) | |
 /// | `target_shards` | 1 | row shards of each target batch, whose loss terms are summed in order: fixes the arithmetic of a run spread over processes ([`crate::collective`]) | ≥ 1, ≤ `n_target` |
@@ -137,6 +138,11 @@ pub struct KipParams {
     /// configurations: none), drawn from the run's generator after the batch.
     #[serde(default, skip_serializing_if = "Augment::is_none")]
     pub augment: Augment,
+    /// Augmentation of the support images inside each step (absent in
+    /// older run configurations: none), drawn from the run's generator
+    /// after the target batch's.
+    #[serde(default, skip_serializing_if = "Augment::is_none")]
+    pub augment_support: Augment,
     /// Kernel of the evaluations, when not the first of `kernels` (absent
     /// in older run configurations: none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -167,6 +173,7 @@ impl Default for KipParams {
             seed: 0,
             target_shards: 1,
             augment: Augment::default(),
+            augment_support: Augment::default(),
             eval_kernel: None,
             loss: Loss::Mse,
         }

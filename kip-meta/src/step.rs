@@ -340,7 +340,15 @@ impl Kip {
         // run's seed and the step (a resumed run draws the same ones).
         let drawn = self.kernels[which].redrawn(step_kernel_seed(p.seed, step));
         let kernel = drawn.as_ref().unwrap_or(&self.kernels[which]);
-        let x_s = points(&self.state.x_s);
+        // Support augmentation: the kernel sees A(x_s); the gradient goes
+        // back through Aᵀ below.
+        let support_aug = (!p.augment_support.is_none()).then(|| {
+            let draws = p.augment_support.draw(self.state.x_s.nrows(), &mut rng);
+            let mut x = self.state.x_s.transpose();
+            draws.apply(self.train.shape(), x.as_mut_slice());
+            (draws, x.transpose())
+        });
+        let x_s = points(support_aug.as_ref().map_or(&self.state.x_s, |(_, x)| x));
         let x_t: AnyPoints<'_> = match p.precision {
             Precision::F64 => points_row_major(&self.x_t, n_t, d).into(),
             Precision::F32 => PointsF32::new(&self.x_t32, n_t, d).into(),
@@ -385,6 +393,11 @@ impl Kip {
         }
         if !out.grad_x.iter().all(|v| v.is_finite()) || (p.learn_labels && !out.grad_y.iter().all(|v| v.is_finite())) {
             return Err(MetaError::NonFinite { what: "gradient", step });
+        }
+        if let Some((draws, _)) = &support_aug {
+            let mut g = out.grad_x.transpose();
+            draws.adjoint(self.train.shape(), g.as_mut_slice());
+            out.grad_x.copy_from(&g.transpose());
         }
         if let Some(mask) = &self.state.frozen {
             mask.apply_to_gradient(out.grad_x);

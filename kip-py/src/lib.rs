@@ -37,7 +37,7 @@ use crate::run::{DataArgs, DistillOptions, PyRun};
     support = 100, kernel = "fc1-ntk", steps = 300, lr = 0.01, lr_schedule = "constant",
     target_batch = None, learn_labels = false, reg = 1e-6, precision = "f64",
     init = "real", init_std = 1.0, corrupt = 0.0, seed = 0, target_shards = 1, augment = "none",
-    eval_kernel = None, loss = "mse", eval_every = 100, checkpoint_every = 100, eval_block = 2000,
+    augment_support = "none", eval_kernel = None, loss = "mse", eval_every = 100, checkpoint_every = 100, eval_block = 2000,
     callback = None, out = None, resume = false
 ))]
 #[allow(clippy::too_many_arguments)]
@@ -68,6 +68,7 @@ fn distill(
     seed: i64,
     target_shards: i64,
     augment: &str,
+    augment_support: &str,
     eval_kernel: Option<&str>,
     loss: &str,
     eval_every: i64,
@@ -77,7 +78,7 @@ fn distill(
     out: Option<PathBuf>,
     resume: bool,
 ) -> PyResult<PyRun> {
-    let kip = run::kip_params(
+    let mut kip = run::kip_params(
         kernel,
         count("support", support)?,
         count("steps", steps)?,
@@ -95,6 +96,9 @@ fn distill(
         eval_kernel,
         loss,
     )?;
+    kip.augment_support = augment_support
+        .parse()
+        .map_err(|e| PyValueError::new_err(format!("augment_support {augment_support:?}: {e}")))?;
     let spec = DataSpec {
         dataset: dataset.to_string(),
         data_dir,

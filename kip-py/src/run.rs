@@ -261,6 +261,8 @@ pub struct DistillOptions {
     pub eval_every: usize,
     pub checkpoint_every: usize,
     pub eval_block: usize,
+    /// Keep the best-on-validation set in `best/` (`keep_best="val"`).
+    pub keep_best: bool,
 }
 
 /// Where the data of a `kip.distill` call comes from.
@@ -379,6 +381,7 @@ pub fn distill(
             eval_every: opts.eval_every,
             checkpoint_every: opts.checkpoint_every,
             eval_block: opts.eval_block,
+            keep_best: opts.keep_best,
             ..RunConfig::default()
         };
         py.detach(|| Runner::create_with(&dir, config, prepared))
@@ -454,6 +457,8 @@ pub fn kip_params(
         augment: augment
             .parse()
             .map_err(|e| PyValueError::new_err(format!("augment {augment:?}: {e}")))?,
+        // Set by the caller (`augment_support=`).
+        augment_support: Default::default(),
         eval_kernel: eval_kernel
             .map(|k| {
                 k.parse::<KernelSpec>()

@@ -47,6 +47,10 @@ fn kip_params(a: &DistillArgs, ranks: &Ranks) -> Result<KipParams> {
         seed: a.seed,
         target_shards: a.target_shards.unwrap_or(ranks.size()),
         augment: a.augment.parse().map_err(|e| CliError::flag("--augment", e))?,
+        augment_support: a
+            .augment_support
+            .parse()
+            .map_err(|e| CliError::flag("--augment-support", e))?,
         loss: a.loss.parse().map_err(|e| CliError::flag("--loss", e))?,
         eval_kernel: a
             .eval_kernel

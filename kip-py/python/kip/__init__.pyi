@@ -131,6 +131,7 @@ def distill(
     seed: int = 0,
     target_shards: int = 1,
     augment: str = "none",
+    augment_support: str = "none",
     eval_kernel: Optional[str] = None,
     loss: str = "mse",
     eval_every: int = 100,
@@ -159,6 +160,8 @@ def distill(
     (what ``mpirun -n R kip distill`` uses; the same value reproduces such
     a run bit for bit). ``augment``: ``none``, ``flip``, ``shift:K`` or
     ``flip,shift:K``: random flips / translations of each target batch.
+    ``augment_support``: the same for the support images inside each step
+    (drawn afresh every step, the gradient flowing back through them).
     ``eval_kernel``: the kernel of every evaluation when not the training
     kernel (e.g. ``"rf-convnet3:channels=256,models=16"`` for a run trained
     with a cheap random-feature kernel). ``loss``: ``mse`` (the paper's)
