@@ -182,6 +182,12 @@ pub struct DistillArgs {
     /// Test rows per kernel block during evaluation.
     #[arg(long, default_value_t = 2000)]
     pub eval_block: usize,
+    /// Keep, beside the latest state, the support set with the best
+    /// validation accuracy of the evaluations (every --eval-every steps) in
+    /// RUN/best (kip eval and kip transfer read it as a run); the summary
+    /// reports its step and test accuracy. Needs --val.
+    #[arg(long, value_parser = ["val"])]
+    pub keep_best: Option<String>,
     /// Run directory (default: `runs/<dataset>-<support>-<time>`).
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -192,7 +198,7 @@ pub struct DistillArgs {
         "dataset", "preprocess", "holdout", "val", "kernel", "support", "target_batch", "lr",
         "lr_schedule", "precision", "adam_first_step", "learn_labels", "reg", "seed", "init",
         "init_std", "corrupt", "augment", "augment_support", "target_shards", "loss", "eval_kernel", "eval_every",
-        "checkpoint_every", "eval_block", "out",
+        "checkpoint_every", "eval_block", "keep_best", "out",
     ])]
     pub resume: Option<PathBuf>,
     /// No progress bar or messages, only errors.

@@ -67,7 +67,7 @@ pub fn run_identity(config: &crate::RunConfig) -> String {
     format!("{:016x}", fnv1a(&bytes))
 }
 
-fn fnv1a(bytes: &[u8]) -> u64 {
+pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for &b in bytes {
         h ^= u64::from(b);

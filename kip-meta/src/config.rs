@@ -54,6 +54,13 @@ pub struct RunConfig {
     /// Test rows per kernel block during evaluation.
     #[serde(default = "default_eval_block")]
     pub eval_block: usize,
+    /// Keep, beside the latest state, the support set with the best
+    /// validation accuracy of the evaluations so far, in `best/`
+    /// ([`crate::best`]); `summary.json` reports its step and test
+    /// accuracy. Needs a validation split (`data.val`) and `eval_every`
+    /// ≥ 1 (absent in older run configurations: off).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub keep_best: bool,
     /// Training images (recorded at creation).
     #[serde(default)]
     pub train_size: usize,
@@ -74,6 +81,7 @@ impl Default for RunConfig {
             eval_every: default_every(),
             checkpoint_every: default_every(),
             eval_block: default_eval_block(),
+            keep_best: false,
             train_size: 0,
             test_size: 0,
             image_shape: [0; 3],
@@ -90,6 +98,20 @@ impl RunConfig {
     pub fn check_cadence(&self) -> Result<()> {
         if self.eval_block == 0 {
             return Err(MetaError::param("eval_block", 0, ">= 1"));
+        }
+        if self.keep_best && self.data.val == 0 {
+            return Err(MetaError::param(
+                "keep_best",
+                "val",
+                "a validation split to choose on (val >= 1): the best set is never chosen on the test split",
+            ));
+        }
+        if self.keep_best && self.eval_every == 0 {
+            return Err(MetaError::param(
+                "keep_best",
+                "val",
+                "evaluations to choose among (eval_every >= 1)",
+            ));
         }
         Ok(())
     }
@@ -121,6 +143,9 @@ pub struct LabelSolveConfig {
 /// A run directory's `config.json`: which command made it, and with what.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "command")]
+// Read once per command and matched by value everywhere: a box would buy
+// nothing but indirection.
+#[allow(clippy::large_enum_variant)]
 pub enum RunRecord {
     /// `kip distill` (a [`crate::Runner`] run).
     #[serde(rename = "distill")]

@@ -39,6 +39,7 @@
 #![forbid(unsafe_code)]
 
 pub mod adam;
+pub mod best;
 pub mod checkpoint;
 pub mod collective;
 mod config;
@@ -52,6 +53,7 @@ mod runner;
 mod step;
 
 pub use adam::{AdamParams, AdamState};
+pub use best::{Best, BEST, BEST_DIR};
 pub use collective::{single_process, Collective, Ranks, SingleProcess};
 pub use config::{LabelSolveConfig, RunConfig, RunRecord};
 pub use error::{MetaError, Result};

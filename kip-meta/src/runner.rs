@@ -11,6 +11,7 @@ use kip_krr::Eval;
 use nalgebra::DMatrix;
 use serde::{Deserialize, Serialize};
 
+use crate::best::{self, Best};
 use crate::checkpoint;
 use crate::collective::{agree_on_failure, single_process, Collective, Ranks};
 use crate::config::{RunConfig, RunRecord};
@@ -96,6 +97,10 @@ pub struct RunSummary {
     pub test_size: usize,
     /// Seconds this session of the run took.
     pub elapsed_s: f64,
+    /// The support set with the best validation accuracy (runs with
+    /// [`RunConfig::keep_best`]; kept in `best/`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub best: Option<Best>,
 }
 
 /// How [`Runner::run`] ended.
@@ -140,6 +145,8 @@ pub struct Runner {
     start: Start,
     /// Step of the last metrics line on disk (a resumed run).
     logged: Option<usize>,
+    /// The best set on validation so far ([`RunConfig::keep_best`]).
+    best: Option<Best>,
     t0: Instant,
 }
 
@@ -231,6 +238,7 @@ impl Runner {
             data,
             start: Start::New,
             logged: None,
+            best: None,
             t0,
         })
     }
@@ -266,6 +274,15 @@ impl Runner {
     /// As [`Runner::resume`]; [`MetaError::Rank`] when another rank failed.
     pub fn resume_on(ranks: Ranks, dir: impl AsRef<Path>, options: Resume, data: Option<Prepared>) -> Result<Self> {
         let t0 = Instant::now();
+        if best::is_snapshot(dir.as_ref()) {
+            return Err(MetaError::run_dir(
+                dir.as_ref(),
+                format!(
+                    "the best-on-validation set of a run ({}), not a run: resume the folder above it",
+                    best::BEST
+                ),
+            ));
+        }
         let dir = RunDir::open(dir.as_ref())?;
         let RunRecord::Distill(mut config) = dir.read_config()? else {
             return Err(MetaError::run_dir(
@@ -335,6 +352,7 @@ impl Runner {
             Ok(logged)
         })?
         .flatten();
+        let best = if config.keep_best { best::load(&dir) } else { None };
         Ok(Self {
             dir,
             config,
@@ -342,6 +360,7 @@ impl Runner {
             data,
             start,
             logged,
+            best,
             t0,
         })
     }
@@ -449,6 +468,12 @@ impl Runner {
             // The natural baseline: the first line of every run.
             self.log(first_line.clone())?;
         }
+        if self.kip.state().step == 0 {
+            // The initial set is a candidate, as every evaluated one (a
+            // resumed run's first evaluation is not: a straight run never
+            // made it).
+            self.keep_if_best(first_eval, first_val)?;
+        }
         let start = RunStart {
             start: self.start,
             step: self.kip.state().step,
@@ -505,6 +530,7 @@ impl Runner {
             };
             if is_due(self.config.eval_every, done) || done == steps {
                 (last_eval, last_val) = self.evaluate_into(&mut line)?;
+                self.keep_if_best(last_eval, last_val)?;
             }
             self.log(line.clone())?;
             if is_due(self.config.checkpoint_every, done) && done < steps {
@@ -542,6 +568,7 @@ impl Runner {
             final_val_acc: last_val.map(|v| v.accuracy),
             test_size: self.data.test.len(),
             elapsed_s: self.t0.elapsed().as_secs_f64(),
+            best: self.best,
         };
         on_root(&*ranks, || self.dir.write_json(SUMMARY, &summary))?;
         Ok(RunOutcome::Finished(summary))
@@ -575,6 +602,26 @@ impl Runner {
         let (test, val) = (self.evaluate()?, self.evaluate_val()?);
         fill(line, test, val);
         Ok((test, val))
+    }
+
+    /// With [`RunConfig::keep_best`]: the current set becomes the best if
+    /// its validation accuracy beats the best so far (written to `best/`).
+    fn keep_if_best(&mut self, test: Eval, val: Option<Eval>) -> Result<()> {
+        if !self.config.keep_best || !best::improves(self.best.as_ref(), val) {
+            return Ok(());
+        }
+        let found = Best {
+            step: self.kip.state().step,
+            val_acc: val.map_or(f64::NAN, |v| v.accuracy),
+            test_acc: test.accuracy,
+            test_loss: test.loss,
+        };
+        on_root(&**self.kip.ranks(), || {
+            let support = self.support_set_of(self.kip.state())?;
+            best::save(&self.dir, &self.config, &support, self.data.display, found)
+        })?;
+        self.best = Some(found);
+        Ok(())
     }
 
     fn log(&mut self, line: MetricsLine) -> Result<()> {

@@ -38,7 +38,7 @@ use crate::run::{DataArgs, DistillOptions, PyRun};
     target_batch = None, learn_labels = false, reg = 1e-6, precision = "f64",
     init = "real", init_std = 1.0, corrupt = 0.0, seed = 0, target_shards = 1, augment = "none",
     augment_support = "none", eval_kernel = None, loss = "mse", eval_every = 100, checkpoint_every = 100, eval_block = 2000,
-    callback = None, out = None, resume = false
+    keep_best = None, callback = None, out = None, resume = false
 ))]
 #[allow(clippy::too_many_arguments)]
 fn distill(
@@ -74,6 +74,7 @@ fn distill(
     eval_every: i64,
     checkpoint_every: i64,
     eval_block: i64,
+    keep_best: Option<&str>,
     callback: Option<Py<PyAny>>,
     out: Option<PathBuf>,
     resume: bool,
@@ -128,6 +129,15 @@ fn distill(
         eval_every: count("eval_every", eval_every)?,
         checkpoint_every: count("checkpoint_every", checkpoint_every)?,
         eval_block: count("eval_block", eval_block)?,
+        keep_best: match keep_best {
+            None => false,
+            Some("val") => true,
+            Some(other) => {
+                return Err(PyValueError::new_err(format!(
+                    "keep_best {other:?}: expected \"val\" (the set is chosen on the validation split) or None"
+                )))
+            }
+        },
     };
     run::distill(py, data, opts, out, resume, callback)
 }

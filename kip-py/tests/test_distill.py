@@ -95,12 +95,14 @@ def test_bitwise_equal_to_cli_with_many_options(kip_bin, tmp_path):
     kip.distill(dataset="digits", support=20, steps=15, seed=5, kernel="fc2-ntk,convvec1-nngp",
                 lr=0.02, lr_schedule="cosine:0.1", precision="f32", target_batch=200,
                 init="noise", init_std=0.5, corrupt=0.1, reg=1e-4, eval_every=5,
-                checkpoint_every=4, preprocess="zca", learn_labels=True, out=py_dir)
+                checkpoint_every=4, preprocess="zca", learn_labels=True, augment_support="flip,shift:1",
+                out=py_dir)
     run_cli(kip_bin, "--dataset", "digits", "--support", "20", "--steps", "15", "--seed", "5",
             "--kernel", "fc2-ntk,convvec1-nngp", "--lr", "0.02", "--lr-schedule", "cosine:0.1",
             "--precision", "f32", "--target-batch", "200", "--init", "noise", "--init-std", "0.5",
             "--corrupt", "0.1", "--reg", "1e-4", "--eval-every", "5", "--checkpoint-every", "4",
-            "--preprocess", "zca", "--learn-labels", "--out", str(cli_dir), "--quiet")
+            "--preprocess", "zca", "--learn-labels", "--augment-support", "flip,shift:1",
+            "--out", str(cli_dir), "--quiet")
     assert_npz_bitwise_equal(py_dir / SUPPORT_NPZ, cli_dir / SUPPORT_NPZ)
     with open(py_dir / "config.json") as f1, open(cli_dir / "config.json") as f2:
         assert json.load(f1) == json.load(f2)
@@ -361,3 +363,25 @@ def test_out_may_be_an_existing_empty_folder(tmp_path):
     run = kip.distill(dataset="digits", support=10, steps=2, out=out)
     assert run.path == out and (out / SUPPORT_NPZ).is_file()
     assert os.path.isfile(out / "config.json")
+
+
+def test_keep_best_matches_the_cli_and_reports_the_chosen_set(kip_bin, tmp_path):
+    """``keep_best="val"`` is ``--keep-best val``: the same best/ folder, the
+    summary's ``best`` is the first evaluation with the top validation
+    accuracy, and ``load_run`` reads best/ as a run."""
+    opts = dict(dataset="digits", support=10, val=300, eval_every=5, lr=0.5, steps=40)
+    py_dir, cli_dir = tmp_path / "py", tmp_path / "cli"
+    run = kip.distill(**opts, keep_best="val", out=py_dir)
+    run_cli(kip_bin, "--dataset", "digits", "--support", "10", "--val", "300", "--eval-every", "5",
+            "--lr", "0.5", "--steps", "40", "--keep-best", "val", "--out", str(cli_dir), "--quiet")
+    assert_npz_bitwise_equal(py_dir / "best" / SUPPORT_NPZ, cli_dir / "best" / SUPPORT_NPZ)
+    evals = [m for m in run.metrics if m.get("val_acc") is not None]
+    top = max(m["val_acc"] for m in evals)
+    chosen = next(m for m in evals if m["val_acc"] == top)
+    best = run.summary["best"]
+    assert (best["step"], best["val_acc"], best["test_acc"]) == (chosen["step"], top, chosen["test_acc"])
+    assert kip.load_run(py_dir / "best").x.shape == run.x.shape
+    with pytest.raises(ValueError, match="keep_best"):
+        kip.distill(**opts, keep_best="test")
+    with pytest.raises(ValueError, match="keep_best"):
+        kip.distill(dataset="digits", support=10, steps=2, keep_best="val")

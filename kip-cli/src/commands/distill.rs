@@ -66,6 +66,14 @@ fn create(a: &DistillArgs, ranks: &Ranks) -> Result<Runner> {
     let data = data_spec(&a.data)?;
     let mut kip = kip_params(a, ranks)?;
     kip.clone().check()?;
+    RunConfig {
+        data: data.clone(),
+        eval_every: a.eval_every,
+        eval_block: a.eval_block,
+        keep_best: a.keep_best.is_some(),
+        ..RunConfig::default()
+    }
+    .check_cadence()?;
     let out = a
         .out
         .clone()
@@ -88,6 +96,7 @@ fn create(a: &DistillArgs, ranks: &Ranks) -> Result<Runner> {
         eval_every: a.eval_every,
         checkpoint_every: a.checkpoint_every,
         eval_block: a.eval_block,
+        keep_best: a.keep_best.is_some(),
         ..RunConfig::default()
     };
     Ok(Runner::create_on(ranks.clone(), &out, config, prepared)?)
@@ -166,6 +175,15 @@ pub fn run(a: DistillArgs, ranks: &Ranks) -> Result<i32> {
                 summary.elapsed_s,
                 dir.display()
             ));
+            if let Some(b) = summary.best {
+                progress.say(&format!(
+                    "best on validation: step {} (val {:.4}), test accuracy {:.4}; its set is in {}",
+                    b.step,
+                    b.val_acc,
+                    b.test_acc,
+                    dir.join(kip_meta::BEST_DIR).display()
+                ));
+            }
             if a.json && ranks.is_root() {
                 println!("{}", serde_json::to_string(&summary).expect("the summary serialises"));
             }

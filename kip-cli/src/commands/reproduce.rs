@@ -42,19 +42,30 @@ fn unknown_row(name: &str) -> CliError {
     CliError::Usage(format!("unknown row `{name}`: expected one of {}", names()))
 }
 
-/// The row's figure: the run's final test accuracy from its
-/// `summary.json`, or, for a row with a follow-up transfer, the distilled
+/// The row's figure: the run's test accuracy from its `summary.json` (of
+/// the set chosen on validation for a run with `--keep-best val`, else of
+/// the final set), or, for a row with a follow-up transfer, the distilled
 /// set's mean test accuracy from `transfer_dc_test.json`.
 fn final_accuracy(out: &Path, r: &Recipe) -> Result<f64> {
-    let (file, keys) = if r.transfer.is_empty() {
-        ("summary.json", vec![r.kind.summary_key()])
-    } else {
-        ("transfer_dc_test.json", vec!["kip", "mean"])
+    let read = |file: &str| -> Result<(std::path::PathBuf, serde_json::Value)> {
+        let path = out.join(file);
+        let text = std::fs::read_to_string(&path).map_err(|e| CliError::Usage(format!("{}: {e}", path.display())))?;
+        let v = serde_json::from_str(&text).map_err(|e| CliError::Usage(format!("{}: {e}", path.display())))?;
+        Ok((path, v))
     };
-    let path = out.join(file);
-    let text = std::fs::read_to_string(&path).map_err(|e| CliError::Usage(format!("{}: {e}", path.display())))?;
-    let v: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| CliError::Usage(format!("{}: {e}", path.display())))?;
+    let (path, v, keys) = if r.transfer.is_empty() {
+        let (path, v) = read("summary.json")?;
+        // A run with --keep-best val reports the set chosen on validation.
+        let keys = if v["best"].is_object() {
+            vec!["best", "test_acc"]
+        } else {
+            vec![r.kind.summary_key()]
+        };
+        (path, v, keys)
+    } else {
+        let (path, v) = read("transfer_dc_test.json")?;
+        (path, v, vec!["kip", "mean"])
+    };
     keys.iter()
         .fold(&v, |v, k| &v[*k])
         .as_f64()
@@ -142,6 +153,12 @@ mod tests {
         let krr = recipes::find("cifar10-rfconv-100").unwrap();
         assert_eq!(final_accuracy(dir.path(), dc).unwrap(), 0.49);
         assert_eq!(final_accuracy(dir.path(), krr).unwrap(), 0.62);
+        std::fs::write(
+            dir.path().join("summary.json"),
+            r#"{"final_test_acc": 0.62, "best": {"step": 300, "val_acc": 0.6, "test_acc": 0.63}}"#,
+        )
+        .unwrap();
+        assert_eq!(final_accuracy(dir.path(), krr).unwrap(), 0.63, "the set chosen on val");
         std::fs::remove_file(dir.path().join("transfer_dc_test.json")).unwrap();
         let e = final_accuracy(dir.path(), dc).unwrap_err().to_string();
         assert!(e.contains("transfer_dc_test.json"), "{e}");

@@ -137,6 +137,7 @@ def distill(
     eval_every: int = 100,
     checkpoint_every: int = 100,
     eval_block: int = 2000,
+    keep_best: Optional[str] = None,
     callback: Optional[Callable[[dict[str, Any]], Optional[bool]]] = None,
     out: Optional[PathArg] = None,
     resume: bool = False,
@@ -162,6 +163,10 @@ def distill(
     ``flip,shift:K``: random flips / translations of each target batch.
     ``augment_support``: the same for the support images inside each step
     (drawn afresh every step, the gradient flowing back through them).
+    ``keep_best="val"`` (needs ``val``): keep the support set with the best
+    validation accuracy of the evaluations in ``out/best`` (a folder
+    ``load_run`` reads); ``Run.summary["best"]`` gives its step and test
+    accuracy.
     ``eval_kernel``: the kernel of every evaluation when not the training
     kernel (e.g. ``"rf-convnet3:channels=256,models=16"`` for a run trained
     with a cheap random-feature kernel). ``loss``: ``mse`` (the paper's)
