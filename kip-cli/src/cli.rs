@@ -133,7 +133,7 @@ pub struct DistillArgs {
     #[arg(long)]
     pub learn_labels: bool,
     /// Ridge relative to tr(K_ss)/n_support.
-    #[arg(long, allow_negative_numbers = true, default_value_t = 1e-6)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = kip_krr::DEFAULT_REG)]
     pub reg: f64,
     /// Seed of the initial sample, target batches and kernel draws.
     #[arg(long, default_value_t = 0)]
@@ -227,7 +227,7 @@ pub struct LabelSolveArgs {
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// Ridge relative to tr(K_ss)/n_support.
-    #[arg(long, allow_negative_numbers = true, default_value_t = 1e-6)]
+    #[arg(long, allow_negative_numbers = true, default_value_t = kip_krr::DEFAULT_REG)]
     pub reg: f64,
     /// Target rows per kernel block (all training images are the targets).
     #[arg(long, default_value_t = 5000)]

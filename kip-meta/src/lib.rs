@@ -62,7 +62,7 @@ pub use loss::{
     kip_loss, kip_loss_grad, kip_loss_grad_objective, kip_loss_grad_sharded, KipWorkspace, LossGrad, LossStats, Shards,
 };
 pub use objective::{Loss, Objective};
-pub use params::{default_target_batch, Init, KipParams, LrSchedule, Precision, ValidKipParams};
+pub use params::{default_target_batch, Init, KipParams, LrSchedule, Precision, ValidKipParams, DEFAULT_STEPS};
 pub use run_dir::{MetricsLine, RunDir, CHECKPOINT, CONFIG, METRICS, SUMMARY, SUPPORT, SUPPORT_PNG};
 pub use runner::{Observer, Resume, RunOutcome, RunStart, RunSummary, Runner, Start};
 pub use step::{Kip, KipState, StepInfo};

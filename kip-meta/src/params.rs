@@ -82,7 +82,7 @@ impl std::fmt::Display for Precision {
 /// | `kernels` | `[fc1-ntk]` | kernel; several = one drawn per step ("sampling") | non-empty |
 /// | `n_support` | 100 | support images | ≥ number of classes, ≤ training size per class |
 /// | `n_target` | 5000 | target images drawn (class-balanced) each step | ≥ number of classes, ≤ training size per class |
-/// | `steps` | 1000 | Adam steps | ≥ 1 |
+/// | `steps` | 300 ([`DEFAULT_STEPS`]) | Adam steps | ≥ 1 |
 /// | `adam.lr` | 0.01 | learning rate | finite, > 0 |
 /// | `lr_schedule` | `Constant` | learning-rate decay over `steps` | cosine floor in [0, 1] |
 /// | `precision` | `F64` | arithmetic of the step's two big GEMMs | f64, f32 |
@@ -156,17 +156,21 @@ fn one_shard() -> usize {
     1
 }
 
+/// The default step count of a run ([`KipParams::steps`]): the CLI's and
+/// the Python package's too.
+pub const DEFAULT_STEPS: usize = 300;
+
 impl Default for KipParams {
     fn default() -> Self {
         Self {
             kernels: vec!["fc1-ntk".into()],
             n_support: 100,
             n_target: 5000,
-            steps: 1000,
+            steps: DEFAULT_STEPS,
             adam: AdamParams::default(),
             lr_schedule: LrSchedule::Constant,
             precision: Precision::F64,
-            reg: 1e-6,
+            reg: kip_krr::DEFAULT_REG,
             learn_labels: false,
             init: Init::Real,
             corrupt: 0.0,

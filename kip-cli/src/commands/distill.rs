@@ -17,9 +17,6 @@ fn exit_interrupted(signal: Option<i32>) -> i32 {
     128 + signal.unwrap_or(signal_hook::consts::SIGINT)
 }
 
-/// Steps of a new run when --steps is not given.
-const DEFAULT_STEPS: usize = 300;
-
 /// The KIP parameters the flags ask for (`n_target` from --target-batch,
 /// or 1 until the data says what the default is).
 fn kip_params(a: &DistillArgs, ranks: &Ranks) -> Result<KipParams> {
@@ -32,7 +29,7 @@ fn kip_params(a: &DistillArgs, ranks: &Ranks) -> Result<KipParams> {
         kernels,
         n_support: a.support,
         n_target: a.target_batch.unwrap_or(1),
-        steps: a.steps.unwrap_or(DEFAULT_STEPS),
+        steps: a.steps.unwrap_or(kip_meta::DEFAULT_STEPS),
         adam: AdamParams {
             lr: a.lr,
             first_step_index: a.adam_first_step,
