@@ -310,7 +310,7 @@ pub const RECIPES: &[Recipe] = &[
         ],
         transfer: &["--protocol", "dc", "--runs", "5"],
         minutes: 45.0,
-        measured: f64::NAN,
+        measured: 0.3271,
     },
     Recipe {
         name: "cifar10-rfconv-100-dc",
@@ -342,7 +342,7 @@ pub const RECIPES: &[Recipe] = &[
         ],
         transfer: &["--protocol", "dc", "--runs", "5"],
         minutes: 120.0,
-        measured: f64::NAN,
+        measured: 0.5013,
     },
 ];
 
