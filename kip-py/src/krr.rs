@@ -90,7 +90,7 @@ impl PyKrrModel {
 /// ``y``: class ids ``(n,)`` (centred one-hot, as KIP uses) or a label
 /// matrix ``(n, C)``. ``kernel`` is a :class:`kip.Kernel` or a spec string.
 #[pyfunction]
-#[pyo3(signature = (kernel, x, y, reg = kip_krr::DEFAULT_REG))]
+#[pyo3(signature = (kernel, x, y, reg = 1e-6))]
 pub fn krr_fit(
     py: Python<'_>,
     kernel: &Bound<'_, PyAny>,
@@ -138,7 +138,7 @@ pub fn krr_predict<'py>(
 /// ``y_target`` is class ids ``(n_t,)`` (centred one-hot) or ``(n_t, C)``;
 /// ``K_ts`` is formed ``block`` targets at a time.
 #[pyfunction]
-#[pyo3(signature = (kernel, x_support, x_target, y_target, reg = kip_krr::DEFAULT_REG, block = 5000))]
+#[pyo3(signature = (kernel, x_support, x_target, y_target, reg = 1e-6, block = 5000))]
 pub fn label_solve<'py>(
     py: Python<'py>,
     kernel: &Bound<'py, PyAny>,

@@ -9,6 +9,16 @@ mod errors;
 mod kernel;
 mod krr;
 mod run;
+
+// Python signatures need literal defaults (pyo3 shows any other expression
+// as `...` in help() and inspect.signature; test_api checks it): the
+// literals of `distill`, `krr_fit` and `label_solve` are checked against
+// their owners when this crate compiles.
+const _: () = assert!(kip_krr::DEFAULT_REG == 1e-6, "reg = 1e-6 in the pyo3 signatures");
+const _: () = assert!(
+    kip_meta::DEFAULT_STEPS == 300,
+    "steps = 300 in distill's pyo3 signature"
+);
 mod transfer;
 
 use std::path::PathBuf;
@@ -34,8 +44,8 @@ use crate::run::{DataArgs, DistillOptions, PyRun};
 #[pyo3(signature = (
     x = None, y = None, *, x_test = None, y_test = None, class_names = None,
     dataset = "digits", data_dir = None, preprocess = "standard", holdout = 0, val = 0,
-    support = 100, kernel = "fc1-ntk", steps = kip_meta::DEFAULT_STEPS as i64, lr = 0.01, lr_schedule = "constant",
-    target_batch = None, learn_labels = false, reg = kip_krr::DEFAULT_REG, precision = "f64",
+    support = 100, kernel = "fc1-ntk", steps = 300, lr = 0.01, lr_schedule = "constant",
+    target_batch = None, learn_labels = false, reg = 1e-6, precision = "f64",
     init = "real", init_std = 1.0, corrupt = 0.0, seed = 0, target_shards = 1, augment = "none",
     augment_support = "none", eval_kernel = None, loss = "mse", eval_every = 100, checkpoint_every = 100, eval_block = 2000,
     keep_best = None, callback = None, out = None, resume = false
